@@ -1,0 +1,2 @@
+//! `ext4-virtiofsd`: entry point.
+fn main() {}

@@ -1,0 +1,1 @@
+//! INTERFACE STUB (owner: helper "directories").

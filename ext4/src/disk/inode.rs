@@ -1,0 +1,390 @@
+//! On-disk inodes: the 128-byte base record, the extra fields of large
+//! inodes, timestamps with nanoseconds and extended epoch, 32-bit ids,
+//! huge_file block counts, and the inode checksum.
+
+use super::checksum::crc32c;
+use super::codec::layout;
+use crate::error::{Error, Location, Result};
+
+/// Size of the base (ext2 "good old") inode.
+pub const GOOD_OLD_INODE_SIZE: usize = 128;
+/// Root directory inode number.
+pub const ROOT_INO: u32 = 2;
+/// Journal inode number (the usual one).
+pub const JOURNAL_INO: u32 = 8;
+
+/// Inode flag: hash-indexed directory.
+pub const FL_INDEX: u32 = 0x0000_1000;
+/// Inode flag: huge file (i_blocks counts file-system blocks).
+pub const FL_HUGE_FILE: u32 = 0x0004_0000;
+/// Inode flag: extent-mapped.
+pub const FL_EXTENTS: u32 = 0x0008_0000;
+/// Inode flag: encrypted.
+pub const FL_ENCRYPT: u32 = 0x0000_0800;
+/// Inode flag: fs-verity protected.
+pub const FL_VERITY: u32 = 0x0010_0000;
+/// Inode flag: holds a large xattr value.
+pub const FL_EA_INODE: u32 = 0x0020_0000;
+/// Inode flag: data stored inline.
+pub const FL_INLINE_DATA: u32 = 0x1000_0000;
+/// Inode flag: case-folded directory.
+pub const FL_CASEFOLD: u32 = 0x4000_0000;
+
+/// File type bits of `i_mode`.
+pub const S_IFMT: u16 = 0o170000;
+/// Socket.
+pub const S_IFSOCK: u16 = 0o140000;
+/// Symbolic link.
+pub const S_IFLNK: u16 = 0o120000;
+/// Regular file.
+pub const S_IFREG: u16 = 0o100000;
+/// Block device.
+pub const S_IFBLK: u16 = 0o060000;
+/// Directory.
+pub const S_IFDIR: u16 = 0o040000;
+/// Character device.
+pub const S_IFCHR: u16 = 0o020000;
+/// FIFO.
+pub const S_IFIFO: u16 = 0o010000;
+
+layout! {
+    /// The inode record up to `i_projid` (160 bytes). Fields past the end of
+    /// a small inode or past `128 + i_extra_isize` decode as zero.
+    pub struct RawInode (0xA0) {
+        0x00 => mode: u16,
+        0x02 => uid_lo: u16,
+        0x04 => size_lo: u32,
+        0x08 => atime: u32,
+        0x0C => ctime: u32,
+        0x10 => mtime: u32,
+        0x14 => dtime: u32,
+        0x18 => gid_lo: u16,
+        0x1A => links_count: u16,
+        0x1C => blocks_lo: u32,
+        0x20 => flags: u32,
+        0x24 => version_lo: u32,
+        0x28 => block: [u8; 60],
+        0x64 => generation: u32,
+        0x68 => file_acl_lo: u32,
+        0x6C => size_hi: u32,
+        0x70 => faddr: u32,
+        0x74 => blocks_hi: u16,
+        0x76 => file_acl_hi: u16,
+        0x78 => uid_hi: u16,
+        0x7A => gid_hi: u16,
+        0x7C => checksum_lo: u16,
+        0x7E => reserved: u16,
+        0x80 => extra_isize: u16,
+        0x82 => checksum_hi: u16,
+        0x84 => ctime_extra: u32,
+        0x88 => mtime_extra: u32,
+        0x8C => atime_extra: u32,
+        0x90 => crtime: u32,
+        0x94 => crtime_extra: u32,
+        0x98 => version_hi: u32,
+        0x9C => projid: u32,
+    }
+}
+
+const CHECKSUM_LO_OFFSET: usize = 0x7C;
+const CHECKSUM_HI_OFFSET: usize = 0x82;
+/// `i_extra_isize` needed for `i_checksum_hi` to exist.
+const CHECKSUM_HI_EXTRA_END: u16 = 4;
+
+/// A timestamp with nanoseconds; seconds may exceed 32 bits (extended epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    pub secs: i64,
+    /// Nanoseconds, 0..1e9.
+    pub nsecs: u32,
+}
+
+impl Timestamp {
+    /// Decodes a 32-bit seconds field and its optional `_extra` field.
+    pub fn decode(secs: u32, extra: Option<u32>) -> Self {
+        let base = secs as i32 as i64;
+        match extra {
+            Some(x) => Timestamp { secs: base + (((x & 3) as i64) << 32), nsecs: (x >> 2).min(999_999_999) },
+            None => Timestamp { secs: base, nsecs: 0 },
+        }
+    }
+
+    /// Encodes into a seconds field and an `_extra` field.
+    pub fn encode(self) -> (u32, u32) {
+        let secs = self.secs as u32;
+        let epoch = ((self.secs - (self.secs as i32 as i64)) >> 32) as u32 & 3;
+        (secs, (self.nsecs << 2) | epoch)
+    }
+}
+
+/// File type of an inode, from `i_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// Regular file.
+    Regular,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// FIFO.
+    Fifo,
+    /// Socket.
+    Socket,
+}
+
+impl FileType {
+    /// The type encoded in a mode, if valid.
+    pub fn from_mode(mode: u16) -> Option<Self> {
+        Some(match mode & S_IFMT {
+            S_IFREG => FileType::Regular,
+            S_IFDIR => FileType::Directory,
+            S_IFLNK => FileType::Symlink,
+            S_IFCHR => FileType::CharDevice,
+            S_IFBLK => FileType::BlockDevice,
+            S_IFIFO => FileType::Fifo,
+            S_IFSOCK => FileType::Socket,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded inode, with the raw record kept for the in-inode xattr area
+/// and for writing back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    /// Inode number.
+    pub ino: u32,
+    /// Decoded fields.
+    pub raw: RawInode,
+    /// The whole on-disk record (`s_inode_size` bytes).
+    pub bytes: Vec<u8>,
+}
+
+impl Inode {
+    /// Parses an inode record, verifying its checksum when `csum_seed` is
+    /// given (metadata_csum) and validating `i_extra_isize`.
+    pub fn parse(ino: u32, bytes: &[u8], csum_seed: Option<u32>) -> Result<Inode> {
+        let isize = bytes.len();
+        let mut padded = [0u8; RawInode::SIZE];
+        let base = isize.min(GOOD_OLD_INODE_SIZE);
+        padded[..base].copy_from_slice(&bytes[..base]);
+        let mut raw = RawInode::decode(&padded);
+        if isize > GOOD_OLD_INODE_SIZE {
+            let extra = super::codec::le16(bytes, GOOD_OLD_INODE_SIZE) as usize;
+            if extra % 4 != 0 || GOOD_OLD_INODE_SIZE + extra > isize {
+                return Err(Error::corrupt("inode", Location::Inode(ino), format!("i_extra_isize {extra} invalid")));
+            }
+            let end = (GOOD_OLD_INODE_SIZE + extra).min(RawInode::SIZE);
+            padded[GOOD_OLD_INODE_SIZE..end].copy_from_slice(&bytes[GOOD_OLD_INODE_SIZE..end]);
+            raw = RawInode::decode(&padded);
+        } else {
+            raw.extra_isize = 0;
+        }
+        let inode = Inode { ino, raw, bytes: bytes.to_vec() };
+        if let Some(seed) = csum_seed {
+            let want = inode.compute_checksum(seed);
+            if want != inode.stored_checksum() {
+                return Err(Error::Checksum { what: "inode", location: Location::Inode(ino) });
+            }
+        }
+        Ok(inode)
+    }
+
+    fn has_checksum_hi(&self) -> bool {
+        self.bytes.len() > GOOD_OLD_INODE_SIZE && self.raw.extra_isize >= CHECKSUM_HI_EXTRA_END
+    }
+
+    fn stored_checksum(&self) -> u32 {
+        let hi = if self.has_checksum_hi() { (self.raw.checksum_hi as u32) << 16 } else { 0 };
+        hi | self.raw.checksum_lo as u32
+    }
+
+    /// The metadata_csum checksum of this inode's record, truncated to what
+    /// the record can store.
+    pub fn compute_checksum(&self, csum_seed: u32) -> u32 {
+        let b = &self.bytes;
+        let mut c = crc32c(csum_seed, &self.ino.to_le_bytes());
+        c = crc32c(c, &self.raw.generation.to_le_bytes());
+        c = crc32c(c, &b[..CHECKSUM_LO_OFFSET]);
+        c = crc32c(c, &[0, 0]);
+        c = crc32c(c, &b[CHECKSUM_LO_OFFSET + 2..GOOD_OLD_INODE_SIZE]);
+        if b.len() > GOOD_OLD_INODE_SIZE {
+            c = crc32c(c, &b[GOOD_OLD_INODE_SIZE..CHECKSUM_HI_OFFSET]);
+            if self.has_checksum_hi() {
+                c = crc32c(c, &[0, 0]);
+                c = crc32c(c, &b[CHECKSUM_HI_OFFSET + 2..]);
+            } else {
+                c = crc32c(c, &b[CHECKSUM_HI_OFFSET..]);
+            }
+        }
+        if self.has_checksum_hi() { c } else { c & 0xFFFF }
+    }
+
+    /// The mode bits including the file type.
+    pub fn mode(&self) -> u16 {
+        self.raw.mode
+    }
+    /// The file type, if the mode encodes a valid one.
+    pub fn file_type(&self) -> Option<FileType> {
+        FileType::from_mode(self.raw.mode)
+    }
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.raw.mode & S_IFMT == S_IFDIR
+    }
+    /// Whether this is a regular file.
+    pub fn is_reg(&self) -> bool {
+        self.raw.mode & S_IFMT == S_IFREG
+    }
+    /// Whether this is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.raw.mode & S_IFMT == S_IFLNK
+    }
+    /// Owner user id (32 bits).
+    pub fn uid(&self) -> u32 {
+        (self.raw.uid_hi as u32) << 16 | self.raw.uid_lo as u32
+    }
+    /// Owner group id (32 bits).
+    pub fn gid(&self) -> u32 {
+        (self.raw.gid_hi as u32) << 16 | self.raw.gid_lo as u32
+    }
+    /// File size in bytes.
+    pub fn size(&self) -> u64 {
+        (self.raw.size_hi as u64) << 32 | self.raw.size_lo as u64
+    }
+    /// Hard link count.
+    pub fn links_count(&self) -> u16 {
+        self.raw.links_count
+    }
+    /// Inode flags (`FL_*`).
+    pub fn flags(&self) -> u32 {
+        self.raw.flags
+    }
+    /// Whether the given flag bits are all set.
+    pub fn has_flag(&self, fl: u32) -> bool {
+        self.raw.flags & fl == fl
+    }
+    /// The 60-byte `i_block` area (block map, extent root, inline data or fast symlink).
+    pub fn i_block(&self) -> &[u8; 60] {
+        &self.raw.block
+    }
+    /// Generation number (for NFS-style handles).
+    pub fn generation(&self) -> u32 {
+        self.raw.generation
+    }
+    /// External xattr block, or 0.
+    pub fn file_acl(&self) -> u64 {
+        (self.raw.file_acl_hi as u64) << 32 | self.raw.file_acl_lo as u64
+    }
+    /// Allocated space in 512-byte sectors, resolving huge_file semantics.
+    pub fn blocks_512(&self, huge_file_feature: bool, block_size: u32) -> u64 {
+        let mut n = self.raw.blocks_lo as u64;
+        if huge_file_feature {
+            n |= (self.raw.blocks_hi as u64) << 32;
+            if self.has_flag(FL_HUGE_FILE) {
+                n *= (block_size / 512) as u64;
+            }
+        }
+        n
+    }
+    fn extra_has(&self, offset: usize, len: usize) -> bool {
+        GOOD_OLD_INODE_SIZE + self.raw.extra_isize as usize >= offset + len
+    }
+    /// Last access time.
+    pub fn atime(&self) -> Timestamp {
+        Timestamp::decode(self.raw.atime, self.extra_has(0x8C, 4).then_some(self.raw.atime_extra))
+    }
+    /// Last data modification time.
+    pub fn mtime(&self) -> Timestamp {
+        Timestamp::decode(self.raw.mtime, self.extra_has(0x88, 4).then_some(self.raw.mtime_extra))
+    }
+    /// Last inode change time.
+    pub fn ctime(&self) -> Timestamp {
+        Timestamp::decode(self.raw.ctime, self.extra_has(0x84, 4).then_some(self.raw.ctime_extra))
+    }
+    /// Creation time, where the inode records one.
+    pub fn crtime(&self) -> Option<Timestamp> {
+        self.extra_has(0x90, 4)
+            .then(|| Timestamp::decode(self.raw.crtime, self.extra_has(0x94, 4).then_some(self.raw.crtime_extra)))
+    }
+    /// Deletion time (seconds), nonzero for deleted or orphaned inodes.
+    pub fn dtime(&self) -> u32 {
+        self.raw.dtime
+    }
+    /// Project id, where recorded.
+    pub fn projid(&self) -> u32 {
+        if self.extra_has(0x9C, 4) { self.raw.projid } else { 0 }
+    }
+    /// The in-inode extended attribute area (after the extra fields), if any.
+    pub fn xattr_area(&self) -> &[u8] {
+        let start = GOOD_OLD_INODE_SIZE + self.raw.extra_isize as usize;
+        if self.bytes.len() > GOOD_OLD_INODE_SIZE && start < self.bytes.len() { &self.bytes[start..] } else { &[] }
+    }
+    /// Device number of a character or block device inode (old or new encoding).
+    pub fn rdev(&self) -> u32 {
+        let b = &self.raw.block;
+        let old = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if old != 0 {
+            // Old 16-bit encoding: major in bits 8..16, minor in 0..8.
+            let (major, minor) = ((old >> 8) & 0xFF, old & 0xFF);
+            return makedev(major, minor);
+        }
+        let new = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        // New encoding: minor low 8 bits, major 12 bits, minor high 12 bits.
+        let major = (new & 0xFFF00) >> 8;
+        let minor = (new & 0xFF) | ((new >> 12) & 0xFFF00);
+        makedev(major, minor)
+    }
+}
+
+/// Linux `makedev` for 32-bit dev_t as FUSE carries it.
+fn makedev(major: u32, minor: u32) -> u32 {
+    (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & !0xFF) << 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extended_epoch_timestamps() {
+        let t = Timestamp { secs: (1i64 << 32) + 5, nsecs: 123 };
+        let (s, x) = t.encode();
+        assert_eq!(Timestamp::decode(s, Some(x)), t);
+        let neg = Timestamp { secs: -5, nsecs: 7 };
+        let (s, x) = neg.encode();
+        assert_eq!(Timestamp::decode(s, Some(x)), neg);
+        assert_eq!(Timestamp::decode(0xFFFF_FFFF, None).secs, -1);
+    }
+
+    #[test]
+    fn checksum_roundtrip_and_small_inodes() {
+        let mut bytes = vec![0u8; 256];
+        let raw = RawInode { mode: S_IFREG | 0o644, extra_isize: 32, generation: 9, ..Default::default() };
+        raw.encode(&mut bytes);
+        let mut ino = Inode::parse(12, &bytes, None).unwrap();
+        let c = ino.compute_checksum(0xabc);
+        ino.raw.checksum_lo = c as u16;
+        ino.raw.checksum_hi = (c >> 16) as u16;
+        ino.raw.encode(&mut bytes);
+        Inode::parse(12, &bytes, Some(0xabc)).unwrap();
+        bytes[200] ^= 1;
+        assert!(matches!(Inode::parse(12, &bytes, Some(0xabc)), Err(Error::Checksum { .. })));
+        // A 128-byte inode has no extra fields.
+        let small = Inode::parse(12, &bytes[..128], None).unwrap();
+        assert_eq!(small.raw.extra_isize, 0);
+        assert!(small.crtime().is_none());
+    }
+
+    #[test]
+    fn bad_extra_isize_is_corrupt() {
+        let mut bytes = vec![0u8; 256];
+        RawInode { extra_isize: 200, ..Default::default() }.encode(&mut bytes);
+        assert!(matches!(Inode::parse(12, &bytes, None), Err(Error::Corrupt { .. })));
+    }
+}

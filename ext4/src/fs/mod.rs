@@ -1,0 +1,261 @@
+//! The mounted file system: opening an image (with journal recovery),
+//! group descriptors, inodes and metadata blocks, and the read operations
+//! built on them (one module per operation family).
+
+pub mod bitmap;
+pub mod dir;
+pub mod file;
+pub mod geometry;
+pub mod inline;
+pub mod mapping;
+pub mod path;
+pub mod statfs;
+pub mod symlink;
+pub mod xattr;
+
+use crate::disk::features::{Incompat, RoCompat};
+use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
+use crate::disk::inode::Inode;
+use crate::disk::superblock::{SUPERBLOCK_OFFSET, Superblock};
+use crate::error::{Error, Location, Result};
+use crate::io::{BlockCache, BlockDevice, FileDevice};
+use geometry::Geometry;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How to open an image.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Never write to the image. A journal that needs recovery is then
+    /// replayed into memory only.
+    pub read_only: bool,
+    /// Byte budget of the metadata buffer cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { read_only: false, cache_bytes: 64 << 20 }
+    }
+}
+
+/// An open ext4 file system. `Send + Sync`: every method takes `&self` and
+/// may be called from many threads at once; reads never take a global lock.
+pub struct Ext4 {
+    dev: Arc<dyn BlockDevice>,
+    sb: Superblock,
+    geo: Geometry,
+    groups: Vec<GroupDesc>,
+    cache: BlockCache,
+    csum_seed: Option<u32>,
+    read_only: bool,
+    recovered: Option<crate::journal::RecoveryReport>,
+}
+
+impl std::fmt::Debug for Ext4 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ext4")
+            .field("block_size", &self.geo.block_size)
+            .field("groups", &self.geo.group_count)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl Ext4 {
+    /// Opens the image file at `path`.
+    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Ext4> {
+        let dev = FileDevice::open(path.as_ref(), opts.read_only)?;
+        Self::open_device(Arc::new(dev), opts)
+    }
+
+    /// Opens an image on any block device. Replays the journal first when
+    /// the image needs recovery: on the device itself, or in memory for a
+    /// read-only open.
+    pub fn open_device(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
+        let fs = Self::load(dev.clone(), opts)?;
+        if !fs.sb.incompat().has(Incompat::RECOVER) {
+            return Ok(fs);
+        }
+        let target: Arc<dyn BlockDevice> =
+            if opts.read_only { Arc::new(crate::io::OverlayDevice::new(dev)) } else { dev };
+        let writable = Self::load(target.clone(), &OpenOptions { read_only: false, ..opts.clone() })?;
+        let report = crate::journal::recover(&writable)?;
+        drop(writable);
+        let mut fs = Self::load(target, opts)?;
+        fs.recovered = Some(report);
+        Ok(fs)
+    }
+
+    /// Reads and validates the superblock and group descriptors. Touches
+    /// nothing else: no bitmap or inode table is scanned.
+    fn load(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
+        let mut raw = vec![0u8; Superblock::SIZE];
+        dev.read_at(&mut raw, SUPERBLOCK_OFFSET)
+            .map_err(|_| Error::OutOfBounds { what: "superblock", location: Location::Superblock })?;
+        let (sb, force_ro) = Superblock::parse(&raw, dev.len())?;
+        let geo = Geometry::new(&sb);
+        let csum_seed = sb.has_metadata_csum().then(|| sb.csum_seed());
+        let read_only = opts.read_only || force_ro || sb.ro_compat().has(RoCompat::READONLY);
+        let mut fs = Ext4 {
+            dev,
+            sb,
+            geo,
+            groups: Vec::new(),
+            cache: BlockCache::new(opts.cache_bytes),
+            csum_seed,
+            read_only,
+            recovered: None,
+        };
+        fs.groups = fs.load_group_descs()?;
+        Ok(fs)
+    }
+
+    fn load_group_descs(&self) -> Result<Vec<GroupDesc>> {
+        let ds = self.geo.desc_size as usize;
+        let per_block = self.geo.descs_per_block();
+        let mut groups = Vec::with_capacity(self.geo.group_count as usize);
+        for i in 0..self.geo.gdt_blocks() {
+            let blk = self.geo.descriptor_block(i);
+            let data = self.read_meta_block(blk, "group descriptor table")?;
+            for j in 0..per_block {
+                let g = i * per_block + j;
+                if g >= self.geo.group_count {
+                    break;
+                }
+                let raw = &data[j as usize * ds..(j as usize + 1) * ds];
+                let gd = GroupDesc::decode(raw, ds);
+                self.verify_group_desc(g, raw, &gd)?;
+                groups.push(gd);
+            }
+        }
+        Ok(groups)
+    }
+
+    fn verify_group_desc(&self, g: u32, raw: &[u8], gd: &GroupDesc) -> Result<()> {
+        let stored = gd.raw.checksum;
+        let want = if let Some(seed) = self.csum_seed {
+            Some(GroupDesc::checksum_crc32c(seed, g, raw))
+        } else if self.sb.has_gdt_csum() {
+            Some(GroupDesc::checksum_crc16(&self.sb.uuid, g, raw, self.sb.is_64bit()))
+        } else {
+            None
+        };
+        if want.is_some_and(|w| w != stored) {
+            return Err(Error::Checksum { what: "group descriptor", location: Location::Group(g) });
+        }
+        let it = gd.inode_table();
+        let it_blocks = (self.geo.inodes_per_group as u64 * self.geo.inode_size as u64).div_ceil(self.geo.block_size as u64);
+        let in_range = |b: u64| self.geo.block_in_range(b);
+        if !in_range(gd.block_bitmap()) || !in_range(gd.inode_bitmap()) || !in_range(it) || !in_range(it + it_blocks - 1) {
+            return Err(Error::corrupt("group descriptor", Location::Group(g), "bitmap or inode table outside the file system"));
+        }
+        Ok(())
+    }
+
+    /// The superblock as loaded.
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// Derived layout facts.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// Block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.geo.block_size
+    }
+
+    /// The descriptor of group `g`.
+    pub fn group_desc(&self, g: u32) -> Result<&GroupDesc> {
+        self.groups.get(g as usize).ok_or_else(|| Error::InvalidArgument(format!("group {g} out of range")))
+    }
+
+    /// The metadata_csum seed, when metadata checksums are enabled.
+    pub fn csum_seed(&self) -> Option<u32> {
+        self.csum_seed
+    }
+
+    /// Whether the file system refuses writes.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// What journal recovery did when this image was opened, if it ran.
+    pub fn recovery_report(&self) -> Option<&crate::journal::RecoveryReport> {
+        self.recovered.as_ref()
+    }
+
+    /// The underlying device.
+    pub fn device(&self) -> &Arc<dyn BlockDevice> {
+        &self.dev
+    }
+
+    /// The metadata buffer cache.
+    pub fn cache(&self) -> &BlockCache {
+        &self.cache
+    }
+
+    /// Reads metadata block `blk` through the buffer cache. `what` names the
+    /// structure for error messages.
+    pub fn read_meta_block(&self, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.cache.get(blk) {
+            return Ok(b);
+        }
+        let mut buf = vec![0u8; self.geo.block_size as usize];
+        self.read_block_into(blk, &mut buf, what)?;
+        let data: Arc<[u8]> = buf.into();
+        self.cache.insert(blk, data.clone());
+        Ok(data)
+    }
+
+    /// Reads block `blk` into `buf` (one block long) without caching: for file data.
+    pub fn read_block_into(&self, blk: u64, buf: &mut [u8], what: &'static str) -> Result<()> {
+        let bs = self.geo.block_size as u64;
+        if !self.geo.block_in_range(blk) && !(blk == 0 && self.geo.first_data_block == 0) {
+            return Err(Error::OutOfBounds { what, location: Location::Block(blk) });
+        }
+        self.dev.read_at(buf, blk * bs).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::OutOfBounds { what, location: Location::Block(blk) }
+            }
+            other => other,
+        })
+    }
+
+    /// Reads inode `ino`, verifying its checksum. An inode in a group whose
+    /// inode table was never initialised reads as all zeros (unused).
+    pub fn read_inode(&self, ino: u32) -> Result<Inode> {
+        if ino == 0 || ino > self.sb.inodes_count {
+            return Err(Error::InvalidArgument(format!("inode number {ino} out of range")));
+        }
+        let (g, idx) = self.geo.inode_location(ino);
+        let gd = self.group_desc(g)?;
+        let isz = self.geo.inode_size as usize;
+        let csum_groups = self.csum_seed.is_some() || self.sb.has_gdt_csum();
+        if csum_groups && gd.flags() & BG_INODE_UNINIT != 0 {
+            return Inode::parse(ino, &vec![0u8; isz], None);
+        }
+        let byte = idx as u64 * isz as u64;
+        let bs = self.geo.block_size as u64;
+        let blk = gd.inode_table() + byte / bs;
+        let data = self.read_meta_block(blk, "inode table")?;
+        let off = (byte % bs) as usize;
+        let bytes = &data[off..off + isz];
+        // A never-used inode record (all zeros) carries no checksum.
+        let seed = self.csum_seed.filter(|_| bytes.iter().any(|&b| b != 0));
+        Inode::parse(ino, bytes, seed)
+    }
+
+    /// Reads inode `ino` and checks that it is in use (a live file), as
+    /// every reference from a directory entry must be.
+    pub fn read_live_inode(&self, ino: u32) -> Result<Inode> {
+        let inode = self.read_inode(ino)?;
+        if inode.links_count() == 0 && inode.mode() == 0 || inode.file_type().is_none() {
+            return Err(Error::corrupt("inode", Location::Inode(ino), "referenced inode is not in use"));
+        }
+        Ok(inode)
+    }
+}

@@ -1,0 +1,39 @@
+//! File system statistics (statfs), from the superblock counters.
+
+use super::Ext4;
+
+/// What `statfs` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    /// Block size.
+    pub block_size: u32,
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub free_blocks: u64,
+    /// Free blocks available to unprivileged users.
+    pub avail_blocks: u64,
+    /// Total inodes.
+    pub inodes: u64,
+    /// Free inodes.
+    pub free_inodes: u64,
+    /// Longest file name.
+    pub name_max: u32,
+}
+
+impl Ext4 {
+    /// Current statistics.
+    pub fn statfs(&self) -> StatFs {
+        let sb = self.superblock();
+        let free = sb.free_blocks_count();
+        StatFs {
+            block_size: self.block_size(),
+            blocks: sb.blocks_count(),
+            free_blocks: free,
+            avail_blocks: free.saturating_sub(sb.r_blocks_count()),
+            inodes: sb.inodes_count as u64,
+            free_inodes: sb.free_inodes_count as u64,
+            name_max: 255,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Block device I/O and the metadata buffer cache: the lowest layer.
+
+pub mod cache;
+pub mod device;
+pub mod file_device;
+pub mod mem_device;
+pub mod overlay;
+
+pub use cache::BlockCache;
+pub use device::BlockDevice;
+pub use file_device::FileDevice;
+pub use mem_device::MemDevice;
+pub use overlay::OverlayDevice;
