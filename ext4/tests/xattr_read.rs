@@ -1,84 +1,56 @@
 //! Extended attributes, POSIX ACLs, inline data and symlink targets read
 //! from images built by `mke2fs -d`, checked against the source tree
-//! (python3 `os.listxattr`/`os.getxattr`, `getfacl`) and `debugfs`.
+//! (llistxattr/lgetxattr, `getfacl`) and `debugfs`.
 //!
-//! Needs e2fsprogs, python3, and the Debian packages `attr` (setfattr) and
-//! `acl` (setfacl, getfacl).
+//! Needs e2fsprogs and the Debian package `acl` (setfacl, getfacl).
 
+mod common;
+
+use common::Scratch;
+use common::tools::{assert_fsck_clean, debugfs, mkfs, run};
+use common::tree::{pattern, set_xattr, xattrs};
 use ext4::disk::acl::Acl;
 use ext4::disk::inode::FL_INLINE_DATA;
 use ext4::disk::xattr::{entry_hash, parse_block};
 use ext4::{Error, Ext4, Location, OpenOptions};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+/// A source directory and the image built from it.
+struct Image {
+    scratch: Scratch,
+}
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("ext4-xattr-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(p.join("src")).unwrap();
-        Scratch(p)
+impl Image {
+    fn new(tag: &str) -> Image {
+        let scratch = Scratch::new(&format!("xattr-{tag}"));
+        std::fs::create_dir(scratch.join("src")).unwrap();
+        Image { scratch }
     }
-    fn src(&self) -> PathBuf {
-        self.0.join("src")
+    fn src(&self, name: &str) -> std::path::PathBuf {
+        self.scratch.join("src").join(name)
     }
-    fn img(&self) -> PathBuf {
-        self.0.join("img")
+    fn img(&self) -> std::path::PathBuf {
+        self.scratch.join("img")
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    /// Builds the image with 256-byte inodes and checks it with e2fsck.
+    fn mkfs(&self, block_size: u32, features: &str) {
+        let bs = block_size.to_string();
+        let args = ["-t", "ext4", "-I", "256", "-b", &bs, "-O", features];
+        mkfs(&self.img(), "16M", Some(&self.scratch.join("src")), &args);
+        assert_fsck_clean(&self.img());
     }
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Builds the image from `s.src()` with mke2fs and checks it with e2fsck.
-fn mkfs(s: &Scratch, block_size: u32, features: &str) {
-    let bs = block_size.to_string();
-    run(
-        "mke2fs",
-        &[
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-I",
-            "256",
-            "-b",
-            &bs,
-            "-O",
-            features,
-            "-d",
-            path_str(&s.src()),
-            path_str(&s.img()),
-            "16M",
-        ],
-    );
-    run("e2fsck", &["-fn", path_str(&s.img())]);
-}
-
-fn open(s: &Scratch) -> Ext4 {
-    Ext4::open(s.img(), &OpenOptions { read_only: true, ..Default::default() }).unwrap()
-}
-
-/// `debugfs -R "stat /name"`.
-fn debugfs_stat(s: &Scratch, name: &str) -> String {
-    run("debugfs", &["-R", &format!("stat /{name}"), path_str(&s.img())])
+    fn open(&self) -> Ext4 {
+        Ext4::open(self.img(), &OpenOptions { read_only: true, ..Default::default() }).unwrap()
+    }
+    /// `debugfs -R "stat /name"`.
+    fn stat(&self, name: &str) -> String {
+        debugfs(&self.img(), &format!("stat /{name}"))
+    }
+    fn ino(&self, name: &str) -> u32 {
+        stat_field(&self.stat(name), "Inode:") as u32
+    }
 }
 
 /// The number after `key` in debugfs stat output.
@@ -91,77 +63,45 @@ fn stat_field(stat: &str, key: &str) -> u64 {
     }
 }
 
-fn ino_of(s: &Scratch, name: &str) -> u32 {
-    stat_field(&debugfs_stat(s, name), "Inode:") as u32
-}
-
-/// Sets xattr `name` on `path` (not following symlinks) via python3.
-fn setxattr(path: &Path, name: &str, value: &[u8]) {
-    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
-    let code = format!(
-        "import os,sys; os.setxattr(sys.argv[1], bytes.fromhex('{}'), bytes.fromhex('{hex}'), follow_symlinks=False)",
-        name.as_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    run("python3", &["-c", &code, path_str(path)]);
-}
-
-/// The source's xattrs as python3 sees them (names and values as bytes).
-fn source_xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let code = "import os,sys\n\
-                p=sys.argv[1]\n\
-                for n in os.listxattr(p, follow_symlinks=False):\n\
-                \x20   print(os.fsencode(n).hex(), os.getxattr(p, n, follow_symlinks=False).hex())";
-    let unhex = |h: &str| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect();
-    run("python3", &["-c", code, path_str(path)])
-        .lines()
-        .map(|l| {
-            let mut w = l.split(' ');
-            (unhex(w.next().unwrap()), unhex(w.next().unwrap_or("")))
-        })
-        .collect()
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1).collect()
+/// Runs a tool on a path and returns its output.
+fn tool(cmd: &str, args: &[&str], path: &Path) -> String {
+    run(Command::new(cmd).args(args).arg(path))
 }
 
 fn xattrs_match_source(block_size: u32, features: &str) {
-    let s = Scratch::new(&format!("attrs-{block_size}"));
-    let src = s.src();
+    let im = Image::new(&format!("attrs-{block_size}"));
     let (big, many_count) = if block_size >= 4096 { (3000, 20) } else { (700, 8) };
     let f = |n: &str| {
-        let p = src.join(n);
+        let p = im.src(n);
         std::fs::write(&p, b"some data\n").unwrap();
         p
     };
     let small = f("small");
-    setxattr(&small, "user.a", b"1");
-    setxattr(&small, "trusted.t", b"tv");
-    setxattr(&small, "security.s", &[0, 1, 2]);
-    setxattr(&small, "user.empty", b"");
+    set_xattr(&small, "user.a", b"1");
+    set_xattr(&small, "trusted.t", b"tv");
+    set_xattr(&small, "security.s", &[0, 1, 2]);
+    set_xattr(&small, "user.empty", b"");
     let large = f("large");
-    setxattr(&large, "user.big", &pattern(big, 7));
-    setxattr(&large, "user.s", b"short");
+    set_xattr(&large, "user.big", &pattern(7, big));
+    set_xattr(&large, "user.s", b"short");
     let many = f("many");
     for i in 0..many_count {
-        setxattr(&many, &format!("user.attr{i:02}"), &pattern(30 + i, i as u8));
+        set_xattr(&many, &format!("user.attr{i:02}"), &pattern(i as u64, 30 + i));
     }
-    let utf = f("utf");
-    setxattr(&utf, "user.\u{e9}t\u{e9}", "\u{fc}ber".as_bytes());
+    set_xattr(&f("utf"), "user.\u{e9}t\u{e9}", "\u{fc}ber".as_bytes());
     f("plain");
-    let acl = f("acl");
-    run("setfacl", &["-m", "u:1000:r,g:50:rw,u:2000:rwx", path_str(&acl)]);
-    let dacl = src.join("dacl");
+    tool("setfacl", &["-m", "u:1000:r,g:50:rw,u:2000:rwx"], &f("acl"));
+    let dacl = im.src("dacl");
     std::fs::create_dir(&dacl).unwrap();
-    run("setfacl", &["-m", "u:3:w", path_str(&dacl)]);
-    run("setfacl", &["-d", "-m", "u:1000:rx,g:7:r", path_str(&dacl)]);
-    mkfs(&s, block_size, features);
-    let fs = open(&s);
+    tool("setfacl", &["-m", "u:3:w"], &dacl);
+    tool("setfacl", &["-d", "-m", "u:1000:rx,g:7:r"], &dacl);
+    im.mkfs(block_size, features);
+    let fs = im.open();
 
     let mut saw_block = false;
     for name in ["small", "large", "many", "utf", "plain", "acl", "dacl"] {
-        let inode = fs.read_inode(ino_of(&s, name)).unwrap();
-        let want = source_xattrs(&src.join(name));
+        let inode = fs.read_inode(im.ino(name)).unwrap();
+        let want: BTreeMap<Vec<u8>, Vec<u8>> = xattrs(&im.src(name)).into_iter().collect();
         let listed = fs.list_xattrs(&inode).unwrap();
         let got: BTreeMap<Vec<u8>, Vec<u8>> = listed.iter().map(|x| (x.name.clone(), x.value.clone())).collect();
         assert_eq!(got.len(), listed.len(), "{name}: duplicate names");
@@ -188,18 +128,18 @@ fn xattrs_match_source(block_size: u32, features: &str) {
         }
     }
     assert!(saw_block, "no attribute went to an external block");
-    assert!(fs.read_inode(ino_of(&s, "large")).unwrap().file_acl() != 0);
+    assert_ne!(fs.read_inode(im.ino("large")).unwrap().file_acl(), 0);
 
     // ACLs rendered like getfacl.
     for (name, has_default) in [("acl", false), ("dacl", true)] {
-        let inode = fs.read_inode(ino_of(&s, name)).unwrap();
+        let inode = fs.read_inode(im.ino(name)).unwrap();
         let access = Acl::from_xattr(&fs.get_xattr(&inode, b"system.posix_acl_access").unwrap()).unwrap();
         let mut text = access.to_text(false);
         if has_default {
             let default = Acl::from_xattr(&fs.get_xattr(&inode, b"system.posix_acl_default").unwrap()).unwrap();
             text += &default.to_text(true);
         }
-        let want = run("getfacl", &["-n", "-E", "--omit-header", path_str(&src.join(name))]);
+        let want = tool("getfacl", &["-n", "-E", "--omit-header"], &im.src(name));
         assert_eq!(text.trim_end(), want.trim_end(), "{name}: ACL text");
     }
 }
@@ -216,19 +156,19 @@ fn xattrs_match_source_1k_without_metadata_csum() {
 
 #[test]
 fn xattr_block_checksum_mismatch_names_the_block() {
-    let s = Scratch::new("csum");
-    let p = s.src().join("f");
+    let im = Image::new("csum");
+    let p = im.src("f");
     std::fs::write(&p, b"x").unwrap();
-    setxattr(&p, "user.big", &pattern(3000, 1));
-    mkfs(&s, 4096, "metadata_csum");
-    let ino = ino_of(&s, "f");
-    let blk = stat_field(&debugfs_stat(&s, "f"), "File ACL:");
+    set_xattr(&p, "user.big", &pattern(1, 3000));
+    im.mkfs(4096, "metadata_csum");
+    let ino = im.ino("f");
+    let blk = stat_field(&im.stat("f"), "File ACL:");
     assert_ne!(blk, 0);
     // Flip one byte of the value area, near the end of the block.
-    let mut img = std::fs::read(s.img()).unwrap();
+    let mut img = std::fs::read(im.img()).unwrap();
     img[(blk * 4096 + 4000) as usize] ^= 0x40;
-    std::fs::write(s.img(), &img).unwrap();
-    let fs = open(&s);
+    std::fs::write(im.img(), &img).unwrap();
+    let fs = im.open();
     let inode = fs.read_inode(ino).unwrap();
     match fs.get_xattr(&inode, b"user.big") {
         Err(Error::Checksum { location: Location::Block(b), .. }) => assert_eq!(b, blk),
@@ -238,38 +178,39 @@ fn xattr_block_checksum_mismatch_names_the_block() {
 
 #[test]
 fn inline_data_matches_source() {
-    let s = Scratch::new("inline");
-    let sizes = [0usize, 1, 59, 60, 61, 100, 127, 128, 129];
+    let im = Image::new("inline");
+    // With 256-byte inodes, 60 bytes of i_block plus 68 in the xattr area.
+    const MAX_INLINE: usize = 128;
+    let sizes = [0usize, 1, 59, 60, 61, 100, 127, MAX_INLINE, MAX_INLINE + 1];
     for &n in &sizes {
-        std::fs::write(s.src().join(format!("f{n}")), pattern(n, n as u8)).unwrap();
+        std::fs::write(im.src(&format!("f{n}")), pattern(n as u64, n)).unwrap();
     }
     // Inline data next to a user xattr.
-    let p = s.src().join("withattr");
-    std::fs::write(&p, pattern(70, 3)).unwrap();
-    setxattr(&p, "user.k", b"v");
-    mkfs(&s, 4096, "inline_data,metadata_csum");
-    let fs = open(&s);
+    let p = im.src("withattr");
+    std::fs::write(&p, pattern(3, 70)).unwrap();
+    set_xattr(&p, "user.k", b"v");
+    im.mkfs(4096, "inline_data,metadata_csum");
+    let fs = im.open();
     let check = |name: &str, want: &[u8]| {
-        let stat = debugfs_stat(&s, name);
-        let inode = fs.read_inode(ino_of(&s, name)).unwrap();
-        let flagged = stat_field(&stat, "Flags:") as u32 & FL_INLINE_DATA != 0;
+        let inode = fs.read_inode(im.ino(name)).unwrap();
+        let flagged = stat_field(&im.stat(name), "Flags:") as u32 & FL_INLINE_DATA != 0;
         assert_eq!(inode.has_flag(FL_INLINE_DATA), flagged);
-        if want.len() <= 128 {
+        assert_eq!(inode.size(), want.len() as u64);
+        if want.len() <= MAX_INLINE {
             assert!(flagged, "{name} should be inline");
             let data = fs.inline_data(&inode).unwrap();
             assert!(data.len() >= want.len() && data.len() >= 60);
             assert_eq!(&data[..want.len()], want, "{name}");
-            assert_eq!(inode.size(), want.len() as u64);
         } else {
             assert!(!flagged, "{name} should not be inline");
             assert!(matches!(fs.inline_data(&inode), Err(Error::InvalidArgument(_))));
         }
     };
     for &n in &sizes {
-        check(&format!("f{n}"), &pattern(n, n as u8));
+        check(&format!("f{n}"), &pattern(n as u64, n));
     }
-    check("withattr", &pattern(70, 3));
-    let inode = fs.read_inode(ino_of(&s, "withattr")).unwrap();
+    check("withattr", &pattern(3, 70));
+    let inode = fs.read_inode(im.ino("withattr")).unwrap();
     assert_eq!(fs.get_xattr(&inode, b"user.k").unwrap(), b"v");
 }
 
@@ -279,42 +220,42 @@ fn target(len: usize, c: char) -> String {
 
 #[test]
 fn fast_and_inline_symlinks() {
-    let s = Scratch::new("symlinks");
+    let im = Image::new("symlinks");
     let links = [("l5", 5), ("l59", 59), ("l60", 60), ("l100", 100), ("l128", 128)];
     for (name, len) in links {
-        std::os::unix::fs::symlink(target(len, 'a'), s.src().join(name)).unwrap();
+        std::os::unix::fs::symlink(target(len, 'a'), im.src(name)).unwrap();
     }
     // A fast symlink whose xattr block counts in i_blocks.
-    let p = s.src().join("lattr");
+    let p = im.src("lattr");
     std::os::unix::fs::symlink("short", &p).unwrap();
-    setxattr(&p, "trusted.big", &pattern(2000, 9));
-    std::fs::write(s.src().join("file"), b"x").unwrap();
-    mkfs(&s, 4096, "inline_data,metadata_csum");
-    let fs = open(&s);
+    set_xattr(&p, "trusted.big", &pattern(9, 2000));
+    std::fs::write(im.src("file"), b"x").unwrap();
+    im.mkfs(4096, "inline_data,metadata_csum");
+    let fs = im.open();
     for (name, len) in links {
-        let inode = fs.read_inode(ino_of(&s, name)).unwrap();
+        let inode = fs.read_inode(im.ino(name)).unwrap();
         assert_eq!(inode.has_flag(FL_INLINE_DATA), len >= 60, "{name}");
         assert_eq!(fs.read_link(&inode).unwrap(), target(len, 'a').as_bytes(), "{name}");
     }
-    let inode = fs.read_inode(ino_of(&s, "lattr")).unwrap();
+    let inode = fs.read_inode(im.ino("lattr")).unwrap();
     assert_ne!(inode.file_acl(), 0);
     assert_eq!(fs.read_link(&inode).unwrap(), b"short");
-    assert_eq!(fs.get_xattr(&inode, b"trusted.big").unwrap(), pattern(2000, 9));
-    let file = fs.read_inode(ino_of(&s, "file")).unwrap();
+    assert_eq!(fs.get_xattr(&inode, b"trusted.big").unwrap(), pattern(9, 2000));
+    let file = fs.read_inode(im.ino("file")).unwrap();
     assert!(matches!(fs.read_link(&file), Err(Error::NotASymlink(_))));
 }
 
 #[test]
 fn slow_symlinks() {
-    let s = Scratch::new("slow-symlinks");
+    let im = Image::new("slow-symlinks");
     let links = [("l59", 59), ("l60", 60), ("l100", 100), ("l1000", 1000), ("l4000", 4000)];
     for (name, len) in links {
-        std::os::unix::fs::symlink(target(len, 'b'), s.src().join(name)).unwrap();
+        std::os::unix::fs::symlink(target(len, 'b'), im.src(name)).unwrap();
     }
-    mkfs(&s, 4096, "^inline_data");
-    let fs = open(&s);
+    im.mkfs(4096, "^inline_data");
+    let fs = im.open();
     for (name, len) in links {
-        let inode = fs.read_inode(ino_of(&s, name)).unwrap();
+        let inode = fs.read_inode(im.ino(name)).unwrap();
         assert_eq!(inode.blocks_512(true, 4096) != 0, len >= 60, "{name}: slow symlinks own a block");
         assert_eq!(fs.read_link(&inode).unwrap(), target(len, 'b').as_bytes(), "{name}");
     }
