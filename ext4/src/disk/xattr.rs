@@ -93,9 +93,9 @@ impl XattrEntry {
         Self::record_len(self.name.len())
     }
 
-    /// Parses the entry at the start of `b`. Returns `None` at the list
-    /// terminator; the caller checks that `b` holds at least 4 bytes.
-    /// Errors (as a reason string) if the entry does not fit in `b`.
+    /// Parses the entry at the start of `b`, or returns `None` at the list
+    /// terminator. Errors (with a reason) if `b` cannot hold the terminator
+    /// or the entry, or the name contains NUL.
     pub fn parse(b: &[u8]) -> std::result::Result<Option<XattrEntry>, String> {
         if b.len() < TERMINATOR_LEN {
             return Err("entry list is not terminated".into());
