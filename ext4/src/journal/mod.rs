@@ -1,5 +1,7 @@
 //! INTERFACE STUB (owner: helper "journal"). jbd2 journal recovery.
 
+pub mod transaction;
+
 use crate::error::Result;
 use crate::fs::Ext4;
 
