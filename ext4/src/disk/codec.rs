@@ -225,7 +225,7 @@ pub(crate) use layout_be;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
 
     layout! {
         /// Test structure.

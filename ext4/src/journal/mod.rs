@@ -1,9 +1,10 @@
-//! jbd2 journal recovery: finds the internal journal of a file system whose
+//! The jbd2 journal. Recovery: finds the internal journal of a file system whose
 //! superblock says it needs recovery, replays it onto the device (see
 //! [`recovery`] for the log walk) and marks the image clean, as the kernel
-//! does on mount.
+//! does on mount. Journaled writes: [`transaction`].
 
 pub mod recovery;
+pub mod transaction;
 
 use crate::disk::features::{Compat, Incompat};
 use crate::disk::inode::{FL_ENCRYPT, Inode};
