@@ -259,6 +259,7 @@ mod tests {
 
     #[test]
     fn roundtrip_be() {
+        use super::{be32, be64};
         let t = B { a: 0x1234, b: 0xdeadbeef, c: [7, 8], d: 0x0102030405060708, e: -22 };
         let mut buf = [0u8; 20];
         t.encode(&mut buf);

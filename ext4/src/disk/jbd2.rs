@@ -478,7 +478,11 @@ impl TagFormat {
         let header = RevokeHeader::decode(block);
         let count = header.count as usize;
         if count > self.usable(block.len()) {
-            return Err(Error::corrupt("journal revoke block", location, format!("record bytes {count} exceed the block")));
+            return Err(Error::corrupt(
+                "journal revoke block",
+                location,
+                format!("record bytes {count} exceed the block"),
+            ));
         }
         let rec = self.revoke_record_size();
         let mut blocks = Vec::with_capacity(count.saturating_sub(RevokeHeader::SIZE) / rec);
@@ -633,8 +637,7 @@ pub fn fast_commit_head_tid(block: &[u8]) -> Option<u32> {
         return None;
     }
     let tl = FcTagLength::decode(block);
-    (tl.tag == FC_TAG_HEAD && tl.len as usize >= FcHead::SIZE)
-        .then(|| FcHead::decode(&block[FcTagLength::SIZE..]).tid)
+    (tl.tag == FC_TAG_HEAD && tl.len as usize >= FcHead::SIZE).then(|| FcHead::decode(&block[FcTagLength::SIZE..]).tid)
 }
 
 #[cfg(test)]
@@ -768,7 +771,8 @@ mod tests {
             for is_64bit in [false, true] {
                 let fmt = TagFormat { csum, is_64bit };
                 let blocknr = if is_64bit { 0x1_2345_6789 } else { 0x2345_6789 };
-                let tag = BlockTag { blocknr, flags: FLAG_ESCAPE | FLAG_LAST_TAG, checksum: fmt.tag_checksum(0xDEAD_BEEF) };
+                let tag =
+                    BlockTag { blocknr, flags: FLAG_ESCAPE | FLAG_LAST_TAG, checksum: fmt.tag_checksum(0xDEAD_BEEF) };
                 let mut b = vec![0xAAu8; fmt.tag_size()];
                 fmt.encode_tag(&tag, &mut b);
                 assert_eq!(fmt.decode_tag(&b), tag, "{fmt:?}");
@@ -840,7 +844,8 @@ mod tests {
         }
         let fmt = TagFormat { csum: TagChecksum::V3, is_64bit: false };
         let mut block = vec![0u8; BS];
-        RevokeHeader { magic: MAGIC, blocktype: BLOCKTYPE_REVOKE, sequence: 1, count: BS as u32 - 3 }.encode(&mut block);
+        RevokeHeader { magic: MAGIC, blocktype: BLOCKTYPE_REVOKE, sequence: 1, count: BS as u32 - 3 }
+            .encode(&mut block);
         assert!(fmt.parse_revoke(&block, Location::JournalBlock(1)).is_err());
         let fmt = TagFormat { csum: TagChecksum::None, is_64bit: false };
         assert_eq!(fmt.parse_revoke(&block, Location::JournalBlock(1)).unwrap().len(), (BS - 3 - 16) / 4);

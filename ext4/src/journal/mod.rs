@@ -21,7 +21,8 @@ pub struct RecoveryReport {
     pub transactions: u32,
     /// Blocks written to their home locations.
     pub blocks_replayed: u64,
-    /// Blocks skipped because a later revoke record covered them.
+    /// Blocks skipped because a revoke record of the same or a later
+    /// transaction covered them.
     pub blocks_revoked: u64,
     /// Home blocks not replayed because their logged copy failed its v2/v3
     /// checksum (the kernel skips them too). The file system is then marked
@@ -119,7 +120,8 @@ impl JournalInodeMap<'_> {
             },
         };
         if !self.fs.geometry().block_in_range(pblk) {
-            return Err(Error::OutOfBounds { what: "journal block", location: Location::FileBlock { ino: self.ino, lblk: jblk } });
+            let location = Location::FileBlock { ino: self.ino, lblk: jblk };
+            return Err(Error::OutOfBounds { what: "journal block", location });
         }
         Ok(pblk * self.fs.block_size() as u64)
     }

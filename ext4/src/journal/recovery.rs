@@ -136,8 +136,7 @@ pub fn replay_journal(
     if sb.start == 0 {
         return Ok(RecoveryReport::default());
     }
-    let journal =
-        Journal { dev, map, sb, sb_block, block_size: bs, format: sb.tag_format(), seed: sb.csum_seed() };
+    let journal = Journal { dev, map, sb, sb_block, block_size: bs, format: sb.tag_format(), seed: sb.csum_seed() };
     let scan = journal.scan()?;
     journal.check_fast_commit(scan.end)?;
     journal.check_home_blocks(&scan, fs_blocks)?;
@@ -342,7 +341,11 @@ impl Journal<'_> {
                 self.read(b.jblk, &mut data)?;
                 if let Some(seed) = self.seed {
                     if !self.format.tag_checksum_matches(&b.tag, data_block_checksum(seed, t.tid, &data)) {
-                        log::warn!("journal block {} (home block {}) fails its checksum, not replayed", b.jblk, b.tag.blocknr);
+                        log::warn!(
+                            "journal block {} (home block {}) fails its checksum, not replayed",
+                            b.jblk,
+                            b.tag.blocknr
+                        );
                         report.bad_checksum_blocks.push(b.tag.blocknr);
                         continue;
                     }
