@@ -103,24 +103,18 @@ impl JournalInodeMap<'_> {
         if jblk >= self.blocks {
             return Err(Error::OutOfBounds { what: "journal block", location: Location::JournalBlock(jblk) });
         }
+        let location = Location::FileBlock { ino: self.ino, lblk: jblk };
         let pblk = match self.run.get() {
-            Some((start, pblk, len)) if jblk >= start && jblk - start < len => pblk + (jblk - start),
+            Some((start, pblk, len)) if jblk >= start && jblk - start < len => pblk.saturating_add(jblk - start),
             _ => match self.fs.map_block(self.inode, jblk)? {
                 Mapping::Mapped { pblk, len, .. } => {
                     self.run.set(Some((jblk, pblk, len.max(1))));
                     pblk
                 }
-                Mapping::Hole { .. } => {
-                    return Err(Error::corrupt(
-                        "journal inode",
-                        Location::FileBlock { ino: self.ino, lblk: jblk },
-                        "hole in the journal",
-                    ));
-                }
+                Mapping::Hole { .. } => return Err(Error::corrupt("journal inode", location, "hole in the journal")),
             },
         };
         if !self.fs.geometry().block_in_range(pblk) {
-            let location = Location::FileBlock { ino: self.ino, lblk: jblk };
             return Err(Error::OutOfBounds { what: "journal block", location });
         }
         Ok(pblk * self.fs.block_size() as u64)
