@@ -19,6 +19,7 @@ use crate::disk::inode::Inode;
 use crate::disk::superblock::{SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
 use crate::io::{BlockCache, BlockDevice, FileDevice};
+use crate::journal::transaction::{DirectWriter, Handle, TxManager};
 use geometry::Geometry;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct Ext4 {
     csum_seed: Option<u32>,
     read_only: bool,
     recovered: Option<crate::journal::RecoveryReport>,
+    /// Transaction state; `None` for a read-only file system.
+    tx: Option<TxManager>,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -72,6 +75,19 @@ impl Ext4 {
     /// the image needs recovery: on the device itself, or in memory for a
     /// read-only open.
     pub fn open_device(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
+        let mut fs = Self::open_replayed(dev, opts)?;
+        if !fs.read_only {
+            fs.tx = Some(TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?));
+        }
+        Ok(fs)
+    }
+
+    /// The writer that makes transactions durable on this image.
+    fn log_writer(&self) -> Result<Box<dyn crate::journal::transaction::LogWriter>> {
+        Ok(Box::new(DirectWriter::new(self.dev.clone(), self.geo.block_size)))
+    }
+
+    fn open_replayed(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
         let fs = Self::load(dev.clone(), opts)?;
         if !fs.sb.incompat().has(Incompat::RECOVER) {
             return Ok(fs);
@@ -104,6 +120,7 @@ impl Ext4 {
             csum_seed,
             read_only,
             recovered: None,
+            tx: None,
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -195,6 +212,9 @@ impl Ext4 {
     /// Reads metadata block `blk` through the buffer cache. `what` names the
     /// structure for error messages.
     pub fn read_meta_block(&self, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.tx.as_ref().and_then(|tx| tx.dirty_block(blk)) {
+            return Ok(b);
+        }
         if let Some(b) = self.cache.get(blk) {
             return Ok(b);
         }
@@ -217,6 +237,34 @@ impl Ext4 {
             }
             other => other,
         })
+    }
+
+    /// Starts a file-system operation that changes metadata. Only one runs
+    /// at a time; readers are never blocked by it.
+    pub fn begin(&self) -> Result<Handle<'_>> {
+        Ok(self.tx()?.begin())
+    }
+
+    /// The transaction manager, or [`Error::ReadOnly`].
+    pub fn tx(&self) -> Result<&TxManager> {
+        self.tx.as_ref().ok_or(Error::ReadOnly)
+    }
+
+    /// Metadata block `blk` as handle `h` sees it (its own staged changes first).
+    pub fn meta_block_in(&self, h: &Handle<'_>, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        match h.staged_or_dirty(blk) {
+            Some(b) => Ok(b),
+            None => self.read_meta_block(blk, what),
+        }
+    }
+
+    /// Commits the running transaction and writes everything home: after
+    /// this the image on disk is complete and consistent.
+    pub fn sync(&self) -> Result<()> {
+        match &self.tx {
+            Some(tx) => tx.sync_all(),
+            None => Ok(()),
+        }
     }
 
     /// Reads inode `ino`, verifying its checksum. An inode in a group whose
