@@ -112,7 +112,7 @@ fn describe(fs: &Ext4, ino: u32, path: &[u8], todo: &mut Vec<(Vec<u8>, u32)>) ->
 
 /// Walks the whole tree; also resolves every path by name, as FUSE lookups would.
 fn walk(image: Vec<u8>) -> Result<Snapshot, String> {
-    let fs = Ext4::open_device(Arc::new(MemDevice::new(image)), &OpenOptions { read_only: true, cache_bytes: 1 << 20 })
+    let fs = Ext4::open_device(Arc::new(MemDevice::new(image)), &OpenOptions { read_only: true, cache_bytes: 1 << 20, ..OpenOptions::default() })
         .map_err(|e| e.to_string())?;
     let mut snap = Snapshot::new();
     let mut todo = vec![(Vec::new(), ext4::ROOT_INO)];

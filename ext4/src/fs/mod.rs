@@ -32,11 +32,18 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// Byte budget of the metadata buffer cache.
     pub cache_bytes: usize,
+    /// How often [`Ext4::start_commit_timer`] commits the running
+    /// transaction (ext4's `commit=`); zero disables the timer.
+    pub commit_interval: std::time::Duration,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { read_only: false, cache_bytes: 64 << 20 }
+        OpenOptions {
+            read_only: false,
+            cache_bytes: 64 << 20,
+            commit_interval: crate::journal::transaction::DEFAULT_COMMIT_INTERVAL,
+        }
     }
 }
 
@@ -77,14 +84,30 @@ impl Ext4 {
     pub fn open_device(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
         let mut fs = Self::open_replayed(dev, opts)?;
         if !fs.read_only {
-            fs.tx = Some(TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?));
+            let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
+            fs.tx = Some(tx.with_commit_interval(opts.commit_interval));
         }
         Ok(fs)
     }
 
-    /// The writer that makes transactions durable on this image.
+    /// The writer that makes transactions durable on this image: the jbd2
+    /// journal when the image has one, otherwise straight home.
     fn log_writer(&self) -> Result<Box<dyn crate::journal::transaction::LogWriter>> {
+        if self.sb.compat().has(crate::disk::features::Compat::HAS_JOURNAL) {
+            return Ok(Box::new(crate::journal::writer::Jbd2Writer::open(self)?));
+        }
         Ok(Box::new(DirectWriter::new(self.dev.clone(), self.geo.block_size)))
+    }
+
+    /// Commits, checkpoints and empties the journal, clears
+    /// `needs_recovery` and flushes: the image is then clean, as after an
+    /// unmount. The file system stays usable; a later change makes the
+    /// image dirty again until the next close. Nothing to do read-only.
+    pub fn close(&self) -> Result<()> {
+        if let Some(tx) = &self.tx {
+            tx.close()?;
+        }
+        self.dev.flush()
     }
 
     fn open_replayed(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
