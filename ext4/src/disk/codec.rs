@@ -116,7 +116,7 @@ pub(crate) use layout;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
 
     layout! {
         /// Test structure.

@@ -45,7 +45,6 @@ pub struct Ext4 {
     dev: Arc<dyn BlockDevice>,
     sb: Superblock,
     geo: Geometry,
-    groups: Vec<GroupDesc>,
     cache: BlockCache,
     csum_seed: Option<u32>,
     read_only: bool,
@@ -97,39 +96,39 @@ impl Ext4 {
         let geo = Geometry::new(&sb);
         let csum_seed = sb.has_metadata_csum().then(|| sb.csum_seed());
         let read_only = opts.read_only || force_ro || sb.ro_compat().has(RoCompat::READONLY);
-        let mut fs = Ext4 {
+        let fs = Ext4 {
             dev,
             sb,
             geo,
-            groups: Vec::new(),
             cache: BlockCache::new(opts.cache_bytes),
             csum_seed,
             read_only,
             recovered: None,
         };
-        fs.groups = fs.load_group_descs()?;
+        // Validate every descriptor up front, so that a corrupt table is
+        // refused at open rather than in the middle of serving.
+        for g in 0..fs.geo.group_count {
+            fs.group_desc(g)?;
+        }
         Ok(fs)
     }
 
-    fn load_group_descs(&self) -> Result<Vec<GroupDesc>> {
+    /// The descriptor of group `g`, decoded from the group descriptor table
+    /// (through the metadata cache: the table blocks are the one source of
+    /// truth) and verified.
+    pub fn group_desc(&self, g: u32) -> Result<GroupDesc> {
+        if g >= self.geo.group_count {
+            return Err(Error::InvalidArgument(format!("group {g} out of range")));
+        }
         let ds = self.geo.desc_size as usize;
         let per_block = self.geo.descs_per_block();
-        let mut groups = Vec::with_capacity(self.geo.group_count as usize);
-        for i in 0..self.geo.gdt_blocks() {
-            let blk = self.geo.descriptor_block(i);
-            let data = self.read_meta_block(blk, "group descriptor table")?;
-            for j in 0..per_block {
-                let g = i * per_block + j;
-                if g >= self.geo.group_count {
-                    break;
-                }
-                let raw = &data[j as usize * ds..(j as usize + 1) * ds];
-                let gd = GroupDesc::decode(raw, ds);
-                self.verify_group_desc(g, raw, &gd)?;
-                groups.push(gd);
-            }
-        }
-        Ok(groups)
+        let blk = self.geo.descriptor_block(g / per_block);
+        let data = self.read_meta_block(blk, "group descriptor table")?;
+        let j = (g % per_block) as usize;
+        let raw = &data[j * ds..(j + 1) * ds];
+        let gd = GroupDesc::decode(raw, ds);
+        self.verify_group_desc(g, raw, &gd)?;
+        Ok(gd)
     }
 
     fn verify_group_desc(&self, g: u32, raw: &[u8], gd: &GroupDesc) -> Result<()> {
@@ -166,11 +165,6 @@ impl Ext4 {
     /// Block size in bytes.
     pub fn block_size(&self) -> u32 {
         self.geo.block_size
-    }
-
-    /// The descriptor of group `g`.
-    pub fn group_desc(&self, g: u32) -> Result<&GroupDesc> {
-        self.groups.get(g as usize).ok_or_else(|| Error::InvalidArgument(format!("group {g} out of range")))
     }
 
     /// The metadata_csum seed, when metadata checksums are enabled.

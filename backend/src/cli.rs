@@ -1,0 +1,76 @@
+//! Command-line interface definition.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Serves ext4 images to VMs over vhost-user virtio-fs.
+#[derive(Debug, Parser)]
+#[command(name = "ext4-virtiofsd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Offline tools that inspect an image without mounting it.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `image` subcommands. Paths inside the image are absolute or relative to its root.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List a directory (like `debugfs -R "ls -l"`).
+    Ls {
+        /// Image file.
+        image: PathBuf,
+        /// Directory inside the image.
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Show an inode (like `debugfs -R stat`).
+    Stat {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the image.
+        path: String,
+    },
+    /// Write a file's contents to standard output.
+    Cat {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+    },
+    /// Print a symbolic link's target.
+    Readlink {
+        /// Image file.
+        image: PathBuf,
+        /// Symbolic link inside the image.
+        path: String,
+    },
+    /// Print extended attributes (like `getfattr -d -m -`); ACLs also as text.
+    Getfattr {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the image.
+        path: String,
+        /// Only this attribute.
+        #[arg(short, long)]
+        name: Option<String>,
+        /// Print values in hexadecimal.
+        #[arg(short = 'x', long)]
+        hex: bool,
+    },
+    /// Print the directory tree below a path.
+    Tree {
+        /// Image file.
+        image: PathBuf,
+        /// Directory inside the image.
+        #[arg(default_value = "/")]
+        path: String,
+    },
+}

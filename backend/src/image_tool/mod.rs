@@ -1,0 +1,258 @@
+//! `ext4-virtiofsd image ...`: offline tools that read an image without
+//! mounting it, with output a person can compare with debugfs.
+
+mod format;
+
+use crate::cli::ImageCommand;
+use ext4::{Ext4, FileType, Inode, OpenOptions};
+use format::{escape, full_date, hex, mode_string, short_date, type_name};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Errors of the image tools.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The ext4 core refused or failed.
+    #[error("{path}: {source}")]
+    Ext4 {
+        /// Image path, or path inside the image.
+        path: String,
+        /// The core's error.
+        #[source]
+        source: ext4::Error,
+    },
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] io::Error),
+}
+
+type Result<T> = std::result::Result<T, ToolError>;
+
+fn ctx<T>(path: &str, r: ext4::Result<T>) -> Result<T> {
+    r.map_err(|source| ToolError::Ext4 { path: path.to_string(), source })
+}
+
+fn open(image: &Path) -> Result<Ext4> {
+    // Read-only: inspecting never changes the image; a journal that needs
+    // recovery is replayed in memory.
+    ctx(&image.display().to_string(), Ext4::open(image, &OpenOptions { read_only: true, ..Default::default() }))
+}
+
+fn resolve(fs: &Ext4, path: &str) -> Result<(u32, Inode)> {
+    let ino = ctx(path, fs.resolve_path(path.as_bytes(), false))?;
+    let inode = ctx(path, fs.read_live_inode(ino))?;
+    Ok((ino, inode))
+}
+
+/// Runs one `image` subcommand, writing to standard output.
+pub fn run(cmd: ImageCommand) -> Result<()> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let r = match cmd {
+        ImageCommand::Ls { image, path } => ls(&open(&image)?, &path, &mut out),
+        ImageCommand::Stat { image, path } => stat(&open(&image)?, &path, &mut out),
+        ImageCommand::Cat { image, path } => cat(&open(&image)?, &path, &mut out),
+        ImageCommand::Readlink { image, path } => {
+            let fs = open(&image)?;
+            let (_, inode) = resolve(&fs, &path)?;
+            let target = ctx(&path, fs.read_link(&inode))?;
+            out.write_all(&target)?;
+            out.write_all(b"\n")?;
+            Ok(())
+        }
+        ImageCommand::Getfattr { image, path, name, hex } => getfattr(&open(&image)?, &path, name.as_deref(), hex, &mut out),
+        ImageCommand::Tree { image, path } => tree(&open(&image)?, &path, &mut out),
+    };
+    match r.and_then(|()| out.flush().map_err(ToolError::from)) {
+        // A closed pipe (`| head`) is not an error.
+        Err(ToolError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn entries(fs: &Ext4, path: &str, dir: &Inode) -> Result<Vec<ext4::DirEntry>> {
+    let mut v = Vec::new();
+    ctx(
+        path,
+        fs.read_dir(dir, 0, &mut |e, _| {
+            v.push(e.clone());
+            true
+        }),
+    )?;
+    Ok(v)
+}
+
+fn ls(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
+    let (ino, inode) = resolve(fs, path)?;
+    if !inode.is_dir() {
+        return ls_line(fs, ino, &inode, path.as_bytes(), out);
+    }
+    for e in entries(fs, path, &inode)? {
+        let child = ctx(path, fs.read_inode(e.ino))?;
+        ls_line(fs, e.ino, &child, &e.name, out)?;
+    }
+    Ok(())
+}
+
+fn ls_line(fs: &Ext4, ino: u32, inode: &Inode, name: &[u8], out: &mut impl Write) -> Result<()> {
+    let _ = fs;
+    let size = match inode.file_type() {
+        Some(FileType::CharDevice | FileType::BlockDevice) => {
+            let d = inode.rdev();
+            format!("{:>3},{:>4}", (d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00))
+        }
+        _ => inode.size().to_string(),
+    };
+    writeln!(
+        out,
+        "{ino:>8} {:>6o} {} {:>6} {:>6} {:>12} {} {}",
+        inode.mode(),
+        mode_string(inode.mode()),
+        inode.uid(),
+        inode.gid(),
+        size,
+        short_date(inode.mtime()),
+        escape(name)
+    )?;
+    Ok(())
+}
+
+fn stat(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
+    let (ino, inode) = resolve(fs, path)?;
+    let sb = fs.superblock();
+    let huge = sb.ro_compat().has(ext4::disk::features::RoCompat::HUGE_FILE);
+    writeln!(out, "Inode: {ino}   Type: {}    Mode:  {:04o}   Flags: {:#x}", type_name(inode.file_type()), inode.mode() & 0o7777, inode.flags())?;
+    writeln!(out, "Generation: {}    Version: {:#010x}", inode.generation(), inode.raw.version_lo)?;
+    writeln!(out, "User: {:>5}   Group: {:>5}   Project: {:>5}   Size: {}", inode.uid(), inode.gid(), inode.projid(), inode.size())?;
+    writeln!(out, "File ACL: {}", inode.file_acl())?;
+    writeln!(out, "Links: {}   Blockcount: {}", inode.links_count(), inode.blocks_512(huge, fs.block_size()))?;
+    writeln!(out, " ctime: {}", full_date(inode.ctime()))?;
+    writeln!(out, " atime: {}", full_date(inode.atime()))?;
+    writeln!(out, " mtime: {}", full_date(inode.mtime()))?;
+    if let Some(cr) = inode.crtime() {
+        writeln!(out, "crtime: {}", full_date(cr))?;
+    }
+    if inode.dtime() != 0 {
+        writeln!(out, " dtime: {:#010x}", inode.dtime())?;
+    }
+    if inode.bytes.len() > 128 {
+        writeln!(out, "Size of extra inode fields: {}", inode.raw.extra_isize)?;
+    }
+    if let Some(seed) = fs.csum_seed() {
+        writeln!(out, "Inode checksum: {:#010x}", inode.compute_checksum(seed))?;
+    }
+    match inode.file_type() {
+        Some(FileType::CharDevice | FileType::BlockDevice) => {
+            let d = inode.rdev();
+            writeln!(out, "Device major/minor number: {:02}:{:02}", (d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00))?;
+        }
+        Some(FileType::Symlink) => {
+            let target = ctx(path, fs.read_link(&inode))?;
+            writeln!(out, "Link target: \"{}\"", escape(&target))?;
+        }
+        _ => {}
+    }
+    if inode.has_flag(ext4::disk::inode::FL_INLINE_DATA) {
+        let data = ctx(path, fs.inline_data(&inode))?;
+        writeln!(out, "Size of inline data: {}", data.len())?;
+    } else if matches!(inode.file_type(), Some(FileType::Regular | FileType::Directory))
+        || (inode.is_symlink() && inode.blocks_512(huge, fs.block_size()) > 0)
+    {
+        let extents = ctx(path, fs.file_extents(&inode))?;
+        let label = if inode.has_flag(ext4::disk::inode::FL_EXTENTS) { "EXTENTS" } else { "BLOCKS" };
+        writeln!(out, "{label}:")?;
+        let pieces: Vec<String> = extents
+            .iter()
+            .map(|e| {
+                let u = if e.unwritten { " [uninit]" } else { "" };
+                if e.len == 1 {
+                    format!("({}):{}{u}", e.lblk, e.pblk)
+                } else {
+                    format!("({}-{}):{}-{}{u}", e.lblk, e.lblk + e.len - 1, e.pblk, e.pblk + e.len - 1)
+                }
+            })
+            .collect();
+        writeln!(out, "{}", pieces.join(", "))?;
+    }
+    Ok(())
+}
+
+fn cat(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
+    let (ino, inode) = resolve(fs, path)?;
+    if !inode.is_reg() {
+        return ctx(path, Err(ext4::Error::InvalidArgument(format!("inode {ino} is not a regular file"))));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        let n = ctx(path, fs.read(&inode, off, &mut buf))?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+        off += n as u64;
+    }
+}
+
+fn getfattr(fs: &Ext4, path: &str, name: Option<&str>, as_hex: bool, out: &mut impl Write) -> Result<()> {
+    let (_, inode) = resolve(fs, path)?;
+    let attrs = match name {
+        Some(n) => vec![ext4::Xattr { name: n.as_bytes().to_vec(), value: ctx(path, fs.get_xattr(&inode, n.as_bytes()))? }],
+        None => ctx(path, fs.list_xattrs(&inode))?,
+    };
+    writeln!(out, "# file: {path}")?;
+    for x in attrs {
+        let value = if as_hex { hex(&x.value) } else { format!("\"{}\"", escape(&x.value)) };
+        writeln!(out, "{}={value}", escape(&x.name))?;
+        // ACLs also in getfacl's text form, one entry per line.
+        let default = match x.name.as_slice() {
+            b"system.posix_acl_access" => false,
+            b"system.posix_acl_default" => true,
+            _ => continue,
+        };
+        let acl = ctx(path, ext4::disk::acl::Acl::from_xattr(&x.value))?;
+        for line in acl.to_text(default).lines() {
+            writeln!(out, "#   {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn tree(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
+    let (ino, inode) = resolve(fs, path)?;
+    writeln!(out, "{path}")?;
+    // Depth-first with an explicit stack of pending entries and a visited
+    // set: a corrupt image whose directories form a cycle or a very deep
+    // chain can neither loop nor overflow the stack.
+    let mut visited = std::collections::HashSet::from([ino]);
+    let root = path.trim_end_matches('/').to_string();
+    let mut pending = entries(fs, path, &inode)?;
+    pending.reverse();
+    let mut stack = vec![(root, pending)];
+    while let Some((dir_path, pending)) = stack.last_mut() {
+        let Some(e) = pending.pop() else {
+            stack.pop();
+            continue;
+        };
+        if e.name == b"." || e.name == b".." {
+            continue;
+        }
+        let dir_path = dir_path.clone();
+        let child = ctx(&dir_path, fs.read_live_inode(e.ino))?;
+        let indent = "  ".repeat(stack.len());
+        let suffix = match child.file_type() {
+            Some(FileType::Directory) => "/".to_string(),
+            Some(FileType::Symlink) => format!(" -> {}", escape(&ctx(&dir_path, fs.read_link(&child))?)),
+            Some(FileType::Regular) => format!("  ({} bytes)", child.size()),
+            _ => format!("  [{}]", type_name(child.file_type())),
+        };
+        writeln!(out, "{indent}{}{suffix}", escape(&e.name))?;
+        if child.is_dir() && visited.insert(e.ino) {
+            let child_path = format!("{dir_path}/{}", String::from_utf8_lossy(&e.name));
+            let mut children = entries(fs, &child_path, &child)?;
+            children.reverse();
+            stack.push((child_path, children));
+        }
+    }
+    Ok(())
+}

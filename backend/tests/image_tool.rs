@@ -1,0 +1,133 @@
+//! The `image` read subcommands against images packed by mke2fs, compared
+//! with the source tree and with debugfs.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Fixture {
+    dir: PathBuf,
+    img: PathBuf,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fixture(tag: &str, mkfs_args: &[&str]) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("image-tool-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("hello.txt"), b"hello, world\n").unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src.join("sub/big.bin"), &big).unwrap();
+    std::fs::write(src.join("sub/deeper/leaf"), b"leaf").unwrap();
+    symlink("hello.txt", src.join("link")).unwrap();
+    let status = Command::new("setfattr").args(["-n", "user.color", "-v", "blue"]).arg(src.join("hello.txt")).status();
+    if !status.map(|s| s.success()).unwrap_or(false) {
+        // Without the attr tools, set it through Python (always present).
+        let ok = Command::new("python3")
+            .arg("-c")
+            .arg(format!("import os; os.setxattr({:?}, 'user.color', b'blue')", src.join("hello.txt")))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let img = dir.join("fs.img");
+    let out = Command::new("mke2fs").args(["-q", "-F"]).args(mkfs_args).arg("-d").arg(&src).arg(&img).arg("32M").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Fixture { dir, img }
+}
+
+fn tool(args: &[&str], img: &Path) -> (bool, Vec<u8>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd"));
+    cmd.arg("image").arg(args[0]).arg(img).args(&args[1..]);
+    let out = cmd.output().unwrap();
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn ok(args: &[&str], img: &Path) -> String {
+    let (success, stdout, stderr) = tool(args, img);
+    assert!(success, "image {args:?} failed: {stderr}");
+    String::from_utf8(stdout).unwrap()
+}
+
+fn debugfs(img: &Path, req: &str) -> String {
+    let out = Command::new("debugfs").arg("-R").arg(req).arg(img).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check(tag: &str, mkfs_args: &[&str]) {
+    let fx = fixture(tag, mkfs_args);
+    let img = &fx.img;
+
+    // cat: byte-identical with the source and with debugfs.
+    let (success, data, _) = tool(&["cat", "/sub/big.bin"], img);
+    assert!(success);
+    assert_eq!(data, std::fs::read(fx.dir.join("src/sub/big.bin")).unwrap());
+    let (_, hello, _) = tool(&["cat", "hello.txt"], img);
+    assert_eq!(hello, b"hello, world\n");
+
+    // ls: the same names and inode numbers as debugfs.
+    let ours = ok(&["ls", "/"], img);
+    let theirs = debugfs(img, "ls -l /");
+    for line in theirs.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (ino, name) = (fields[0], *fields.last().unwrap());
+        assert!(
+            ours.lines().any(|l| l.split_whitespace().next() == Some(ino) && l.ends_with(name)),
+            "{tag}: debugfs lists {ino} {name}, we do not:\n{ours}"
+        );
+    }
+
+    // stat: the same extents/blocks as debugfs.
+    let ours = ok(&["stat", "/sub/big.bin"], img);
+    let theirs = debugfs(img, "stat /sub/big.bin");
+    let extents = |s: &str| -> Vec<String> {
+        s.split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|t| t.starts_with('(') && t.contains("):") && !t.starts_with("(IND)") && !t.starts_with("(DIND)"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(extents(&ours), extents(&theirs), "{tag}: stat extents differ:\n{ours}\n--- debugfs:\n{theirs}");
+    assert!(ours.contains("Size: 200000"), "{ours}");
+
+    assert_eq!(ok(&["readlink", "/link"], img), "hello.txt\n");
+    assert!(ok(&["getfattr", "/hello.txt"], img).contains("user.color=\"blue\""));
+    assert!(ok(&["getfattr", "/hello.txt", "-n", "user.color", "-x"], img).contains("user.color=0x626c7565"));
+    let tree = ok(&["tree"], img);
+    for want in ["hello.txt  (13 bytes)", "sub/", "big.bin  (200000 bytes)", "deeper/", "leaf  (4 bytes)", "link -> hello.txt"] {
+        assert!(tree.contains(want), "{tag}: tree lacks {want:?}:\n{tree}");
+    }
+
+    // Errors are clear and fail the command.
+    let (success, _, err) = tool(&["cat", "/nope"], img);
+    assert!(!success && err.contains("/nope") && err.contains("not found"), "{err}");
+    let (success, _, err) = tool(&["cat", "/sub"], img);
+    assert!(!success && err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn image_tools_ext4() {
+    check("ext4", &["-t", "ext4"]);
+}
+
+#[test]
+fn image_tools_ext3_block_maps() {
+    check("ext3", &["-t", "ext3", "-b", "1024"]);
+}
+
+#[test]
+fn garbage_image_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("image-tool-garbage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("garbage.img");
+    std::fs::write(&img, vec![0x5a; 1 << 20]).unwrap();
+    let (success, _, err) = tool(&["ls"], &img);
+    assert!(!success && err.contains("superblock"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

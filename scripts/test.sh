@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): every unit and integration test of
+# the workspace. Tests that need root, loop devices or QEMU check for them and
+# print "SKIPPED: ..." lines; this script repeats those lines at the end so a
+# skip is never silent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+# Benchmarks are separate programs (see README); make sure they still build.
+cargo bench --workspace --no-run
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+if grep -q "^SKIPPED:" "$log"; then
+    echo
+    echo "==== Tests that skipped part of their work ===="
+    grep "^SKIPPED:" "$log" | sort | uniq -c
+fi
+exit $status
