@@ -313,7 +313,9 @@ pub fn leaf_checksum(inode_seed: u32, block: &[u8]) -> u32 {
 
 /// Writes a fresh tail with the right checksum into the last 12 bytes of `block`.
 pub fn set_leaf_tail(inode_seed: u32, block: &mut [u8]) {
-    let Some(start) = block.len().checked_sub(DirTail::SIZE) else { return };
+    let Some(start) = block.len().checked_sub(DirTail::SIZE) else {
+        return;
+    };
     let csum = leaf_checksum(inode_seed, block);
     DirTail::new(csum).encode(&mut block[start..]);
 }
@@ -367,7 +369,8 @@ mod tests {
 
     #[test]
     fn iterates_and_skips_deleted() {
-        let b = block_with(&[(2, b".", FT_DIR, 12), (2, b"..", FT_DIR, 12), (0, b"gone", 1, 16), (13, b"f", 1, 984)], FMT);
+        let b =
+            block_with(&[(2, b".", FT_DIR, 12), (2, b"..", FT_DIR, 12), (0, b"gone", 1, 16), (13, b"f", 1, 984)], FMT);
         let all: Vec<_> = DirRecords::new(&b, FMT, 100, LOC).map(|r| r.unwrap()).collect();
         assert_eq!(all.len(), 4);
         let live: Vec<_> = DirRecords::new(&b, FMT, 100, LOC).live().map(|r| r.unwrap().1.name).collect();

@@ -243,7 +243,9 @@ impl DxNode {
         let bs = fmt.dir.block_size;
         match Dirent::decode(block, fmt.dir) {
             Some(d) if block.len() == bs as usize && d.rec_len == bs && d.inode == 0 => {}
-            _ => return Err(corrupt(location, "index node does not start with an empty record spanning the block")),
+            _ => {
+                return Err(corrupt(location, "index node does not start with an empty record spanning the block"));
+            }
         }
         let table = DxTable::parse(block, NODE_TABLE_OFFSET, fmt.node_limit()).map_err(|r| corrupt(location, r))?;
         Ok(DxNode { table })
@@ -286,7 +288,9 @@ pub fn verify_dx_checksum(inode_seed: u32, block: &[u8], table_offset: usize) ->
 /// Stores the right `dx_tail` checksum into an index block; false if the
 /// block has no room for a tail.
 pub fn set_dx_checksum(inode_seed: u32, block: &mut [u8], table_offset: usize) -> bool {
-    let Some((csum, tail)) = dx_checksum(inode_seed, block, table_offset) else { return false };
+    let Some((csum, tail)) = dx_checksum(inode_seed, block, table_offset) else {
+        return false;
+    };
     let mut t = DxTail::decode(&block[tail..]);
     t.checksum = csum;
     t.encode(&mut block[tail..]);

@@ -13,7 +13,9 @@
 //!   is reading encrypted directories; casefolded ones are read linearly.
 
 use super::Ext4;
-use crate::disk::dir_entry::{DirFormat, DirRecords, DirTail, Dirent, FT_DIR, NAME_LEN, dir_csum_seed, leaf_checksum};
+use crate::disk::dir_entry::{
+    DirFormat, DirRecords, DirTail, Dirent, FT_DIR, FT_UNKNOWN, NAME_LEN, dir_csum_seed, leaf_checksum,
+};
 use crate::disk::dx::{DxFormat, DxNode, DxRoot, DxTable, NODE_TABLE_OFFSET, ROOT_TABLE_OFFSET, verify_dx_checksum};
 use crate::disk::dx_hash::{DxHash, HashVersion, dx_hash};
 use crate::disk::features::{Compat, Incompat};
@@ -91,8 +93,10 @@ fn to_entry(d: &Dirent<'_>) -> DirEntry {
     DirEntry { ino: d.inode, name: d.name.to_vec(), file_type: d.file_type_or_unknown() }
 }
 
-fn dot_entry(ino: u32, name: &[u8]) -> DirEntry {
-    DirEntry { ino, name: name.to_vec(), file_type: FT_DIR }
+/// A "." or ".." entry not read from a record (inline directories, the
+/// dx root), typed like a record would be.
+fn dot_entry(d: &Dir<'_>, ino: u32, name: &[u8]) -> DirEntry {
+    DirEntry { ino, name: name.to_vec(), file_type: if d.fmt.filetype { FT_DIR } else { FT_UNKNOWN } }
 }
 
 /// An entry of an htree leaf with its name hash, for hash-ordered readdir.
@@ -292,7 +296,9 @@ impl Ext4 {
     /// The entry area of a leaf block: with metadata_csum, everything
     /// before the checksum tail, whose checksum must match.
     fn leaf_region<'b>(&self, d: &Dir<'_>, lblk: u32, block: &'b [u8]) -> Result<&'b [u8]> {
-        let Some(seed) = d.csum_seed else { return Ok(block) };
+        let Some(seed) = d.csum_seed else {
+            return Ok(block);
+        };
         let Some(tail) = DirTail::find(block) else {
             return Err(Error::corrupt("directory block", d.loc(lblk), "no checksum tail"));
         };
@@ -318,14 +324,14 @@ impl Ext4 {
         let ino = d.ino();
         let missing = || Error::corrupt("directory", Location::Inode(ino), "no '.' or '..' entry");
         if name == b"." {
-            return Ok(dot_entry(ino, name));
+            return Ok(dot_entry(d, ino, name));
         }
         match d.layout {
             Layout::Inline => {
                 let data = self.inline_dir(d)?;
-                Ok(dot_entry(inline_parent(&data), name))
+                Ok(dot_entry(d, inline_parent(&data), name))
             }
-            Layout::Htree => Ok(dot_entry(self.htree_root(d)?.dotdot, name)),
+            Layout::Htree => Ok(dot_entry(d, self.htree_root(d)?.dotdot, name)),
             Layout::Linear => {
                 if d.nblocks == 0 {
                     return Err(missing());
@@ -397,11 +403,11 @@ impl Ext4 {
 
     fn read_dir_inline(&self, d: &Dir<'_>, offset: u64, f: &mut dyn FnMut(&DirEntry, u64) -> bool) -> Result<()> {
         let data = self.inline_dir(d)?;
-        if offset == 0 && !f(&dot_entry(d.ino(), b"."), LINEAR_DOTDOT_POS) {
+        if offset == 0 && !f(&dot_entry(d, d.ino(), b"."), LINEAR_DOTDOT_POS) {
             return Ok(());
         }
         let first_entry_pos = INLINE_DOTDOT_SIZE as u64 + INLINE_POS_SHIFT;
-        if offset <= LINEAR_DOTDOT_POS && !f(&dot_entry(inline_parent(&data), b".."), first_entry_pos) {
+        if offset <= LINEAR_DOTDOT_POS && !f(&dot_entry(d, inline_parent(&data), b".."), first_entry_pos) {
             return Ok(());
         }
         for (region, base, loc) in inline_regions(d, &data) {
@@ -421,7 +427,8 @@ impl Ext4 {
         if d.nblocks < 2 {
             return Err(Error::corrupt("directory index", d.loc(0), "indexed directory of fewer than 2 blocks"));
         }
-        let block = self.dir_block(d, 0)?.ok_or_else(|| Error::corrupt("directory index", d.loc(0), "root is a hole"))?;
+        let block =
+            self.dir_block(d, 0)?.ok_or_else(|| Error::corrupt("directory index", d.loc(0), "root is a hole"))?;
         self.check_dx_csum(d, 0, &block, ROOT_TABLE_OFFSET)?;
         DxRoot::parse(&block, self.dx_format(d), d.loc(0))
     }
@@ -532,10 +539,10 @@ impl Ext4 {
 
     fn read_dir_htree(&self, d: &Dir<'_>, offset: u64, f: &mut dyn FnMut(&DirEntry, u64) -> bool) -> Result<()> {
         let root = self.htree_root(d)?;
-        if offset == 0 && !f(&dot_entry(root.dot, b"."), HTREE_DOTDOT_POS) {
+        if offset == 0 && !f(&dot_entry(d, root.dot, b"."), HTREE_DOTDOT_POS) {
             return Ok(());
         }
-        if offset <= HTREE_DOTDOT_POS && !f(&dot_entry(root.dotdot, b".."), HTREE_KEY_BASE) {
+        if offset <= HTREE_DOTDOT_POS && !f(&dot_entry(d, root.dotdot, b".."), HTREE_KEY_BASE) {
             return Ok(());
         }
         // Entries are returned in position order from here; an entry below
