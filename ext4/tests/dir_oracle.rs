@@ -361,3 +361,32 @@ fn htree_two_levels_1k() {
     let fs = open(&img);
     check_dir(&fs, &img, &src, "/huge");
 }
+
+/// Casefolded names hash after Unicode folding, which this reader does not
+/// implement: lookups there are refused, listing walks the blocks linearly.
+#[test]
+fn casefolded_dir_lists_but_refuses_lookup() {
+    let dir = Scratch::new("dir-casefold");
+    let src = dir.join("src");
+    files(&src.join("big"), 300, |i| format!("lower-case-name-number-{i}").into_bytes());
+    let img = dir.join("fs.img");
+    mkfs(&img, "16M", Some(&src), &["-t", "ext4", "-b", "1024", "-O", "casefold"]);
+    index_dirs(&img);
+    debugfs_w(&img, &format!("sif /big flags {:#x}", 0x4000_0000 | 0x8_0000 | FL_INDEX));
+    assert_fsck_clean(&img);
+    let fs = open(&img);
+    let resolved = fs.resolve_path(b"/big/lower-case-name-number-7", false);
+    assert!(matches!(resolved, Err(ext4::Error::Unsupported(_))), "{resolved:?}");
+    let root = fs.read_inode(2).unwrap();
+    let inode = fs.read_inode(fs.lookup(&root, b"big").unwrap().unwrap().ino).unwrap();
+    assert!(inode.has_flag(FL_INDEX));
+    assert!(matches!(fs.lookup(&inode, b"lower-case-name-number-7"), Err(ext4::Error::Unsupported(_))));
+    assert_eq!(fs.lookup(&inode, b"..").unwrap().unwrap().ino, 2);
+    let full = listing(&fs, &inode, 0, usize::MAX);
+    let got: BTreeSet<Vec<u8>> = full.iter().map(|(e, _)| e.name.clone()).collect();
+    let mut want: BTreeSet<Vec<u8>> = (0..300).map(|i| format!("lower-case-name-number-{i}").into_bytes()).collect();
+    want.extend([b".".to_vec(), b"..".to_vec()]);
+    assert_eq!(got, want);
+    assert_eq!(full.len(), 302);
+    check_cookies(&fs, &inode, &full, "casefold");
+}

@@ -14,7 +14,7 @@
 
 use super::Ext4;
 use crate::disk::dir_entry::{
-    DirFormat, DirRecords, DirTail, Dirent, FT_DIR, FT_UNKNOWN, NAME_LEN, dir_csum_seed, leaf_checksum,
+    DirFormat, DirRecords, DirTail, Dirent, FT_DIR, FT_UNKNOWN, MIN_REC_LEN, NAME_LEN, dir_csum_seed, leaf_checksum,
 };
 use crate::disk::dx::{DxFormat, DxNode, DxRoot, DxTable, NODE_TABLE_OFFSET, ROOT_TABLE_OFFSET, verify_dx_checksum};
 use crate::disk::dx_hash::{DxHash, HashVersion, dx_hash};
@@ -43,9 +43,9 @@ const INLINE_IBLOCK_SIZE: usize = 60;
 /// Inline positions are those the entries get when the directory is
 /// converted to a block ("." and ".." taking 12 bytes each instead of the
 /// 4-byte parent field): inline offset + 20.
-const INLINE_POS_SHIFT: u64 = 2 * 12 - INLINE_DOTDOT_SIZE as u64;
+const INLINE_POS_SHIFT: u64 = 2 * MIN_REC_LEN as u64 - INLINE_DOTDOT_SIZE as u64;
 /// Readdir position of ".." in a linear or inline directory.
-const LINEAR_DOTDOT_POS: u64 = 12;
+const LINEAR_DOTDOT_POS: u64 = MIN_REC_LEN as u64;
 /// Readdir position of ".." in an htree directory.
 const HTREE_DOTDOT_POS: u64 = 1;
 /// Offset added to hash keys so that they follow "." and "..".
@@ -135,9 +135,9 @@ impl Cursor {
 
 impl Ext4 {
     /// Finds `name` in directory `dir`: `Ok(None)` if it is absent.
-    /// "." and ".." are answered from the directory's first block (or the
-    /// inline parent field). Hash-indexed directories are searched through
-    /// their index, others linearly.
+    /// "." is the directory itself; ".." comes from the directory's first
+    /// block (or the inline parent field). Hash-indexed directories are
+    /// searched through their index, others linearly.
     pub fn lookup(&self, dir: &Inode, name: &[u8]) -> Result<Option<DirEntry>> {
         if name.is_empty() || name.len() > NAME_LEN || name.iter().any(|&b| b == b'/' || b == 0) {
             return Err(Error::InvalidName);
