@@ -11,7 +11,8 @@
 //!   another copy gives the same blocks and the same `debugfs stat`;
 //! - the kernel mounts a third copy (root and loop mounts permitting,
 //!   otherwise a loud SKIPPED) and sees the new mtimes and contents;
-//! - after `close()` the image itself is clean, without needs_recovery.
+//! - after `close()` the image itself is clean, without needs_recovery,
+//!   and the kernel mounts it.
 
 mod common;
 mod journal_support;
@@ -197,23 +198,26 @@ fn check_logdump(case: &Case, img: &Path, ch: &Changes) {
     );
 }
 
-fn check_kernel(case: &Case, s: &Scratch, img: &Path, ch: &Changes, root_ok: bool) {
+/// Mounts `img` with the kernel and checks what it sees: the new mtimes
+/// (`mtime_c` for /d/c) and /b's contents; then e2fsck finds it clean.
+fn check_kernel(case: &Case, s: &Scratch, img: &Path, ch: &Changes, mtime_c: u32, root_ok: bool) {
+    let what = format!("journal_write_oracle {} kernel mount of {}", case.name, img.display());
     if !root_ok {
-        skip(&format!("journal_write_oracle {} kernel mount", case.name), "not running as root");
+        skip(&what, "not running as root");
         return;
     }
     let mnt = match Mount::new(img, &s.join("mnt"), case.fstype) {
         Ok(m) => m,
         Err(e) => {
-            skip(&format!("journal_write_oracle {} kernel mount", case.name), &format!("mount failed: {}", e.trim()));
+            skip(&what, &format!("mount failed: {}", e.trim()));
             return;
         }
     };
     let meta = std::fs::metadata(mnt.0.join("a")).unwrap();
-    assert_eq!(meta.mtime(), MTIME_A as i64, "{}: kernel sees the new mtime of /a", case.name);
+    assert_eq!(meta.mtime(), MTIME_A as i64, "{what}: the new mtime of /a");
     assert_eq!(meta.ino(), ch.ino_a as u64);
-    assert_eq!(std::fs::metadata(mnt.0.join("d/c")).unwrap().mtime(), MTIME_C as i64, "{}", case.name);
-    assert!(std::fs::read(mnt.0.join("b")).unwrap() == ch.b_contents, "{}: kernel reads /b", case.name);
+    assert_eq!(std::fs::metadata(mnt.0.join("d/c")).unwrap().mtime(), mtime_c as i64, "{what}");
+    assert!(std::fs::read(mnt.0.join("b")).unwrap() == ch.b_contents, "{what}: /b");
     drop(mnt);
     assert_fsck_clean(img);
 }
@@ -284,7 +288,7 @@ fn journaled_transactions_replay_everywhere() {
         assert_eq!(dumpe2fs_field(&copies[0], "Journal sequence"), dumpe2fs_field(&copies[1], "Journal sequence"));
 
         // The kernel's.
-        check_kernel(case, &s, &copies[2], &ch, root_ok);
+        check_kernel(case, &s, &copies[2], &ch, MTIME_C, root_ok);
 
         // Clean close of the original.
         fs.close().unwrap();
@@ -297,6 +301,10 @@ fn journaled_transactions_replay_everywhere() {
         assert!(debugfs_bytes(&img, "cat /b") == ch.b_contents, "{}", case.name);
 
         // Still usable: a later change dirties the image again until closed.
+        // (The transaction manager does not keep the metadata cache current
+        // yet, pending on another branch: blocks written home and dropped
+        // from the dirty map would be read back from stale cached copies.)
+        fs.cache().clear();
         let tx = fs.tx().unwrap();
         let mut h = fs.begin().unwrap();
         stage_mtime(&fs, &mut h, ch.ino_c, MTIME_C + 1);
@@ -309,5 +317,7 @@ fn journaled_transactions_replay_everywhere() {
         assert_fsck_clean(&img);
         let stat_c = String::from_utf8_lossy(&debugfs_bytes(&img, "stat /d/c")).into_owned();
         assert_eq!(mtime_in_stat(&stat_c), Some(MTIME_C as u64 + 1), "{}", case.name);
+        // The kernel mounts the closed image as a clean one.
+        check_kernel(case, &s, &img, &ch, MTIME_C + 1, root_ok);
     }
 }

@@ -32,11 +32,15 @@
 //! Like the kernel at mount, the writer turns on the journal features the
 //! file system calls for before its first transaction: checksum v3 with
 //! metadata_csum (unless the journal already has v2), 64-bit block numbers
-//! with 64bit, and revoke records. It refuses what it cannot write safely:
-//! external journals, v1 journal superblocks, a journal recording an error
-//! (`s_errno`), a journal holding transactions the file system does not
-//! know need recovery, fast commits pending replay, unknown features
-//! ([`JournalSuperblock::parse`]), and journals shorter than jbd2's minimum.
+//! with 64bit, and revoke records. An error the journal recorded
+//! (`s_errno`, e.g. a replay that met a corrupt commit block) is moved to
+//! the file system, as the kernel and e2fsck do: the first write marks the
+//! superblock as having errors (so e2fsck will check it) and clears
+//! `s_errno`. The writer refuses what it cannot write safely: external
+//! journals, v1 journal superblocks, a journal holding transactions the file
+//! system does not know need recovery, fast commits pending replay, unknown
+//! features ([`JournalSuperblock::parse`]), and journals shorter than
+//! jbd2's minimum.
 //! After an I/O error the writer is aborted, as jbd2 aborts a journal: every
 //! later transaction fails rather than risk reusing a log in an unknown state.
 
@@ -50,7 +54,7 @@ use crate::disk::jbd2::{
     INCOMPAT_64BIT, INCOMPAT_CSUM_V3, INCOMPAT_REVOKE, JournalSuperblock, MAGIC, RevokeHeader, TagFormat,
     data_block_checksum, fast_commit_head_tid, set_block_tail, set_commit_checksum, tid_geq,
 };
-use crate::disk::superblock::{MAGIC as EXT4_MAGIC, SUPERBLOCK_OFFSET, Superblock};
+use crate::disk::superblock::{MAGIC as EXT4_MAGIC, STATE_ERROR, SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
 use crate::fs::Ext4;
 use crate::fs::mapping::FileExtent;
@@ -186,6 +190,9 @@ struct State {
     live: VecDeque<Logged>,
     /// `needs_recovery` was set on disk by this writer and not cleared since.
     marked: bool,
+    /// The journal recorded an error at open: the superblock (on disk and
+    /// in every committed copy) gets `STATE_ERROR`.
+    error_moved: bool,
     /// Why the journal was aborted.
     aborted: Option<String>,
 }
@@ -253,11 +260,10 @@ impl Jbd2Writer {
         if jsb.blocktype != BLOCKTYPE_SUPERBLOCK_V2 {
             return Err(Error::Unsupported("writing to a journal with a version 1 superblock".into()));
         }
-        if jsb.errno != 0 {
-            return Err(Error::Unsupported(format!(
-                "the journal recorded error {} (run e2fsck before writing)",
-                jsb.errno
-            )));
+        let error_moved = jsb.errno != 0;
+        if error_moved {
+            log::warn!("the journal recorded error {}: the file system will be marked as having errors", jsb.errno);
+            jsb.errno = 0;
         }
         if jsb.start != 0 {
             return Err(Error::Unsupported(
@@ -282,7 +288,7 @@ impl Jbd2Writer {
                 )));
             }
         }
-        let old = (jsb.feature_compat, jsb.feature_incompat);
+        let old = (jsb.feature_compat, jsb.feature_incompat, error_moved);
         if fs.metadata_csum && !jsb.has_csum_v2or3() {
             jsb.feature_compat &= !COMPAT_CHECKSUM;
             jsb.feature_incompat |= INCOMPAT_CSUM_V3;
@@ -297,12 +303,13 @@ impl Jbd2Writer {
             return Err(Error::Unsupported(format!("journal log of {log_len} blocks is too short")));
         }
         let state = State {
-            jsb_dirty: (jsb.feature_compat, jsb.feature_incompat) != old,
+            jsb_dirty: (jsb.feature_compat, jsb.feature_incompat, false) != old,
             head: jsb.first,
             free: log_len,
             next_tid: jsb.sequence,
             live: VecDeque::new(),
             marked: false,
+            error_moved,
             aborted: None,
             jsb,
         };
@@ -366,7 +373,6 @@ impl Jbd2Writer {
     /// Writes `blocks` into consecutive log blocks from `pos` (wrapping),
     /// one device write per physically contiguous run.
     fn write_log(&self, jsb: &JournalSuperblock, pos: u32, blocks: &[Vec<u8>]) -> Result<()> {
-        let bs = self.bs() as u64;
         let mut run: Vec<u8> = Vec::new();
         let mut run_offset = 0u64;
         let mut pos = pos;
@@ -381,7 +387,6 @@ impl Jbd2Writer {
             }
             run.extend_from_slice(b);
             pos = Self::advance(jsb, pos, 1);
-            debug_assert_eq!(b.len() as u64, bs);
         }
         if !run.is_empty() {
             self.dev.write_at(&run, run_offset)?;
@@ -399,8 +404,9 @@ impl Jbd2Writer {
         Ok(())
     }
 
-    /// Sets or clears `needs_recovery` in the superblock on disk, durably.
-    fn set_needs_recovery(&self, on: bool) -> Result<()> {
+    /// Sets or clears `needs_recovery` in the superblock on disk, durably;
+    /// setting it also records a moved journal error.
+    fn set_needs_recovery(&self, on: bool, error: bool) -> Result<()> {
         let mut raw = vec![0u8; Superblock::SIZE];
         self.dev.read_at(&mut raw, SUPERBLOCK_OFFSET)?;
         let mut sb = Superblock::decode(&raw);
@@ -409,6 +415,9 @@ impl Jbd2Writer {
         }
         if on {
             sb.feature_incompat |= Incompat::RECOVER;
+            if error {
+                sb.state |= STATE_ERROR;
+            }
         } else {
             sb.feature_incompat &= !Incompat::RECOVER;
         }
@@ -433,7 +442,13 @@ impl Jbd2Writer {
 
     /// The log blocks of transaction `tid` before its commit block, in
     /// order, and the v1 checksum of its descriptors and copies.
-    fn build(&self, jsb: &JournalSuperblock, tid: u32, blocks: &[(u64, Arc<[u8]>)], revoked: &[u64]) -> Result<(Vec<Vec<u8>>, u32)> {
+    fn build(
+        &self,
+        jsb: &JournalSuperblock,
+        tid: u32,
+        blocks: &[(u64, Arc<[u8]>)],
+        revoked: &[u64],
+    ) -> Result<(Vec<Vec<u8>>, u32)> {
         let fmt = jsb.tag_format();
         let seed = jsb.csum_seed();
         let bs = self.bs();
@@ -508,7 +523,7 @@ impl Jbd2Writer {
     /// Writes transaction `tid` (checked to fit) from the head of the log.
     fn write_locked(&self, st: &mut State, tid: u32, blocks: &[(u64, Arc<[u8]>)], revoked: &[u64]) -> Result<()> {
         if !st.marked {
-            self.set_needs_recovery(true)?;
+            self.set_needs_recovery(true, st.error_moved)?;
             st.marked = true;
         }
         let start = st.head;
@@ -618,10 +633,15 @@ impl LogWriter for Jbd2Writer {
         }
         let raw = &data[self.sb_offset..self.sb_offset + Superblock::SIZE];
         let mut sb = Superblock::decode(raw);
-        if sb.magic != EXT4_MAGIC || sb.incompat().has(Incompat::RECOVER) {
+        let error = self.lock().error_moved;
+        let already = sb.incompat().has(Incompat::RECOVER) && (!error || sb.state & STATE_ERROR != 0);
+        if sb.magic != EXT4_MAGIC || already {
             return None;
         }
         sb.feature_incompat |= Incompat::RECOVER;
+        if error {
+            sb.state |= STATE_ERROR;
+        }
         let mut copy = data.to_vec();
         sb.encode_with_checksum(&mut copy[self.sb_offset..self.sb_offset + Superblock::SIZE]);
         Some(copy)
@@ -633,13 +653,10 @@ impl LogWriter for Jbd2Writer {
             return Err(Self::aborted_error(reason));
         }
         if !st.live.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{} journal transactions are not checkpointed",
-                st.live.len()
-            )));
+            return Err(Error::InvalidArgument(format!("{} journal transactions are not checkpointed", st.live.len())));
         }
         if st.marked {
-            let result = self.set_needs_recovery(false);
+            let result = self.set_needs_recovery(false, false);
             if let Err(e) = &result {
                 st.aborted = Some(e.to_string());
                 return result;
@@ -945,7 +962,8 @@ mod tests {
         w.checkpointed(tid - 1).unwrap();
         assert_eq!(w.free_blocks(), JLEN as usize - 1);
         assert_eq!(w.journal_superblock().start, 0, "empty journal");
-        while w.head() + 43 <= JLEN - 1 || w.head() + 20 > JLEN - 1 {
+        // The log ends at JLEN: stop with 20..43 blocks left before it.
+        while w.head() + 43 < JLEN || w.head() + 20 >= JLEN {
             let txn = vec![(2u64, home(2, tid as u8))];
             w.write_transaction(tid, &blocks(&txn), &[]).unwrap();
             w.checkpointed(tid).unwrap();
@@ -1108,7 +1126,20 @@ mod tests {
             dev.write_at(&raw, jmap(0).unwrap()).unwrap();
             dev
         };
-        assert!(refused(&with_jsb(&|j| j.errno = -5)).contains("error"));
+        // A recorded error is moved to the file system by the first write.
+        let dev = with_jsb(&|j| j.errno = -5);
+        let w = writer(&dev, info(false, false)).unwrap();
+        assert_eq!(JournalSuperblock::decode(&jblock(&dev, 0)).errno, -5, "nothing written at open");
+        let fixed = w.fix_block(1, &dev.contents()[BS..2 * BS]).unwrap();
+        assert_ne!(Superblock::decode(&fixed).state & STATE_ERROR, 0);
+        w.write_transaction(1, &blocks(&[(7, home(7, 1))]), &[]).unwrap();
+        let sb = Superblock::decode(&dev.contents()[BS..]);
+        assert!(sb.incompat().has(Incompat::RECOVER) && sb.state & STATE_ERROR != 0);
+        assert_eq!(JournalSuperblock::decode(&jblock(&dev, 0)).errno, 0);
+        w.checkpointed(1).unwrap();
+        w.close().unwrap();
+        let sb = Superblock::decode(&dev.contents()[BS..]);
+        assert!(!sb.incompat().has(Incompat::RECOVER) && sb.state & STATE_ERROR != 0, "the error stays");
         assert!(refused(&with_jsb(&|j| j.start = 5)).contains("needing recovery"));
         assert!(refused(&with_jsb(&|j| j.blocktype = BLOCKTYPE_SUPERBLOCK_V1)).contains("version 1"));
         let short = with_jsb(&|j| j.maxlen = 1000);
