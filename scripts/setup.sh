@@ -5,7 +5,7 @@
 set -euo pipefail
 
 # Debian packages the tests use as oracles or helpers.
-PACKAGES=(e2fsprogs util-linux tar coreutils)
+PACKAGES=(e2fsprogs util-linux tar coreutils acl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

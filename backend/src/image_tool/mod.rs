@@ -204,6 +204,16 @@ fn getfattr(fs: &Ext4, path: &str, name: Option<&str>, as_hex: bool, out: &mut i
     for x in attrs {
         let value = if as_hex { hex(&x.value) } else { format!("\"{}\"", escape(&x.value)) };
         writeln!(out, "{}={value}", escape(&x.name))?;
+        // ACLs also in getfacl's text form, one entry per line.
+        let default = match x.name.as_slice() {
+            b"system.posix_acl_access" => false,
+            b"system.posix_acl_default" => true,
+            _ => continue,
+        };
+        let acl = ctx(path, ext4::disk::acl::Acl::from_xattr(&x.value))?;
+        for line in acl.to_text(default).lines() {
+            writeln!(out, "#   {line}")?;
+        }
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ impl Ext4 {
     /// The block bitmap of group `g`, or `None` for a BLOCK_UNINIT group
     /// (whose bitmap is computed, not stored).
     pub fn read_block_bitmap(&self, g: u32) -> Result<Option<Arc<[u8]>>> {
-        let gd = *self.group_desc(g)?;
+        let gd = self.group_desc(g)?;
         if self.has_uninit_groups() && gd.flags() & BG_BLOCK_UNINIT != 0 {
             return Ok(None);
         }
@@ -26,7 +26,7 @@ impl Ext4 {
 
     /// The inode bitmap of group `g`, or `None` for an INODE_UNINIT group.
     pub fn read_inode_bitmap(&self, g: u32) -> Result<Option<Arc<[u8]>>> {
-        let gd = *self.group_desc(g)?;
+        let gd = self.group_desc(g)?;
         if self.has_uninit_groups() && gd.flags() & BG_INODE_UNINIT != 0 {
             return Ok(None);
         }

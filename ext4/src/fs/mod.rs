@@ -22,6 +22,7 @@ use crate::disk::inode::Inode;
 use crate::disk::superblock::{SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
 use crate::io::{BlockCache, BlockDevice, FileDevice};
+use crate::journal::transaction::{DirectWriter, Handle, TxManager};
 use geometry::Geometry;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,11 +49,12 @@ pub struct Ext4 {
     dev: Arc<dyn BlockDevice>,
     sb: Superblock,
     geo: Geometry,
-    groups: Vec<GroupDesc>,
     cache: BlockCache,
     csum_seed: Option<u32>,
     read_only: bool,
     recovered: Option<crate::journal::RecoveryReport>,
+    /// Transaction state; `None` for a read-only file system.
+    tx: Option<TxManager>,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -76,6 +78,19 @@ impl Ext4 {
     /// the image needs recovery: on the device itself, or in memory for a
     /// read-only open.
     pub fn open_device(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
+        let mut fs = Self::open_replayed(dev, opts)?;
+        if !fs.read_only {
+            fs.tx = Some(TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?));
+        }
+        Ok(fs)
+    }
+
+    /// The writer that makes transactions durable on this image.
+    fn log_writer(&self) -> Result<Box<dyn crate::journal::transaction::LogWriter>> {
+        Ok(Box::new(DirectWriter::new(self.dev.clone(), self.geo.block_size)))
+    }
+
+    fn open_replayed(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
         let fs = Self::load(dev.clone(), opts)?;
         if !fs.sb.incompat().has(Incompat::RECOVER) {
             return Ok(fs);
@@ -100,39 +115,40 @@ impl Ext4 {
         let geo = Geometry::new(&sb);
         let csum_seed = sb.has_metadata_csum().then(|| sb.csum_seed());
         let read_only = opts.read_only || force_ro || sb.ro_compat().has(RoCompat::READONLY);
-        let mut fs = Ext4 {
+        let fs = Ext4 {
             dev,
             sb,
             geo,
-            groups: Vec::new(),
             cache: BlockCache::new(opts.cache_bytes),
             csum_seed,
             read_only,
             recovered: None,
+            tx: None,
         };
-        fs.groups = fs.load_group_descs()?;
+        // Validate every descriptor up front, so that a corrupt table is
+        // refused at open rather than in the middle of serving.
+        for g in 0..fs.geo.group_count {
+            fs.group_desc(g)?;
+        }
         Ok(fs)
     }
 
-    fn load_group_descs(&self) -> Result<Vec<GroupDesc>> {
+    /// The descriptor of group `g`, decoded from the group descriptor table
+    /// (through the metadata cache: the table blocks are the one source of
+    /// truth) and verified.
+    pub fn group_desc(&self, g: u32) -> Result<GroupDesc> {
+        if g >= self.geo.group_count {
+            return Err(Error::InvalidArgument(format!("group {g} out of range")));
+        }
         let ds = self.geo.desc_size as usize;
         let per_block = self.geo.descs_per_block();
-        let mut groups = Vec::with_capacity(self.geo.group_count as usize);
-        for i in 0..self.geo.gdt_blocks() {
-            let blk = self.geo.descriptor_block(i);
-            let data = self.read_meta_block(blk, "group descriptor table")?;
-            for j in 0..per_block {
-                let g = i * per_block + j;
-                if g >= self.geo.group_count {
-                    break;
-                }
-                let raw = &data[j as usize * ds..(j as usize + 1) * ds];
-                let gd = GroupDesc::decode(raw, ds);
-                self.verify_group_desc(g, raw, &gd)?;
-                groups.push(gd);
-            }
-        }
-        Ok(groups)
+        let blk = self.geo.descriptor_block(g / per_block);
+        let data = self.read_meta_block(blk, "group descriptor table")?;
+        let j = (g % per_block) as usize;
+        let raw = &data[j * ds..(j + 1) * ds];
+        let gd = GroupDesc::decode(raw, ds);
+        self.verify_group_desc(g, raw, &gd)?;
+        Ok(gd)
     }
 
     fn verify_group_desc(&self, g: u32, raw: &[u8], gd: &GroupDesc) -> Result<()> {
@@ -171,11 +187,6 @@ impl Ext4 {
         self.geo.block_size
     }
 
-    /// The descriptor of group `g`.
-    pub fn group_desc(&self, g: u32) -> Result<&GroupDesc> {
-        self.groups.get(g as usize).ok_or_else(|| Error::InvalidArgument(format!("group {g} out of range")))
-    }
-
     /// The metadata_csum seed, when metadata checksums are enabled.
     pub fn csum_seed(&self) -> Option<u32> {
         self.csum_seed
@@ -204,6 +215,9 @@ impl Ext4 {
     /// Reads metadata block `blk` through the buffer cache. `what` names the
     /// structure for error messages.
     pub fn read_meta_block(&self, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.tx.as_ref().and_then(|tx| tx.dirty_block(blk)) {
+            return Ok(b);
+        }
         if let Some(b) = self.cache.get(blk) {
             return Ok(b);
         }
@@ -226,6 +240,34 @@ impl Ext4 {
             }
             other => other,
         })
+    }
+
+    /// Starts a file-system operation that changes metadata. Only one runs
+    /// at a time; readers are never blocked by it.
+    pub fn begin(&self) -> Result<Handle<'_>> {
+        Ok(self.tx()?.begin())
+    }
+
+    /// The transaction manager, or [`Error::ReadOnly`].
+    pub fn tx(&self) -> Result<&TxManager> {
+        self.tx.as_ref().ok_or(Error::ReadOnly)
+    }
+
+    /// Metadata block `blk` as handle `h` sees it (its own staged changes first).
+    pub fn meta_block_in(&self, h: &Handle<'_>, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        match h.staged_or_dirty(blk) {
+            Some(b) => Ok(b),
+            None => self.read_meta_block(blk, what),
+        }
+    }
+
+    /// Commits the running transaction and writes everything home: after
+    /// this the image on disk is complete and consistent.
+    pub fn sync(&self) -> Result<()> {
+        match &self.tx {
+            Some(tx) => tx.sync_all(),
+            None => Ok(()),
+        }
     }
 
     /// Reads inode `ino`, verifying its checksum. An inode in a group whose

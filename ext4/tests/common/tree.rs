@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, FileExt};
+use std::os::unix::fs::{FileExt, symlink};
 use std::path::{Path, PathBuf};
 
 /// Deterministic pseudo-random bytes (xorshift64*).
@@ -57,10 +57,8 @@ pub fn xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// Sets atime and mtime (with nanoseconds) without following symlinks.
 pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
     let cp = cstr(p);
-    let ts = [
-        libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 },
-        libc::timespec { tv_sec: mtime.0, tv_nsec: mtime.1 },
-    ];
+    let ts =
+        [libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 }, libc::timespec { tv_sec: mtime.0, tv_nsec: mtime.1 }];
     // SAFETY: valid path and a two-element timespec array.
     let r = unsafe { libc::utimensat(libc::AT_FDCWD, cp.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     assert_eq!(r, 0, "utimensat {p:?}: {}", std::io::Error::last_os_error());

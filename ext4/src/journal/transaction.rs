@@ -1,0 +1,394 @@
+//! Transactions: the running transaction that operations join through
+//! handles, the committed-but-not-checkpointed blocks that readers must see,
+//! and the hand-off to a [`LogWriter`] that makes a transaction durable.
+//!
+//! Model (jbd2's, simplified to one writer at a time):
+//! - A [`Handle`] is one file-system operation. It reads metadata blocks at
+//!   their newest version and stages new contents locally; nothing is visible
+//!   to others until [`Handle::finish`], which moves its blocks into the
+//!   running transaction and into the dirty map at once.
+//! - The dirty map holds the newest contents of every block changed since it
+//!   was last written home; metadata reads consult it before the cache.
+//! - [`TxManager::commit`] hands the running transaction to the log writer
+//!   (journal or, for journal-less images, straight home) and returns once
+//!   it is durable. [`TxManager::checkpoint`] writes committed blocks to their
+//!   home locations and lets the log reuse its space.
+
+use crate::error::Result;
+use crate::io::BlockDevice;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// Makes transactions durable. Implemented by the jbd2 journal and, for
+/// images without a journal, by [`DirectWriter`].
+pub trait LogWriter: Send + Sync {
+    /// Writes transaction `tid` (its metadata blocks and revoked block
+    /// numbers) durably. Data blocks the transaction references were
+    /// written before, so the flush this implies also orders them first.
+    fn write_transaction(&self, tid: u32, blocks: &[(u64, Arc<[u8]>)], revoked: &[u64]) -> Result<()>;
+    /// Every transaction up to and including `tid` is now at its home
+    /// location and flushed: its log space may be reused.
+    fn checkpointed(&self, tid: u32) -> Result<()>;
+    /// Whether a transaction of `blocks` metadata blocks and `revokes`
+    /// revoke records still fits the log without a checkpoint first.
+    fn fits(&self, blocks: usize, revokes: usize) -> bool;
+    /// Largest transaction (in metadata blocks) the log can ever hold.
+    fn max_transaction_blocks(&self) -> usize;
+    /// The next transaction id to use (continues the journal's sequence).
+    fn next_tid(&self) -> u32;
+}
+
+/// Writes transactions straight to their home locations: for images without
+/// a journal (ext2), where there is no crash consistency to keep.
+pub struct DirectWriter {
+    dev: Arc<dyn BlockDevice>,
+    block_size: u64,
+}
+
+impl DirectWriter {
+    /// A writer for `dev` with blocks of `block_size` bytes.
+    pub fn new(dev: Arc<dyn BlockDevice>, block_size: u32) -> Self {
+        DirectWriter { dev, block_size: block_size as u64 }
+    }
+}
+
+impl LogWriter for DirectWriter {
+    fn write_transaction(&self, _tid: u32, blocks: &[(u64, Arc<[u8]>)], _revoked: &[u64]) -> Result<()> {
+        for (blk, data) in blocks {
+            self.dev.write_at(data, blk * self.block_size)?;
+        }
+        self.dev.flush()
+    }
+    fn checkpointed(&self, _tid: u32) -> Result<()> {
+        Ok(())
+    }
+    fn fits(&self, _blocks: usize, _revokes: usize) -> bool {
+        true
+    }
+    fn max_transaction_blocks(&self) -> usize {
+        usize::MAX
+    }
+    fn next_tid(&self) -> u32 {
+        1
+    }
+}
+
+/// A block changed since it was last written home.
+#[derive(Clone)]
+struct Dirty {
+    /// Newest contents (possibly only in the running transaction).
+    newest: Arc<[u8]>,
+    /// Newest committed contents not yet written home, and their transaction.
+    /// Checkpoint writes these, never uncommitted contents.
+    committed: Option<(Arc<[u8]>, u32)>,
+}
+
+#[derive(Default)]
+struct Running {
+    blocks: BTreeMap<u64, Arc<[u8]>>,
+    revoked: BTreeSet<u64>,
+}
+
+/// Counters for tests and statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+    /// Metadata blocks written to the log.
+    pub logged_blocks: u64,
+}
+
+/// The transaction state of one open file system.
+pub struct TxManager {
+    dev: Arc<dyn BlockDevice>,
+    block_size: u64,
+    log: Box<dyn LogWriter>,
+    /// Serialises operations: one handle at a time (readers never wait on it).
+    writer: Mutex<()>,
+    running: Mutex<Running>,
+    dirty: RwLock<HashMap<u64, Dirty>>,
+    /// Serialises commit and checkpoint.
+    commit_lock: Mutex<u32>,
+    stats: Mutex<TxStats>,
+}
+
+impl TxManager {
+    /// A manager writing through `log` onto `dev`.
+    pub fn new(dev: Arc<dyn BlockDevice>, block_size: u32, log: Box<dyn LogWriter>) -> Self {
+        let tid = log.next_tid();
+        TxManager {
+            dev,
+            block_size: block_size as u64,
+            log,
+            writer: Mutex::new(()),
+            running: Mutex::new(Running::default()),
+            dirty: RwLock::new(HashMap::new()),
+            commit_lock: Mutex::new(tid),
+            stats: Mutex::new(TxStats::default()),
+        }
+    }
+
+    /// The newest contents of `blk` if it changed since last written home.
+    pub fn dirty_block(&self, blk: u64) -> Option<Arc<[u8]>> {
+        self.dirty.read().unwrap_or_else(|e| e.into_inner()).get(&blk).map(|d| d.newest.clone())
+    }
+
+    /// Starts an operation. Blocks while another handle is open.
+    pub fn begin(&self) -> Handle<'_> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        Handle { tx: self, _guard: guard, blocks: BTreeMap::new(), revoked: BTreeSet::new() }
+    }
+
+    /// Number of metadata blocks in the running transaction.
+    pub fn running_blocks(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).blocks.len()
+    }
+
+    /// Commits the running transaction (if it has anything) and returns once
+    /// it is durable. Returns the committed transaction id.
+    pub fn commit(&self) -> Result<Option<u32>> {
+        let mut next_tid = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        if tx.blocks.is_empty() && tx.revoked.is_empty() {
+            return Ok(None);
+        }
+        let tid = *next_tid;
+        let blocks: Vec<(u64, Arc<[u8]>)> = tx.blocks.into_iter().collect();
+        let revoked: Vec<u64> = tx.revoked.into_iter().collect();
+        if !self.log.fits(blocks.len(), revoked.len()) {
+            self.checkpoint_locked()?;
+        }
+        if let Err(e) = self.log.write_transaction(tid, &blocks, &revoked) {
+            // Put the blocks back so a later commit retries them.
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            for (b, d) in blocks {
+                running.blocks.entry(b).or_insert(d);
+            }
+            running.revoked.extend(revoked);
+            return Err(e);
+        }
+        {
+            let mut dirty = self.dirty.write().unwrap_or_else(|e| e.into_inner());
+            for (b, d) in &blocks {
+                if let Some(entry) = dirty.get_mut(b) {
+                    entry.committed = Some((d.clone(), tid));
+                }
+            }
+            // A freed metadata block is forgotten once its revoke is durable:
+            // never checkpointed again, since it may hold file data next. (The
+            // allocator does not hand out blocks freed by an uncommitted
+            // transaction, so nothing can land on it before this point.)
+            for b in &revoked {
+                dirty.remove(b);
+            }
+        }
+        *next_tid = tid.wrapping_add(1);
+        let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.commits += 1;
+        st.logged_blocks += blocks.len() as u64;
+        Ok(Some(tid))
+    }
+
+    /// Writes every committed block to its home location, flushes, and
+    /// releases the log space. Blocks changed again by the running
+    /// transaction stay dirty.
+    pub fn checkpoint(&self) -> Result<()> {
+        let _g = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoint_locked()
+    }
+
+    fn checkpoint_locked(&self) -> Result<()> {
+        let committed: Vec<(u64, Arc<[u8]>, u32)> = {
+            let dirty = self.dirty.read().unwrap_or_else(|e| e.into_inner());
+            dirty.iter().filter_map(|(b, d)| d.committed.as_ref().map(|(c, t)| (*b, c.clone(), *t))).collect()
+        };
+        if committed.is_empty() {
+            return Ok(());
+        }
+        for (blk, data, _) in &committed {
+            self.dev.write_at(data, blk * self.block_size)?;
+        }
+        self.dev.flush()?;
+        let last = committed.iter().map(|c| c.2).max().unwrap_or(0);
+        self.log.checkpointed(last)?;
+        let mut dirty = self.dirty.write().unwrap_or_else(|e| e.into_inner());
+        for (blk, data, _) in committed {
+            let Some(entry) = dirty.get_mut(&blk) else { continue };
+            if entry.committed.as_ref().is_some_and(|(c, _)| Arc::ptr_eq(c, &data)) {
+                entry.committed = None;
+            }
+            if entry.committed.is_none() && Arc::ptr_eq(&entry.newest, &data) {
+                dirty.remove(&blk);
+            }
+        }
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).checkpoints += 1;
+        Ok(())
+    }
+
+    /// Commits and checkpoints everything: the image is then complete at
+    /// its home locations and the log is empty.
+    pub fn sync_all(&self) -> Result<()> {
+        self.commit()?;
+        self.checkpoint()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> TxStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Largest number of metadata blocks one handle may stage.
+    pub fn max_handle_blocks(&self) -> usize {
+        self.log.max_transaction_blocks() / 4
+    }
+}
+
+/// One file-system operation's view of metadata: reads see the newest
+/// versions (its own staged writes first), writes are staged until
+/// [`Handle::finish`]. Dropping a handle without finishing discards its
+/// writes, so an operation that fails half-way leaves nothing behind.
+pub struct Handle<'a> {
+    tx: &'a TxManager,
+    _guard: MutexGuard<'a, ()>,
+    blocks: BTreeMap<u64, Arc<[u8]>>,
+    revoked: BTreeSet<u64>,
+}
+
+impl Handle<'_> {
+    /// The contents of `blk` as this handle sees them: staged, dirty, or
+    /// `None` (the caller then reads the block from cache or disk).
+    pub fn staged_or_dirty(&self, blk: u64) -> Option<Arc<[u8]>> {
+        self.blocks.get(&blk).cloned().or_else(|| self.tx.dirty_block(blk))
+    }
+
+    /// Stages new contents for metadata block `blk`.
+    pub fn write(&mut self, blk: u64, data: Vec<u8>) {
+        self.revoked.remove(&blk);
+        self.blocks.insert(blk, data.into());
+    }
+
+    /// Records that metadata block `blk` was freed, so that journal replay
+    /// never writes an old copy over what the block holds next.
+    pub fn revoke(&mut self, blk: u64) {
+        self.blocks.remove(&blk);
+        self.revoked.insert(blk);
+    }
+
+    /// Number of blocks staged so far.
+    pub fn staged(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Publishes the staged blocks into the running transaction and the
+    /// dirty map, all at once.
+    pub fn finish(self) {
+        let mut running = self.tx.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirty = self.tx.dirty.write().unwrap_or_else(|e| e.into_inner());
+        for blk in &self.revoked {
+            running.blocks.remove(blk);
+            running.revoked.insert(*blk);
+        }
+        for (blk, data) in self.blocks {
+            running.revoked.remove(&blk);
+            match dirty.get_mut(&blk) {
+                Some(entry) => entry.newest = data.clone(),
+                None => {
+                    dirty.insert(blk, Dirty { newest: data.clone(), committed: None });
+                }
+            }
+            running.blocks.insert(blk, data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemDevice;
+
+    #[derive(Default)]
+    struct RecordingLog {
+        txs: Mutex<Vec<(u32, Vec<u64>, Vec<u64>)>>,
+        checkpointed: Mutex<Option<u32>>,
+    }
+
+    impl LogWriter for Arc<RecordingLog> {
+        fn write_transaction(&self, tid: u32, blocks: &[(u64, Arc<[u8]>)], revoked: &[u64]) -> Result<()> {
+            self.txs.lock().unwrap().push((tid, blocks.iter().map(|b| b.0).collect(), revoked.to_vec()));
+            Ok(())
+        }
+        fn checkpointed(&self, tid: u32) -> Result<()> {
+            *self.checkpointed.lock().unwrap() = Some(tid);
+            Ok(())
+        }
+        fn fits(&self, _: usize, _: usize) -> bool {
+            true
+        }
+        fn max_transaction_blocks(&self) -> usize {
+            1024
+        }
+        fn next_tid(&self) -> u32 {
+            7
+        }
+    }
+
+    #[test]
+    fn handle_stages_until_finish_and_commit_checkpoints() {
+        let dev = Arc::new(MemDevice::new(vec![0u8; 16 * 1024]));
+        let log = Arc::new(RecordingLog::default());
+        let tm = TxManager::new(dev.clone(), 1024, Box::new(log.clone()));
+        let mut h = tm.begin();
+        h.write(3, vec![3u8; 1024]);
+        assert!(tm.dirty_block(3).is_none(), "staged writes are private");
+        assert_eq!(h.staged_or_dirty(3).unwrap()[0], 3);
+        h.finish();
+        assert_eq!(tm.dirty_block(3).unwrap()[0], 3);
+        let mut h = tm.begin();
+        h.write(4, vec![4u8; 1024]);
+        drop(h); // abandoned: nothing published
+        assert!(tm.dirty_block(4).is_none());
+        assert_eq!(tm.commit().unwrap(), Some(7));
+        assert_eq!(tm.commit().unwrap(), None, "nothing to commit");
+        assert_eq!(dev.contents()[3 * 1024], 0, "not home before checkpoint");
+        tm.checkpoint().unwrap();
+        assert_eq!(dev.contents()[3 * 1024], 3);
+        assert!(tm.dirty_block(3).is_none());
+        assert_eq!(*log.checkpointed.lock().unwrap(), Some(7));
+        assert_eq!(log.txs.lock().unwrap().as_slice(), &[(7, vec![3], vec![])]);
+    }
+
+    #[test]
+    fn block_rewritten_after_commit_stays_dirty_through_checkpoint() {
+        let dev = Arc::new(MemDevice::new(vec![0u8; 16 * 1024]));
+        let tm = TxManager::new(dev.clone(), 1024, Box::new(Arc::new(RecordingLog::default())));
+        let mut h = tm.begin();
+        h.write(5, vec![1u8; 1024]);
+        h.finish();
+        tm.commit().unwrap();
+        let mut h = tm.begin();
+        h.write(5, vec![2u8; 1024]);
+        h.finish();
+        tm.checkpoint().unwrap();
+        // The committed version goes home; the running one stays dirty and
+        // is never written home uncommitted.
+        assert_eq!(tm.dirty_block(5).unwrap()[0], 2);
+        assert_eq!(dev.contents()[5 * 1024], 1);
+        tm.sync_all().unwrap();
+        assert_eq!(dev.contents()[5 * 1024], 2);
+    }
+
+    #[test]
+    fn revoke_replaces_a_staged_write() {
+        let dev = Arc::new(MemDevice::new(vec![0u8; 16 * 1024]));
+        let log = Arc::new(RecordingLog::default());
+        let tm = TxManager::new(dev, 1024, Box::new(log.clone()));
+        let mut h = tm.begin();
+        h.write(9, vec![9u8; 1024]);
+        h.revoke(9);
+        h.finish();
+        tm.commit().unwrap();
+        assert_eq!(log.txs.lock().unwrap().as_slice(), &[(7, vec![], vec![9])]);
+    }
+}
