@@ -105,6 +105,10 @@ pub enum Error {
     /// A path walk met too many symbolic links or a loop.
     #[error("too many levels of symbolic links")]
     SymlinkLoop,
+    /// A file's block mapping cannot hold what was asked (logical block
+    /// beyond what the map addresses, or an extent tree at its maximum depth): EFBIG.
+    #[error("inode {0}: file too big for its block mapping")]
+    FileTooBig(u32),
 }
 
 impl Error {

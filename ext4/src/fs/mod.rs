@@ -3,10 +3,13 @@
 //! built on them (one module per operation family).
 
 pub mod bitmap;
+pub mod block_map_write;
 pub mod dir;
+pub mod extent_tree;
 pub mod file;
 pub mod geometry;
 pub mod inline;
+pub mod map_store;
 pub mod mapping;
 pub mod path;
 pub mod statfs;
