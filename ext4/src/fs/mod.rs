@@ -9,6 +9,7 @@ pub mod extent_tree;
 pub mod file;
 pub mod geometry;
 pub mod inline;
+pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
 pub mod path;
