@@ -105,6 +105,12 @@ pub enum Error {
     /// A path walk met too many symbolic links or a loop.
     #[error("too many levels of symbolic links")]
     SymlinkLoop,
+    /// No free block is left to allocate (ENOSPC).
+    #[error("no space left on the file system")]
+    NoSpace,
+    /// No free inode is left to allocate (ENOSPC).
+    #[error("no free inodes left on the file system")]
+    NoInodes,
 }
 
 impl Error {
