@@ -113,10 +113,8 @@ fn dumpe2fs(img: &Path) -> Vec<DumpGroup> {
         if line.starts_with("Group ") {
             flags = (line.contains("BLOCK_UNINIT"), line.contains("INODE_UNINIT"));
         } else if line.contains(" free blocks, ") {
-            let nums: Vec<u64> = line
-                .split(',')
-                .map(|part| part.split_whitespace().next().unwrap().parse().unwrap())
-                .collect();
+            let nums: Vec<u64> =
+                line.split(',').map(|part| part.split_whitespace().next().unwrap().parse().unwrap()).collect();
             groups.push(DumpGroup {
                 free_blocks: nums[0],
                 free_inodes: nums[1],
@@ -189,7 +187,7 @@ impl Allocated {
 /// ones. Handles are finished in batches, some synced, one discarded.
 fn allocate(fs: &Ext4, extra_goals: &[u64], far_parents: &[u32]) -> Allocated {
     let geo = fs.geometry().clone();
-    let sb = fs.superblock().clone();
+    let sb = *fs.superblock();
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let mut got = Allocated::default();
     let mut taken = BTreeSet::new();
@@ -322,7 +320,7 @@ fn check_image(tag: &str, size: &str, args: &[&str], goal_groups: &[u32], far_pa
 
     let fs = open_rw(&img);
     let geo = fs.geometry().clone();
-    let sb0 = fs.superblock().clone();
+    let sb0 = *fs.superblock();
     let goals: Vec<u64> = goal_groups.iter().map(|&g| geo.group_first_block(g) + 7).collect();
     let parents: Vec<u32> = far_parent_groups.iter().map(|&g| g * geo.inodes_per_group + 1).collect();
     let got = allocate(&fs, &goals, &parents);
@@ -354,7 +352,11 @@ fn check_image(tag: &str, size: &str, args: &[&str], goal_groups: &[u32], far_pa
             .map(|(&g, &n)| {
                 let now = field(&view[g as usize]);
                 let was = field(&before[g as usize]);
-                assert_eq!(if up { now - was } else { was - now }, n, "{tag}: group {g} count moved by the wrong amount");
+                assert_eq!(
+                    if up { now - was } else { was - now },
+                    n,
+                    "{tag}: group {g} count moved by the wrong amount"
+                );
                 (g, (now, was))
             })
             .collect()

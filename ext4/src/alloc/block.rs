@@ -94,8 +94,8 @@ impl Ext4 {
     }
 
     /// Group `g`'s blocks as a search map: set where in use (computed for a
-    /// `BLOCK_UNINIT` group), where its own metadata lies, and where blocks
-    /// are freed-but-not-durable or reserved.
+    /// `BLOCK_UNINIT` group), where metadata lies, and where blocks are
+    /// freed-but-not-durable or reserved.
     fn search_map(&self, h: &Handle<'_>, g: u32, gd: &GroupDesc) -> Result<SearchMap> {
         let geo = self.geometry();
         let first = geo.group_first_block(g);
@@ -109,7 +109,7 @@ impl Ext4 {
                 map.set_range((s - first) as u32, (e - first) as u32);
             }
         };
-        for (s, l) in self.own_meta_ranges(g, gd) {
+        for (s, l) in self.meta_ranges(h, g, gd)? {
             set(s, s.saturating_add(l));
         }
         let mut blocked = Vec::new();
@@ -185,7 +185,7 @@ impl Ext4 {
         let mut delta: i128 = 0;
         for (g, first, s, e) in self.group_segments(start, end) {
             let mut gd = self.group_desc_in(h, g)?;
-            if let Some(b) = first_overlap(&self.own_meta_ranges(g, &gd), s, e) {
+            if let Some(b) = first_overlap(&self.meta_ranges(h, g, &gd)?, s, e) {
                 return Err(Error::InvalidArgument(format!("block {b} holds file-system metadata")));
             }
             let was_uninit = self.uninit(&gd, BG_BLOCK_UNINIT);
@@ -201,7 +201,11 @@ impl Ext4 {
             let old_free = gd.free_blocks_count();
             let free = if was_uninit { count_clear(&bitmap, self.geometry().blocks_in_group(g)) } else { old_free };
             let new_free = free.checked_sub(b - a).ok_or_else(|| {
-                Error::corrupt("group descriptor", Location::Group(g), "free block count below the bitmap's free blocks")
+                Error::corrupt(
+                    "group descriptor",
+                    Location::Group(g),
+                    "free block count below the bitmap's free blocks",
+                )
             })?;
             set_bits(&mut bitmap, a, b);
             gd.set_free_blocks(new_free);
@@ -226,9 +230,13 @@ impl Ext4 {
         for (g, first, s, e) in self.group_segments(start, end) {
             let mut gd = self.group_desc_in(h, g)?;
             if self.uninit(&gd, BG_BLOCK_UNINIT) {
-                return Err(Error::corrupt("block", Location::Block(s), "freeing a block of a group never allocated from"));
+                return Err(Error::corrupt(
+                    "block",
+                    Location::Block(s),
+                    "freeing a block of a group never allocated from",
+                ));
             }
-            if let Some(b) = first_overlap(&self.own_meta_ranges(g, &gd), s, e) {
+            if let Some(b) = first_overlap(&self.meta_ranges(h, g, &gd)?, s, e) {
                 return Err(Error::corrupt("block", Location::Block(b), "freeing file-system metadata"));
             }
             let mut bitmap = self.stored_bitmap(h, g, &gd, BitmapKind::Block)?;
@@ -237,9 +245,13 @@ impl Ext4 {
                 return Err(Error::corrupt("block bitmap", Location::Block(first + i as u64), "block freed twice"));
             }
             let old_free = gd.free_blocks_count();
-            let new_free = old_free + (b - a);
+            let new_free = old_free.saturating_add(b - a);
             if new_free > self.geometry().blocks_in_group(g) {
-                return Err(Error::corrupt("group descriptor", Location::Group(g), "free block count above the group size"));
+                return Err(Error::corrupt(
+                    "group descriptor",
+                    Location::Group(g),
+                    "free block count above the group size",
+                ));
             }
             clear_bits(&mut bitmap, a, b);
             gd.set_free_blocks(new_free);

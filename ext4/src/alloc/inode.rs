@@ -88,9 +88,13 @@ impl Ext4 {
         if !test_bit(&bitmap, idx) {
             return Err(Error::corrupt("inode bitmap", Location::Inode(ino), "inode freed twice"));
         }
-        let free = gd.free_inodes_count() + 1;
+        let free = gd.free_inodes_count().saturating_add(1);
         if free > self.geometry().inodes_per_group {
-            return Err(Error::corrupt("group descriptor", Location::Group(g), "free inode count above the group size"));
+            return Err(Error::corrupt(
+                "group descriptor",
+                Location::Group(g),
+                "free inode count above the group size",
+            ));
         }
         if was_dir {
             let dirs = gd.used_dirs_count().checked_sub(1).ok_or_else(|| {
@@ -116,11 +120,8 @@ impl Ext4 {
             return Ok(None);
         }
         let inode_uninit = self.uninit(&gd, BG_INODE_UNINIT);
-        let mut bitmap = if inode_uninit {
-            self.uninit_inode_bitmap()
-        } else {
-            self.stored_bitmap(h, g, &gd, BitmapKind::Inode)?
-        };
+        let mut bitmap =
+            if inode_uninit { self.uninit_inode_bitmap() } else { self.stored_bitmap(h, g, &gd, BitmapKind::Inode)? };
         // Inode number of index i is base + i + 1. Reserved inodes and
         // numbers past s_inodes_count are never handed out.
         let base = g as u64 * ipg as u64;
@@ -132,9 +133,13 @@ impl Ext4 {
         set_bits(&mut bitmap, idx, idx + 1);
         gd.set_free_inodes(gd.free_inodes_count() - 1);
         if is_dir {
-            let dirs = gd.used_dirs_count() + 1;
+            let dirs = gd.used_dirs_count().saturating_add(1);
             if dirs > ipg {
-                return Err(Error::corrupt("group descriptor", Location::Group(g), "directory count above the group size"));
+                return Err(Error::corrupt(
+                    "group descriptor",
+                    Location::Group(g),
+                    "directory count above the group size",
+                ));
             }
             gd.set_used_dirs(dirs);
         }

@@ -56,14 +56,26 @@ impl Ext4 {
         [(gd.block_bitmap(), 1), (gd.inode_bitmap(), 1), (gd.inode_table(), self.itable_blocks())]
     }
 
-    /// Metadata known to lie in group `g` without looking at other groups:
-    /// its superblock copy and descriptor blocks, and those of its own
-    /// tables that it holds. Masked off in every search, so that even a
-    /// damaged bitmap never hands them out.
-    pub(super) fn own_meta_ranges(&self, g: u32, gd: &GroupDesc) -> Vec<(u64, u64)> {
+    /// Metadata that may lie in group `g`, found without scanning every
+    /// group: its superblock copy and descriptor blocks, its own tables, and
+    /// with flex_bg the tables of the groups of its flex group (which
+    /// mke2fs packs into the flex group's first group). Masked off in every
+    /// search and refused by claim and free, so that even a damaged bitmap
+    /// never hands them out or releases them.
+    pub(super) fn meta_ranges(&self, h: &Handle<'_>, g: u32, gd: &GroupDesc) -> Result<Vec<(u64, u64)>> {
         let mut v = self.base_meta_ranges(g);
         v.extend(self.group_tables(gd));
-        v
+        if self.superblock().incompat().has(Incompat::FLEX_BG) {
+            let n = self.geometry().group_count as u64;
+            let flex = self.superblock().groups_per_flex() as u64;
+            let start = g as u64 & !(flex - 1);
+            for j in start..(start + flex).min(n) {
+                if j != g as u64 {
+                    v.extend(self.group_tables(&self.group_desc_in(h, j as u32)?));
+                }
+            }
+        }
+        Ok(v)
     }
 
     /// Sets, in `bitmap` of group `g`, the bits of blocks `start..start+len`
