@@ -258,9 +258,9 @@ fn truncate_everywhere(tag: &str, args: &[&str]) {
     }
 }
 
-const CSUM: &[&str] = &["-t", "ext4", "-b", "1024", "-N", "48", "-O", "inline_data,^has_journal,^resize_inode"];
-const CSUM_4K: &[&str] = &["-t", "ext4", "-b", "4096", "-N", "48", "-O", "^has_journal,^resize_inode"];
-const EXT2: &[&str] = &["-t", "ext2", "-b", "1024", "-N", "48", "-O", "^resize_inode"];
+const CSUM: &[&str] = &["-t", "ext4", "-b", "1024", "-N", "128", "-O", "inline_data,^has_journal,^resize_inode"];
+const CSUM_4K: &[&str] = &["-t", "ext4", "-b", "4096", "-N", "128", "-O", "^has_journal,^resize_inode"];
+const EXT2: &[&str] = &["-t", "ext2", "-b", "1024", "-N", "128", "-O", "^resize_inode"];
 
 #[test]
 fn flipped_bytes_metadata_csum_1k() {

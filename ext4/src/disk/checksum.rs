@@ -1,6 +1,7 @@
 //! The checksum algorithms of ext4 and jbd2, in one place: crc32c (as ext4
 //! uses it: seeded, no final inversion) and the old crc16 of group
-//! descriptors (`gdt_csum`).
+//! descriptors (`gdt_csum`), plus the big-endian crc32 of jbd2 v1
+//! transaction checksums.
 
 /// crc32c as ext4 computes it: `ext4_chksum(seed, data)`, i.e. the raw CRC
 /// register without the final inversion.
@@ -20,6 +21,30 @@ pub fn crc16(mut crc: u16, data: &[u8]) -> u16 {
         }
     }
     crc
+}
+
+/// Table of the MSB-first CRC32 (polynomial 0x04C11DB7) for [`crc32_be`].
+const CRC32_BE_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u32) << 24;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// The big-endian (MSB-first, unreflected) CRC32 as the kernel's
+/// `crc32_be(seed, data)` computes it, without inversions: the transaction
+/// checksum of jbd2 journals with the v1 `COMPAT_CHECKSUM` feature.
+pub fn crc32_be(seed: u32, data: &[u8]) -> u32 {
+    data.iter().fold(seed, |crc, &byte| (crc << 8) ^ CRC32_BE_TABLE[((crc >> 24) as u8 ^ byte) as usize])
 }
 
 #[cfg(test)]
@@ -43,5 +68,12 @@ mod tests {
     fn crc16_check_value() {
         // CRC-16/ARC("123456789") = 0xBB3D.
         assert_eq!(crc16(0, b"123456789"), 0xBB3D);
+    }
+
+    #[test]
+    fn crc32_be_check_value() {
+        // CRC-32/MPEG-2("123456789") = 0x0376E6E7: init !0, MSB first, no final inversion.
+        assert_eq!(crc32_be(!0, b"123456789"), 0x0376_E6E7);
+        assert_eq!(crc32_be(crc32_be(!0, b"1234"), b"56789"), 0x0376_E6E7);
     }
 }

@@ -43,8 +43,16 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Prints a loud skip notice: tests never pass silently for what they did not check.
+/// Reports a loud skip notice: tests never pass silently for what they did
+/// not check. The test harness captures test output, so the notice also goes
+/// to the file named by `EXT4_SKIP_LOG` (scripts/test.sh prints it at the end).
 pub fn skip(what: &str, why: &str) {
-    eprintln!("SKIPPED: {what}: {why}");
-    println!("SKIPPED: {what}: {why}");
+    let line = format!("SKIPPED: {what}: {why}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("EXT4_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }

@@ -51,3 +51,13 @@ pub fn assert_fsck_clean(image: &Path) {
     let (ok, text) = fsck(image);
     assert!(ok, "e2fsck -fn {image:?} is not clean:\n{text}");
 }
+
+/// Builds hash indexes for every directory large enough (`e2fsck -fyD`):
+/// `mke2fs -d` writes only linear directories, the kernel indexes them as
+/// they grow.
+pub fn index_dirs(image: &Path) {
+    let out = Command::new("e2fsck").arg("-fyD").arg(image).output().expect("run e2fsck -fyD");
+    // Exit code 1 means "file system modified", which is the point.
+    let code = out.status.code().unwrap_or(8);
+    assert!(code <= 1, "e2fsck -fyD {image:?} failed ({code}):\n{}", String::from_utf8_lossy(&out.stdout));
+}
