@@ -109,6 +109,12 @@ pub enum Error {
     /// beyond what the map addresses, or an extent tree at its maximum depth): EFBIG.
     #[error("inode {0}: file too big for its block mapping")]
     FileTooBig(u32),
+    /// No free block is left to allocate (ENOSPC).
+    #[error("no space left on the file system")]
+    NoSpace,
+    /// No free inode is left to allocate (ENOSPC).
+    #[error("no free inodes left on the file system")]
+    NoInodes,
 }
 
 impl Error {

@@ -50,7 +50,7 @@ pub struct Ext4 {
     dev: Arc<dyn BlockDevice>,
     sb: Superblock,
     geo: Geometry,
-    cache: BlockCache,
+    cache: Arc<BlockCache>,
     csum_seed: Option<u32>,
     read_only: bool,
     recovered: Option<crate::journal::RecoveryReport>,
@@ -81,7 +81,8 @@ impl Ext4 {
     pub fn open_device(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
         let mut fs = Self::open_replayed(dev, opts)?;
         if !fs.read_only {
-            fs.tx = Some(TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?));
+            let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
+            fs.tx = Some(tx.with_cache(fs.cache.clone()));
         }
         Ok(fs)
     }
@@ -120,7 +121,7 @@ impl Ext4 {
             dev,
             sb,
             geo,
-            cache: BlockCache::new(opts.cache_bytes),
+            cache: Arc::new(BlockCache::new(opts.cache_bytes)),
             csum_seed,
             read_only,
             recovered: None,
