@@ -13,6 +13,7 @@ pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
 pub mod path;
+pub mod set_blocks;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
