@@ -73,4 +73,40 @@ pub enum ImageCommand {
         #[arg(default_value = "/")]
         path: String,
     },
+    /// Copy a file out of the image to a host file.
+    Get {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+        /// Host file to create.
+        dest: PathBuf,
+    },
+    /// Change permission bits (octal), like chmod.
+    Chmod {
+        /// Image file.
+        image: PathBuf,
+        /// Octal mode, e.g. 0644.
+        mode: String,
+        /// Path inside the image.
+        path: String,
+    },
+    /// Change owner and optionally group, like chown UID[:GID].
+    Chown {
+        /// Image file.
+        image: PathBuf,
+        /// Numeric UID[:GID].
+        owner: String,
+        /// Path inside the image.
+        path: String,
+    },
+    /// Set a regular file's size.
+    Truncate {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+        /// New size in bytes.
+        size: u64,
+    },
 }

@@ -16,6 +16,7 @@ pub mod mapping;
 pub mod path;
 pub mod reservation;
 pub mod set_blocks;
+pub mod setattr;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
