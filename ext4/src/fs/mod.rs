@@ -17,6 +17,7 @@ pub mod set_blocks;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
+pub mod xattr_write;
 
 use crate::disk::features::{Incompat, RoCompat};
 use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
