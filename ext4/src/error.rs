@@ -87,6 +87,10 @@ pub enum Error {
     /// An extended attribute does not exist.
     #[error("no such extended attribute")]
     NoAttr,
+    /// An extended attribute value larger than this file system can ever
+    /// store (over 64 KiB, or over what an empty xattr block holds): E2BIG.
+    #[error("extended attribute value too large")]
+    ValueTooLarge,
     /// The inode is not a directory but a directory operation was asked.
     #[error("inode {0} is not a directory")]
     NotADirectory(u32),
@@ -115,6 +119,9 @@ pub enum Error {
     /// No free inode is left to allocate (ENOSPC).
     #[error("no free inodes left on the file system")]
     NoInodes,
+    /// the name already exists (EEXIST)
+    #[error("name already exists")]
+    Exists,
 }
 
 impl Error {

@@ -20,6 +20,7 @@ pub mod setattr;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
+pub mod xattr_write;
 
 use crate::disk::features::{Incompat, RoCompat};
 use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
