@@ -3,6 +3,7 @@
 //! built on them (one module per operation family).
 
 pub mod bitmap;
+pub mod dax;
 pub mod block_map_write;
 pub mod dir;
 pub mod extent_tree;
@@ -10,6 +11,7 @@ pub mod file;
 pub mod file_write;
 pub mod geometry;
 pub mod inline;
+pub mod inline_write;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
@@ -61,6 +63,8 @@ pub struct Ext4 {
     recovered: Option<crate::journal::RecoveryReport>,
     /// Transaction state; `None` for a read-only file system.
     tx: Option<TxManager>,
+    /// Blocks pinned by DAX mappings, and who unmaps them.
+    dax: dax::DaxState,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -131,6 +135,7 @@ impl Ext4 {
             read_only,
             recovered: None,
             tx: None,
+            dax: dax::DaxState::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -253,6 +258,11 @@ impl Ext4 {
     /// at a time; readers are never blocked by it.
     pub fn begin(&self) -> Result<Handle<'_>> {
         Ok(self.tx()?.begin())
+    }
+
+    /// DAX pin state.
+    pub(crate) fn dax(&self) -> &dax::DaxState {
+        &self.dax
     }
 
     /// The transaction manager, or [`Error::ReadOnly`].
