@@ -100,6 +100,24 @@ pub enum ImageCommand {
         /// Path inside the image.
         path: String,
     },
+    /// Print the image ranges backing a file range, like `filefrag -v`, by
+    /// running the DAX mapping preparation (converts inline files; with
+    /// --write also fills holes and unwritten ranges).
+    Map {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+        /// Start of the range (bytes, page aligned).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Length of the range in bytes (default: to the end of the file).
+        #[arg(long)]
+        len: Option<u64>,
+        /// Prepare a writable mapping.
+        #[arg(long)]
+        write: bool,
+    },
     /// Set a regular file's size.
     Truncate {
         /// Image file.

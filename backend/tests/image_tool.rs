@@ -160,3 +160,24 @@ fn attribute_tools_change_the_image_cleanly() {
     let (success, _, err) = tool(&["chmod", "999", "/hello.txt"], img);
     assert!(!success && err.contains("not octal"), "{err}");
 }
+
+#[test]
+fn map_converts_inline_files_and_prints_image_ranges() {
+    let fx = fixture("map", &["-t", "ext4", "-b", "4096", "-O", "inline_data"]);
+    let img = &fx.img;
+    assert!(debugfs(img, "stat /hello.txt").contains("Size of inline data"));
+    let out = ok(&["map", "/hello.txt"], img);
+    fsck_clean(img);
+    let stat = debugfs(img, "stat /hello.txt");
+    assert!(!stat.contains("inline data") && stat.contains("EXTENTS"), "{stat}");
+    // The printed image offset holds the file's bytes.
+    let row = out.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_else(|| panic!("{out}"));
+    let image_offset: u64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let mut buf = [0u8; 13];
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(img).unwrap(), &mut buf, image_offset).unwrap();
+    assert_eq!(&buf, b"hello, world\n");
+    // A 1 KiB-block image is refused with a clear message.
+    let fx1 = fixture("map1k", &["-t", "ext4", "-b", "1024"]);
+    let (success, _, err) = tool(&["map", "/sub/big.bin"], &fx1.img);
+    assert!(!success && err.contains("DAX needs blocks of at least 4096"), "{err}");
+}

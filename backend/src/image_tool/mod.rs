@@ -56,6 +56,24 @@ fn setattr(fs: &Ext4, path: &str, attr: &ext4::fs::setattr::SetAttr) -> Result<(
     ctx(path, fs.setattr(ino, attr)).map(|_| ())
 }
 
+fn map(fs: &Ext4, path: &str, offset: u64, len: Option<u64>, write: bool, out: &mut impl Write) -> Result<()> {
+    let (ino, inode) = resolve(fs, path)?;
+    let len = len.unwrap_or_else(|| inode.size().saturating_sub(offset).max(1));
+    let m = ctx(path, fs.map_for_dax(ino, offset, len, write))?;
+    writeln!(out, "{path}: inode {ino}, {} mapping of {len} bytes at offset {offset}", if write { "writable" } else { "read-only" })?;
+    writeln!(out, "{:>4} {:>14} {:>14} {:>12}", "ext", "file offset", "image offset", "length")?;
+    for (i, p) in m.pieces.iter().enumerate() {
+        match *p {
+            ext4::fs::dax::DaxPiece::Image { file_offset, image_offset, len } => {
+                writeln!(out, "{i:>4} {file_offset:>14} {image_offset:>14} {len:>12}")?
+            }
+            ext4::fs::dax::DaxPiece::Zero { file_offset, len } => writeln!(out, "{i:>4} {file_offset:>14} {:>14} {len:>12}", "zero")?,
+        }
+    }
+    fs.release_dax(m.id);
+    Ok(())
+}
+
 fn parse_owner(s: &str) -> Result<(u32, Option<u32>)> {
     let bad = || ToolError::Usage(format!("owner {s:?} is not UID[:GID]"));
     let (u, g) = match s.split_once(':') {
@@ -110,6 +128,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             let (uid, gid) = parse_owner(&owner)?;
             modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() }))
         }
+        ImageCommand::Map { image, path, offset, len, write } => modify(&image, |fs| map(fs, &path, offset, len, write, &mut out)),
         ImageCommand::Truncate { image, path, size } => {
             modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { size: Some(size), ..Default::default() }))
         }
