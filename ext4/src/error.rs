@@ -87,6 +87,10 @@ pub enum Error {
     /// An extended attribute does not exist.
     #[error("no such extended attribute")]
     NoAttr,
+    /// An extended attribute value larger than this file system can ever
+    /// store (over 64 KiB, or over what an empty xattr block holds): E2BIG.
+    #[error("extended attribute value too large")]
+    ValueTooLarge,
     /// The inode is not a directory but a directory operation was asked.
     #[error("inode {0} is not a directory")]
     NotADirectory(u32),
@@ -105,6 +109,22 @@ pub enum Error {
     /// A path walk met too many symbolic links or a loop.
     #[error("too many levels of symbolic links")]
     SymlinkLoop,
+    /// A file's block mapping cannot hold what was asked (logical block
+    /// beyond what the map addresses, or an extent tree at its maximum depth): EFBIG.
+    #[error("inode {0}: file too big for its block mapping")]
+    FileTooBig(u32),
+    /// Blocks are in use by a guest mapping and cannot be freed now (EBUSY).
+    #[error("busy: {0}")]
+    Busy(String),
+    /// No free block is left to allocate (ENOSPC).
+    #[error("no space left on the file system")]
+    NoSpace,
+    /// No free inode is left to allocate (ENOSPC).
+    #[error("no free inodes left on the file system")]
+    NoInodes,
+    /// the name already exists (EEXIST)
+    #[error("name already exists")]
+    Exists,
 }
 
 impl Error {

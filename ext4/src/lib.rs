@@ -9,6 +9,7 @@
 //!
 //! Every public operation takes `&self`, and [`Ext4`] is `Send + Sync`.
 
+pub mod alloc;
 pub mod disk;
 pub mod error;
 pub mod fs;

@@ -196,6 +196,8 @@ configs! {
     ext4_nocsum_1k: ["-t", "ext4", "-b", "1024", "-O", "^metadata_csum,^64bit,^flex_bg"];
     ext4_nocsum_2k: ["-t", "ext4", "-b", "2048", "-O", "^metadata_csum,^64bit"];
     ext4_nocsum_4k: ["-t", "ext4", "-b", "4096", "-O", "^metadata_csum,^flex_bg"];
+    ext4_16k: ["-t", "ext4", "-b", "16384"];
+    ext4_64k_inline: ["-t", "ext4", "-b", "65536", "-O", "inline_data"];
     ext4_small_inodes_4k: ["-t", "ext4", "-b", "4096", "-I", "128"];
     ext4_seed_metabg_sparse2_4k: ["-t", "ext4", "-b", "4096", "-O", "metadata_csum_seed,meta_bg,^resize_inode,sparse_super2"];
     ext4_64bit_inline_seed_1k: ["-t", "ext4", "-b", "1024", "-O", "64bit,inline_data,metadata_csum_seed"];

@@ -62,6 +62,18 @@ layout! {
 
 /// Size of one entry (leaf extent or index), both 12 bytes on disk.
 const ENTRY_SIZE: usize = 12;
+/// Size of the inode's `i_block` area holding the root node.
+pub const ROOT_SIZE: usize = 60;
+/// Entries the root node holds (`eh_max` of a root written by the kernel).
+pub const ROOT_CAPACITY: u16 = ((ROOT_SIZE - ExtentHeader::SIZE) / ENTRY_SIZE) as u16;
+
+/// Entries a tree block of `block_size` bytes holds with room for its
+/// tail: the `eh_max` the kernel and e2fsprogs write (84 for 1 KiB blocks,
+/// 340 for 4 KiB). Zero for blocks too small to hold a node.
+pub fn block_capacity(block_size: usize) -> u16 {
+    let room = block_size.saturating_sub(ExtentHeader::SIZE + ExtentTail::SIZE) / ENTRY_SIZE;
+    room.min(u16::MAX as usize) as u16
+}
 
 /// A leaf extent: `len` logical blocks from `lblk` stored at `pblk..pblk+len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +333,20 @@ mod tests {
 
     fn ext(lblk: u32, len: u32, pblk: u64, unwritten: bool) -> Extent {
         Extent { lblk, len, pblk, unwritten }
+    }
+
+    #[test]
+    fn capacities() {
+        assert_eq!(ROOT_CAPACITY, 4);
+        assert_eq!(block_capacity(1024), 84);
+        assert_eq!(block_capacity(4096), 340);
+        assert_eq!(block_capacity(65536), 5460);
+        assert_eq!(block_capacity(8), 0);
+        for bs in [1024usize, 2048, 4096, 65536] {
+            assert!(tail_offset(block_capacity(bs)) + ExtentTail::SIZE <= bs);
+            // The kernel's ext4_ext_space_block(): (blocksize - header) / entry.
+            assert_eq!(block_capacity(bs) as usize, (bs - ExtentHeader::SIZE) / ENTRY_SIZE);
+        }
     }
 
     #[test]

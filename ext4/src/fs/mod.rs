@@ -3,15 +3,26 @@
 //! built on them (one module per operation family).
 
 pub mod bitmap;
+pub mod dax;
+pub mod block_map_write;
 pub mod dir;
+pub mod extent_tree;
 pub mod file;
+pub mod file_write;
 pub mod geometry;
 pub mod inline;
+pub mod inline_write;
+pub mod inode_write;
+pub mod map_store;
 pub mod mapping;
 pub mod path;
+pub mod reservation;
+pub mod set_blocks;
+pub mod setattr;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
+pub mod xattr_write;
 
 use crate::disk::features::{Incompat, RoCompat};
 use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
@@ -53,12 +64,14 @@ pub struct Ext4 {
     dev: Arc<dyn BlockDevice>,
     sb: Superblock,
     geo: Geometry,
-    cache: BlockCache,
+    cache: Arc<BlockCache>,
     csum_seed: Option<u32>,
     read_only: bool,
     recovered: Option<crate::journal::RecoveryReport>,
     /// Transaction state; `None` for a read-only file system.
     tx: Option<TxManager>,
+    /// Blocks pinned by DAX mappings, and who unmaps them.
+    dax: dax::DaxState,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -85,7 +98,7 @@ impl Ext4 {
         let mut fs = Self::open_replayed(dev, opts)?;
         if !fs.read_only {
             let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
-            fs.tx = Some(tx.with_commit_interval(opts.commit_interval));
+            fs.tx = Some(tx.with_cache(fs.cache.clone()).with_commit_interval(opts.commit_interval));
         }
         Ok(fs)
     }
@@ -139,11 +152,12 @@ impl Ext4 {
             dev,
             sb,
             geo,
-            cache: BlockCache::new(opts.cache_bytes),
+            cache: Arc::new(BlockCache::new(opts.cache_bytes)),
             csum_seed,
             read_only,
             recovered: None,
             tx: None,
+            dax: dax::DaxState::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -266,6 +280,11 @@ impl Ext4 {
     /// at a time; readers are never blocked by it.
     pub fn begin(&self) -> Result<Handle<'_>> {
         Ok(self.tx()?.begin())
+    }
+
+    /// DAX pin state.
+    pub(crate) fn dax(&self) -> &dax::DaxState {
+        &self.dax
     }
 
     /// The transaction manager, or [`Error::ReadOnly`].

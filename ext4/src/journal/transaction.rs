@@ -14,8 +14,8 @@
 //!   it is durable. [`TxManager::checkpoint`] writes committed blocks to their
 //!   home locations and lets the log reuse its space.
 
-use crate::error::Result;
-use crate::io::BlockDevice;
+use crate::error::{Error, Result};
+use crate::io::{BlockCache, BlockDevice};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -100,6 +100,101 @@ struct Dirty {
 struct Running {
     blocks: BTreeMap<u64, Arc<[u8]>>,
     revoked: BTreeSet<u64>,
+    /// Blocks freed by the transaction's operations: not reusable until it
+    /// is durable, since after a crash its predecessor still uses them.
+    freed: BlockRanges,
+}
+
+/// A set of disjoint block ranges, merged on insert. Used for blocks that
+/// the allocator must not hand out although their bitmap bits are clear.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockRanges {
+    /// Range start -> range end (exclusive).
+    map: BTreeMap<u64, u64>,
+}
+
+impl BlockRanges {
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Number of blocks in the set.
+    pub fn blocks(&self) -> u64 {
+        self.map.iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// The ranges as `(start, end)` pairs (end exclusive), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.map.iter().map(|(&s, &e)| (s, e))
+    }
+
+    /// Adds blocks `start..start + len`, merging with touching ranges.
+    pub fn insert(&mut self, start: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let (mut s, mut e) = (start, start.saturating_add(len));
+        if let Some((&ps, &pe)) = self.map.range(..=s).next_back() {
+            if pe >= s {
+                s = ps;
+                e = e.max(pe);
+                self.map.remove(&ps);
+            }
+        }
+        while let Some((&ns, &ne)) = self.map.range(s..=e).next() {
+            e = e.max(ne);
+            self.map.remove(&ns);
+        }
+        self.map.insert(s, e);
+    }
+
+    /// Removes blocks `start..start + len`, splitting ranges as needed.
+    pub fn remove(&mut self, start: u64, len: u64) {
+        let end = start.saturating_add(len);
+        for (s, e) in self.overlapping(start, end) {
+            self.map.remove(&s);
+            if s < start {
+                self.map.insert(s, start);
+            }
+            if e > end {
+                self.map.insert(end, e);
+            }
+        }
+    }
+
+    /// Adds every range of `other`.
+    pub fn extend(&mut self, other: &BlockRanges) {
+        for (s, e) in other.iter() {
+            self.insert(s, e - s);
+        }
+    }
+
+    /// Whether any block of `start..start + len` is in the set.
+    pub fn intersects(&self, start: u64, len: u64) -> bool {
+        len > 0 && !self.overlapping(start, start.saturating_add(len)).is_empty()
+    }
+
+    /// The stored ranges (unclipped) that overlap `start..end`.
+    fn overlapping(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        if start >= end {
+            return v;
+        }
+        if let Some((&ps, &pe)) = self.map.range(..start).next_back() {
+            if pe > start {
+                v.push((ps, pe));
+            }
+        }
+        v.extend(self.map.range(start..end).map(|(&s, &e)| (s, e)));
+        v
+    }
+
+    /// Appends the parts of the set inside `start..end` to `out`, clipped,
+    /// as `(start, end)` pairs.
+    pub fn collect_in(&self, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
+        out.extend(self.overlapping(start, end).into_iter().map(|(s, e)| (s.max(start), e.min(end))));
+    }
 }
 
 /// Counters for tests and statistics.
@@ -125,6 +220,15 @@ pub struct TxManager {
     /// Serialises commit and checkpoint.
     commit_lock: Mutex<u32>,
     stats: Mutex<TxStats>,
+    /// Blocks freed by the transaction being committed: no longer running,
+    /// not yet durable. Lock order: `running`, then this.
+    committing_freed: Mutex<BlockRanges>,
+    /// Blocks set aside in memory (chosen for data not yet recorded in a
+    /// bitmap); the allocator skips them.
+    reserved: Mutex<BlockRanges>,
+    /// The metadata cache of the file system, kept current with published
+    /// blocks so that it never serves a version older than the home copy.
+    cache: Option<Arc<BlockCache>>,
     /// How often a commit timer commits the running transaction.
     commit_interval: Duration,
 }
@@ -145,6 +249,9 @@ impl TxManager {
             dirty: RwLock::new(HashMap::new()),
             commit_lock: Mutex::new(tid),
             stats: Mutex::new(TxStats::default()),
+            committing_freed: Mutex::new(BlockRanges::default()),
+            reserved: Mutex::new(BlockRanges::default()),
+            cache: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
         }
     }
@@ -169,6 +276,58 @@ impl TxManager {
         self.running_blocks() > self.log.max_transaction_blocks() / 4
     }
 
+    /// Keeps `cache` current: every block a handle publishes replaces its
+    /// cached copy (and a revoked block leaves the cache), so that once a
+    /// block is written home and leaves the dirty map, the cache does not
+    /// serve the version from before the change.
+    pub fn with_cache(mut self, cache: Arc<BlockCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Sets blocks `start..start + len` aside so the allocator skips them.
+    /// Fails if part of the range is already reserved.
+    pub fn reserve(&self, start: u64, len: u64) -> Result<()> {
+        let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        if r.intersects(start, len) {
+            return Err(Error::InvalidArgument(format!("blocks {start}+{len} are already reserved")));
+        }
+        r.insert(start, len);
+        Ok(())
+    }
+
+    /// Releases a reservation made by [`TxManager::reserve`] (or part of one).
+    pub fn unreserve(&self, start: u64, len: u64) {
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner()).remove(start, len);
+    }
+
+    /// Number of blocks currently reserved.
+    pub fn reserved_blocks(&self) -> u64 {
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner()).blocks()
+    }
+
+    /// Whether any block of `start..start + len` was freed by a transaction
+    /// that is not durable yet (running or being committed).
+    pub fn is_pending_free(&self, start: u64, len: u64) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let committing = self.committing_freed.lock().unwrap_or_else(|e| e.into_inner());
+        running.freed.intersects(start, len) || committing.intersects(start, len)
+    }
+
+    /// Appends to `out` the blocks inside `start..end` that are free in the
+    /// bitmaps but must not be allocated: freed by a transaction that is not
+    /// durable yet, or reserved. Clipped `(start, end)` pairs, possibly
+    /// overlapping each other.
+    pub fn unavailable_in(&self, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
+        {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let committing = self.committing_freed.lock().unwrap_or_else(|e| e.into_inner());
+            running.freed.collect_in(start, end, out);
+            committing.collect_in(start, end, out);
+        }
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner()).collect_in(start, end, out);
+    }
+
     /// The newest contents of `blk` if it changed since last written home.
     pub fn dirty_block(&self, blk: u64) -> Option<Arc<[u8]>> {
         self.dirty.read().unwrap_or_else(|e| e.into_inner()).get(&blk).map(|d| d.newest.clone())
@@ -185,7 +344,19 @@ impl TxManager {
         {
             log::warn!("commit of a large running transaction failed: {e}");
         }
-        Handle { tx: self, _guard: guard, blocks: BTreeMap::new(), revoked: BTreeSet::new() }
+        Handle {
+            tx: self,
+            _guard: guard,
+            blocks: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+            freed: BlockRanges::default(),
+        }
+    }
+
+    /// Whether a handle is open right now (some operation holds the writer
+    /// lock). For tests and assertions of "no handle open while ...".
+    pub fn handle_open(&self) -> bool {
+        matches!(self.writer.try_lock(), Err(std::sync::TryLockError::WouldBlock))
     }
 
     /// Number of metadata blocks in the running transaction.
@@ -197,8 +368,20 @@ impl TxManager {
     /// it is durable. Returns the committed transaction id.
     pub fn commit(&self) -> Result<Option<u32>> {
         let mut next_tid = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tx = {
+            // Taking the running transaction and publishing its freed blocks
+            // as committing happen under one lock: no moment where they are
+            // in neither set.
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = std::mem::take(&mut *running);
+            *self.committing_freed.lock().unwrap_or_else(|e| e.into_inner()) = tx.freed.clone();
+            tx
+        };
+        let freed = std::mem::take(&mut tx.freed);
         if tx.blocks.is_empty() && tx.revoked.is_empty() {
+            // Nothing reached the disk, so nothing on it refers to the
+            // freed blocks differently.
+            self.committing_freed.lock().unwrap_or_else(|e| e.into_inner()).map.clear();
             return Ok(None);
         }
         let tid = *next_tid;
@@ -214,8 +397,12 @@ impl TxManager {
                 running.blocks.entry(b).or_insert(d);
             }
             running.revoked.extend(revoked);
+            running.freed.extend(&freed);
+            self.committing_freed.lock().unwrap_or_else(|e| e.into_inner()).map.clear();
             return Err(e);
         }
+        // Durable: the blocks it freed are free for good.
+        self.committing_freed.lock().unwrap_or_else(|e| e.into_inner()).map.clear();
         {
             let mut dirty = self.dirty.write().unwrap_or_else(|e| e.into_inner());
             for (b, d) in &blocks {
@@ -248,6 +435,9 @@ impl TxManager {
             && Arc::ptr_eq(&entry.newest, &data)
         {
             entry.newest = fixed.clone();
+            if let Some(cache) = &self.cache {
+                cache.insert(blk, fixed.clone());
+            }
         }
         fixed
     }
@@ -330,9 +520,31 @@ pub struct Handle<'a> {
     _guard: MutexGuard<'a, ()>,
     blocks: BTreeMap<u64, Arc<[u8]>>,
     revoked: BTreeSet<u64>,
+    freed: BlockRanges,
 }
 
 impl Handle<'_> {
+    /// Records that this operation freed blocks `start..start + len`: they
+    /// stay unallocatable until the transaction holding the change is
+    /// durable (see [`TxManager::is_pending_free`]).
+    pub fn note_freed(&mut self, start: u64, len: u64) {
+        self.freed.insert(start, len);
+    }
+
+    /// Whether any block of `start..start + len` was freed by this handle or
+    /// by a transaction that is not durable yet.
+    pub fn is_pending_free(&self, start: u64, len: u64) -> bool {
+        self.freed.intersects(start, len) || self.tx.is_pending_free(start, len)
+    }
+
+    /// Appends to `out` the blocks inside `start..end` that must not be
+    /// allocated although their bitmap bits may be clear: freed by this
+    /// handle or by a transaction not durable yet, or reserved.
+    pub fn unavailable_in(&self, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
+        self.freed.collect_in(start, end, out);
+        self.tx.unavailable_in(start, end, out);
+    }
+
     /// The contents of `blk` as this handle sees them: staged, dirty, or
     /// `None` (the caller then reads the block from cache or disk).
     pub fn staged_or_dirty(&self, blk: u64) -> Option<Arc<[u8]>> {
@@ -362,12 +574,19 @@ impl Handle<'_> {
     pub fn finish(self) {
         let mut running = self.tx.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut dirty = self.tx.dirty.write().unwrap_or_else(|e| e.into_inner());
+        running.freed.extend(&self.freed);
         for blk in &self.revoked {
             running.blocks.remove(blk);
             running.revoked.insert(*blk);
+            if let Some(cache) = &self.tx.cache {
+                cache.invalidate(*blk);
+            }
         }
         for (blk, data) in self.blocks {
             running.revoked.remove(&blk);
+            if let Some(cache) = &self.tx.cache {
+                cache.insert(blk, data.clone());
+            }
             match dirty.get_mut(&blk) {
                 Some(entry) => entry.newest = data.clone(),
                 None => {
@@ -466,5 +685,138 @@ mod tests {
         h.finish();
         tm.commit().unwrap();
         assert_eq!(log.txs.lock().unwrap().as_slice(), &[(7, vec![], vec![9])]);
+    }
+
+    #[test]
+    fn block_ranges_merge_split_and_clip() {
+        let mut r = BlockRanges::default();
+        r.insert(10, 5);
+        r.insert(20, 5);
+        r.insert(15, 5); // touches both: one range 10..25
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![(10, 25)]);
+        r.insert(0, 0);
+        r.insert(30, 2);
+        r.remove(12, 3);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![(10, 12), (15, 25), (30, 32)]);
+        assert_eq!(r.blocks(), 14);
+        assert!(r.intersects(11, 1) && !r.intersects(12, 3) && !r.intersects(25, 5) && r.intersects(0, 100));
+        let mut out = Vec::new();
+        r.collect_in(11, 31, &mut out);
+        assert_eq!(out, vec![(11, 12), (15, 25), (30, 31)]);
+        r.remove(0, 100);
+        assert!(r.is_empty());
+    }
+
+    /// A log whose write_transaction waits for the test's go-ahead, so the
+    /// test can look at the manager while a commit is under way.
+    struct GateLog {
+        entered: Mutex<std::sync::mpsc::Sender<()>>,
+        go: Mutex<std::sync::mpsc::Receiver<bool>>,
+    }
+
+    impl LogWriter for GateLog {
+        fn write_transaction(&self, _: u32, _: &[(u64, Arc<[u8]>)], _: &[u64]) -> Result<()> {
+            self.entered.lock().unwrap().send(()).unwrap();
+            if self.go.lock().unwrap().recv().unwrap() {
+                Ok(())
+            } else {
+                Err(Error::Io { offset: 0, source: std::io::Error::other("log write failed") })
+            }
+        }
+        fn checkpointed(&self, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn fits(&self, _: usize, _: usize) -> bool {
+            true
+        }
+        fn max_transaction_blocks(&self) -> usize {
+            1024
+        }
+        fn next_tid(&self) -> u32 {
+            1
+        }
+    }
+
+    #[test]
+    fn freed_blocks_stay_unavailable_until_their_transaction_is_durable() {
+        let dev = Arc::new(MemDevice::new(vec![0u8; 16 * 1024]));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let log = GateLog { entered: Mutex::new(entered_tx), go: Mutex::new(go_rx) };
+        let tm = TxManager::new(dev, 1024, Box::new(log));
+        let unavailable = |h: &Handle<'_>| {
+            let mut v = Vec::new();
+            h.unavailable_in(0, 1000, &mut v);
+            v
+        };
+
+        let mut h = tm.begin();
+        h.note_freed(100, 10);
+        h.write(3, vec![1u8; 1024]);
+        assert!(h.is_pending_free(105, 1), "the freeing handle itself must not reuse them");
+        assert!(!tm.is_pending_free(100, 10), "not published before finish");
+        drop(h);
+        assert!(!tm.is_pending_free(100, 10), "a discarded handle frees nothing");
+
+        let mut h = tm.begin();
+        h.note_freed(100, 10);
+        h.write(3, vec![1u8; 1024]);
+        h.finish();
+        assert!(tm.is_pending_free(100, 10));
+
+        // A failed commit keeps them pending; a successful one releases them
+        // only once write_transaction has returned.
+        for ok in [false, true] {
+            std::thread::scope(|s| {
+                let c = s.spawn(|| tm.commit());
+                entered.recv().unwrap();
+                assert!(tm.is_pending_free(109, 1), "committing, not durable yet");
+                let h = tm.begin();
+                assert_eq!(unavailable(&h), vec![(100, 110)]);
+                drop(h);
+                go.send(ok).unwrap();
+                assert_eq!(c.join().unwrap().is_ok(), ok);
+            });
+            assert_eq!(tm.is_pending_free(100, 10), !ok);
+        }
+        assert!(unavailable(&tm.begin()).is_empty());
+    }
+
+    #[test]
+    fn reservations_are_unavailable_and_exclusive() {
+        let dev = Arc::new(MemDevice::new(vec![0u8; 16 * 1024]));
+        let tm = TxManager::new(dev, 1024, Box::new(Arc::new(RecordingLog::default())));
+        tm.reserve(50, 10).unwrap();
+        assert!(matches!(tm.reserve(59, 2), Err(Error::InvalidArgument(_))));
+        tm.reserve(60, 2).unwrap();
+        assert_eq!(tm.reserved_blocks(), 12);
+        let mut v = Vec::new();
+        tm.begin().unavailable_in(55, 100, &mut v);
+        assert_eq!(v, vec![(55, 62)]);
+        tm.unreserve(50, 12);
+        assert_eq!(tm.reserved_blocks(), 0);
+        assert!(!tm.is_pending_free(50, 12), "reserved is not pending-free");
+    }
+
+    #[test]
+    fn published_blocks_replace_cached_copies() {
+        let dev = Arc::new(MemDevice::new(vec![0u8; 16 * 1024]));
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        cache.insert(2, vec![0u8; 1024].into());
+        cache.insert(4, vec![0u8; 1024].into());
+        let tm = TxManager::new(dev, 1024, Box::new(Arc::new(RecordingLog::default()))).with_cache(cache.clone());
+        let mut h = tm.begin();
+        h.write(2, vec![2u8; 1024]);
+        h.revoke(4);
+        drop(h);
+        assert_eq!(cache.get(2).unwrap()[0], 0, "discarded writes leave the cache alone");
+        let mut h = tm.begin();
+        h.write(2, vec![2u8; 1024]);
+        h.revoke(4);
+        h.finish();
+        tm.sync_all().unwrap();
+        assert!(tm.dirty_block(2).is_none());
+        assert_eq!(cache.get(2).unwrap()[0], 2, "after checkpoint the cache has the home version");
+        assert!(cache.get(4).is_none());
     }
 }
