@@ -179,7 +179,7 @@ struct Logged {
 struct State {
     /// The journal superblock as it is (or is about to be) on disk.
     jsb: JournalSuperblock,
-    /// `jsb` differs from the disk (features turned on at open).
+    /// `jsb` must be written with the next transaction.
     jsb_dirty: bool,
     /// Next log block to write.
     head: u32,
@@ -288,7 +288,9 @@ impl Jbd2Writer {
                 )));
             }
         }
-        let old = (jsb.feature_compat, jsb.feature_incompat, error_moved);
+        // Feature and errno changes stay in memory until the first
+        // transaction, which writes the superblock anyway (to point the empty
+        // journal at itself): a writable open alone changes nothing.
         if fs.metadata_csum && !jsb.has_csum_v2or3() {
             jsb.feature_compat &= !COMPAT_CHECKSUM;
             jsb.feature_incompat |= INCOMPAT_CSUM_V3;
@@ -303,7 +305,7 @@ impl Jbd2Writer {
             return Err(Error::Unsupported(format!("journal log of {log_len} blocks is too short")));
         }
         let state = State {
-            jsb_dirty: (jsb.feature_compat, jsb.feature_incompat, false) != old,
+            jsb_dirty: false,
             head: jsb.first,
             free: log_len,
             next_tid: jsb.sequence,
