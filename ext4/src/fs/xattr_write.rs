@@ -493,8 +493,14 @@ mod tests {
         assert!(writable_name(&long).is_ok());
         let too_long = [b"user.".to_vec(), vec![b'n'; 251]].concat();
         assert!(matches!(writable_name(&too_long), Err(Error::InvalidName)));
-        let unsupported_names =
-            [&b"system.data"[..], b"system.richacl", b"system.foo", b"system.posix_acl_accessX", b"other.x", b"system."];
+        let unsupported_names = [
+            &b"system.data"[..],
+            b"system.richacl",
+            b"system.foo",
+            b"system.posix_acl_accessX",
+            b"other.x",
+            b"system.",
+        ];
         for unsupported in unsupported_names {
             assert!(matches!(writable_name(unsupported), Err(Error::Unsupported(_))), "{unsupported:?}");
         }
