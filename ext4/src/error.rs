@@ -113,6 +113,9 @@ pub enum Error {
     /// beyond what the map addresses, or an extent tree at its maximum depth): EFBIG.
     #[error("inode {0}: file too big for its block mapping")]
     FileTooBig(u32),
+    /// Blocks are in use by a guest mapping and cannot be freed now (EBUSY).
+    #[error("busy: {0}")]
+    Busy(String),
     /// No free block is left to allocate (ENOSPC).
     #[error("no space left on the file system")]
     NoSpace,

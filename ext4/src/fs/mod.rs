@@ -3,17 +3,22 @@
 //! built on them (one module per operation family).
 
 pub mod bitmap;
+pub mod dax;
 pub mod block_map_write;
 pub mod dir;
 pub mod extent_tree;
 pub mod file;
+pub mod file_write;
 pub mod geometry;
 pub mod inline;
+pub mod inline_write;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
 pub mod path;
+pub mod reservation;
 pub mod set_blocks;
+pub mod setattr;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
@@ -58,6 +63,8 @@ pub struct Ext4 {
     recovered: Option<crate::journal::RecoveryReport>,
     /// Transaction state; `None` for a read-only file system.
     tx: Option<TxManager>,
+    /// Blocks pinned by DAX mappings, and who unmaps them.
+    dax: dax::DaxState,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -128,6 +135,7 @@ impl Ext4 {
             read_only,
             recovered: None,
             tx: None,
+            dax: dax::DaxState::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -250,6 +258,11 @@ impl Ext4 {
     /// at a time; readers are never blocked by it.
     pub fn begin(&self) -> Result<Handle<'_>> {
         Ok(self.tx()?.begin())
+    }
+
+    /// DAX pin state.
+    pub(crate) fn dax(&self) -> &dax::DaxState {
+        &self.dax
     }
 
     /// The transaction manager, or [`Error::ReadOnly`].

@@ -306,6 +306,12 @@ impl TxManager {
         }
     }
 
+    /// Whether a handle is open right now (some operation holds the writer
+    /// lock). For tests and assertions of "no handle open while ...".
+    pub fn handle_open(&self) -> bool {
+        matches!(self.writer.try_lock(), Err(std::sync::TryLockError::WouldBlock))
+    }
+
     /// Number of metadata blocks in the running transaction.
     pub fn running_blocks(&self) -> usize {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).blocks.len()

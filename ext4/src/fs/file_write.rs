@@ -1,0 +1,204 @@
+//! Writing file data and changing file size. New blocks always enter a file
+//! by allocate → write → set_blocks: the data reaches the image before any
+//! metadata points at it, so no stale data can ever be read, and the handle
+//! that maps the blocks is opened only after the data is written.
+
+use super::Ext4;
+use super::mapping::Mapping;
+use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
+use crate::error::{Error, Result};
+use crate::journal::transaction::Handle;
+
+/// The current time as an inode timestamp.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp { secs: d.as_secs() as i64, nsecs: d.subsec_nanos() }
+}
+
+/// Sets `i_size` (both halves).
+pub fn set_size(inode: &mut Inode, size: u64) {
+    inode.raw.size_lo = size as u32;
+    inode.raw.size_hi = (size >> 32) as u32;
+}
+
+/// Sets mtime and ctime to `t`.
+pub fn touch_mtime(inode: &mut Inode, t: Timestamp) {
+    let (s, x) = t.encode();
+    inode.raw.mtime = s;
+    inode.raw.mtime_extra = x;
+    inode.raw.ctime = s;
+    inode.raw.ctime_extra = x;
+}
+
+/// Sets ctime to `t`.
+pub fn touch_ctime(inode: &mut Inode, t: Timestamp) {
+    let (s, x) = t.encode();
+    inode.raw.ctime = s;
+    inode.raw.ctime_extra = x;
+}
+
+/// Blocks allocated per step of a large write: bounds one handle's size.
+const MAX_RUN_BLOCKS: u64 = 2048;
+
+impl Ext4 {
+    /// Largest file size the inode's mapping and the features allow.
+    pub fn max_file_size(&self, inode: &Inode) -> u64 {
+        let bs = self.block_size() as u64;
+        let by_map = self.addressable_blocks(inode).saturating_mul(bs);
+        let large = self.superblock().ro_compat().has(crate::disk::features::RoCompat::LARGE_FILE);
+        if large || !inode.is_reg() { by_map } else { by_map.min((1 << 31) - 1) }
+    }
+
+    /// Writes `data` at `offset` of regular file `ino`, extending it as
+    /// needed; returns the number of bytes written (all of them, or an
+    /// error: a failure part-way leaves what was completed mapped and sized
+    /// consistently, like a short write).
+    pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = offset.checked_add(data.len() as u64).ok_or(Error::FileTooBig(ino))?;
+        {
+            let h = self.begin()?;
+            let inode = self.read_inode_in(&h, ino)?;
+            if !inode.is_reg() {
+                return Err(Error::InvalidArgument(format!("inode {ino} is not a regular file")));
+            }
+            if end > self.max_file_size(&inode) {
+                return Err(Error::FileTooBig(ino));
+            }
+            if inode.has_flag(FL_INLINE_DATA) {
+                drop(h);
+                return self.write_inline(ino, offset, data);
+            }
+        }
+        let bs = self.block_size() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let lblk = pos / bs;
+            // The mapping as of now; the handle that changes it re-checks.
+            let snapshot = self.read_inode(ino)?;
+            let blocks_left = (end - 1) / bs + 1 - lblk;
+            let (written, mut h, mut inode) = match self.map_block(&snapshot, lblk)? {
+                Mapping::Mapped { pblk, len, unwritten: false } => {
+                    // Overwrite in place: only times and size change.
+                    let run_end = ((lblk + len) * bs).min(end);
+                    let n = (run_end - pos) as usize;
+                    self.device().write_at(&data[(pos - offset) as usize..][..n], pblk * bs + pos % bs)?;
+                    let h = self.begin()?;
+                    let inode = self.read_inode_in(&h, ino)?;
+                    (n, h, inode)
+                }
+                Mapping::Mapped { pblk, len, unwritten: true } => {
+                    // Allocated but unwritten: write the data (zeros around
+                    // it), then flip the extent to written in one handle.
+                    let blocks = len.min(blocks_left).min(MAX_RUN_BLOCKS);
+                    let n = self.fill_blocks(pblk, lblk, blocks, pos, offset, data)?;
+                    let mut h = self.begin()?;
+                    let mut inode = self.read_inode_in(&h, ino)?;
+                    match self.map_block(&inode, lblk)? {
+                        Mapping::Mapped { pblk: p, unwritten: true, .. } if p == pblk => {
+                            self.mark_written_in(&mut h, &mut inode, lblk, blocks)?
+                        }
+                        // Someone else changed the mapping meanwhile: retry.
+                        _ => continue,
+                    }
+                    (n, h, inode)
+                }
+                Mapping::Hole { len } => {
+                    // allocate -> write -> set_blocks: the data is on disk
+                    // before any metadata points at it, with no handle open.
+                    let want = len.min(blocks_left).min(MAX_RUN_BLOCKS);
+                    let r = self.allocate(self.goal_for(&snapshot, lblk)?, want)?;
+                    let n = self.fill_blocks(r.start(), lblk, r.len(), pos, offset, data)?;
+                    let mut h = self.begin()?;
+                    let mut inode = self.read_inode_in(&h, ino)?;
+                    match self.map_block(&inode, lblk)? {
+                        Mapping::Hole { len } if len >= r.len() => self.set_blocks(&mut h, &mut inode, lblk, r, false)?,
+                        _ => continue,
+                    }
+                    (n, h, inode)
+                }
+            };
+            pos += written as u64;
+            if pos > inode.size() {
+                set_size(&mut inode, pos);
+            }
+            touch_mtime(&mut inode, now());
+            self.write_inode(&mut h, &mut inode)?;
+            h.finish();
+        }
+        Ok(data.len())
+    }
+
+    /// Writes whole blocks `pblk..pblk+blocks` (logical `lblk..`) holding the
+    /// part of `data` (which starts at file offset `offset`) from `pos` on,
+    /// and zeros around it: these blocks were a hole or unwritten, which
+    /// read as zeros. Returns the data bytes consumed.
+    fn fill_blocks(&self, pblk: u64, lblk: u64, blocks: u64, pos: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let bs = self.block_size() as u64;
+        let start = lblk * bs;
+        let stop = start + blocks * bs;
+        let data_end = offset + data.len() as u64;
+        let mut buf = vec![0u8; (blocks * bs) as usize];
+        let from = pos.max(start);
+        let to = data_end.min(stop);
+        buf[(from - start) as usize..(to - start) as usize].copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
+        self.device().write_at(&buf, pblk * bs)?;
+        Ok((to - pos) as usize)
+    }
+
+    /// An allocation goal for logical block `lblk`: right after the
+    /// physical block of the previous logical block, else the inode's group.
+    fn goal_for(&self, inode: &Inode, lblk: u64) -> Result<u64> {
+        if lblk > 0 {
+            if let Mapping::Mapped { pblk, .. } = self.map_block(inode, lblk - 1)? {
+                return Ok(pblk + 1);
+            }
+        }
+        Ok(self.data_goal(inode.ino, inode.is_reg()))
+    }
+
+    /// Changes the size of regular file `ino`: shrinking frees the blocks
+    /// past the new end and zeroes the tail of the last block; growing makes
+    /// a hole.
+    pub fn truncate(&self, ino: u32, size: u64) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        if !inode.is_reg() {
+            return Err(Error::InvalidArgument(format!("inode {ino} is not a regular file")));
+        }
+        if size > self.max_file_size(&inode) {
+            return Err(Error::FileTooBig(ino));
+        }
+        if inode.has_flag(FL_INLINE_DATA) {
+            drop(h);
+            return self.truncate_inline(ino, size);
+        }
+        self.truncate_in(&mut h, &mut inode, size)?;
+        touch_mtime(&mut inode, now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+
+    /// Truncate of a block-mapped or extent-mapped inode inside a handle.
+    pub fn truncate_in(&self, h: &mut Handle<'_>, inode: &mut Inode, size: u64) -> Result<()> {
+        let bs = self.block_size() as u64;
+        let old = inode.size();
+        if size < old {
+            let keep = size.div_ceil(bs);
+            self.unmap_blocks_in(h, inode, keep, u64::MAX)?;
+            // Zero the dead tail of the last kept block, so a later extension
+            // reads zeros there (POSIX), not the old bytes.
+            if size % bs != 0 {
+                if let Mapping::Mapped { pblk, unwritten: false, .. } = self.map_block(inode, size / bs)? {
+                    let zeros = vec![0u8; (bs - size % bs) as usize];
+                    self.device().write_at(&zeros, pblk * bs + size % bs)?;
+                }
+            }
+        }
+        set_size(inode, size);
+        Ok(())
+    }
+}
