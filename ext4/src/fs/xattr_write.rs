@@ -290,8 +290,9 @@ impl Ext4 {
     }
 
     /// Sets (`value` given) or removes (`None`) the attribute `(index,
-    /// name)` after checking `mode`; removing an absent attribute with
-    /// [`SetMode::Any`] does nothing.
+    /// name)` after checking `mode`, and stages the inode; removing an
+    /// absent attribute with [`SetMode::Any`] or setting the value an
+    /// attribute already has leaves the attributes as they are.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -306,13 +307,13 @@ impl Ext4 {
         let stored = self.load_stored(h, inode)?;
         let found = stored.find(index, name);
         check_mode(mode, found.is_some())?;
+        // Nothing to change still stages the inode: callers rely on the
+        // other fields they changed in `inode` being written.
         let layout = match (value, found) {
-            (None, None) => return Ok(()),
+            (None, None) => Layout::default(),
             (None, Some(at)) => removal(&stored, at),
+            (Some(value), Some(at)) if stored.get(at).value == value => Layout::default(),
             (Some(value), found) => {
-                if found.is_some_and(|at| stored.get(at).value == value) {
-                    return Ok(());
-                }
                 let new = new_attr(index, name, value);
                 let block_cap = xattr::block_capacity(self.block_size() as usize);
                 if !inode_only && new.space() > block_cap {
