@@ -580,3 +580,29 @@ mod tests {
         assert_eq!((l.ibody.unwrap(), l.block), (vec![], None));
     }
 }
+
+impl Ext4 {
+    /// Sets xattr `name` of inode `ino` in its own handle and updates ctime
+    /// (setxattr(2)).
+    pub fn setxattr(&self, ino: u32, name: &[u8], value: &[u8], mode: SetMode) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        self.set_xattr(&mut h, &mut inode, name, value, mode)?;
+        super::file_write::touch_ctime(&mut inode, super::file_write::now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+
+    /// Removes xattr `name` of inode `ino` in its own handle and updates
+    /// ctime (removexattr(2)).
+    pub fn removexattr(&self, ino: u32, name: &[u8]) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        self.remove_xattr(&mut h, &mut inode, name)?;
+        super::file_write::touch_ctime(&mut inode, super::file_write::now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+}
