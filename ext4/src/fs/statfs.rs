@@ -22,9 +22,9 @@ pub struct StatFs {
 }
 
 impl Ext4 {
-    /// Current statistics.
+    /// Current statistics (the free counts as the latest changes left them).
     pub fn statfs(&self) -> StatFs {
-        let sb = self.superblock();
+        let sb = self.current_superblock().unwrap_or_else(|_| *self.superblock());
         let free = sb.free_blocks_count();
         StatFs {
             block_size: self.block_size(),
