@@ -118,6 +118,22 @@ pub enum ImageCommand {
         #[arg(long)]
         write: bool,
     },
+    /// Set (or with --remove, remove) an extended attribute, like setfattr.
+    Setfattr {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the image.
+        path: String,
+        /// Attribute name, e.g. user.color.
+        #[arg(short, long)]
+        name: String,
+        /// Value (text, or 0x-prefixed hex).
+        #[arg(short, long, default_value = "")]
+        value: String,
+        /// Remove the attribute instead.
+        #[arg(short = 'x', long)]
+        remove: bool,
+    },
     /// Set a regular file's size.
     Truncate {
         /// Image file.

@@ -157,6 +157,13 @@ fn attribute_tools_change_the_image_cleanly() {
     assert_eq!(&data[..5000], &want[..5000]);
     assert!(data[5000..].iter().all(|&b| b == 0) && data.len() == 9000);
     fsck_clean(img);
+    ok(&["setfattr", "/hello.txt", "-n", "user.size", "-v", "large"], img);
+    ok(&["setfattr", "/hello.txt", "-n", "user.bin", "-v", "0x00ff10"], img);
+    ok(&["setfattr", "/hello.txt", "-n", "user.color", "-x"], img);
+    fsck_clean(img);
+    let attrs = ok(&["getfattr", "/hello.txt", "-x"], img);
+    assert!(attrs.contains("user.size=0x6c61726765") && attrs.contains("user.bin=0x00ff10") && !attrs.contains("user.color"), "{attrs}");
+    assert!(debugfs(img, "ea_list /hello.txt").contains("user.size"));
     let (success, _, err) = tool(&["chmod", "999", "/hello.txt"], img);
     assert!(!success && err.contains("not octal"), "{err}");
 }

@@ -113,6 +113,12 @@ pub enum Error {
     /// beyond what the map addresses, or an extent tree at its maximum depth): EFBIG.
     #[error("inode {0}: file too big for its block mapping")]
     FileTooBig(u32),
+    /// A link count would exceed what the format allows (EMLINK).
+    #[error("inode {0}: too many links")]
+    TooManyLinks(u32),
+    /// A directory to remove or replace is not empty (ENOTEMPTY).
+    #[error("directory inode {0} is not empty")]
+    NotEmpty(u32),
     /// Blocks are in use by a guest mapping and cannot be freed now (EBUSY).
     #[error("busy: {0}")]
     Busy(String),

@@ -6,24 +6,11 @@
 mod common;
 
 use common::tools::{assert_fsck_clean, mkfs, run};
+use common::rng::Rng;
 use common::{Scratch, tree};
 use ext4::{Ext4, OpenOptions};
 use std::process::Command;
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: bool) {
     let scratch = Scratch::new(tag);

@@ -74,6 +74,18 @@ fn map(fs: &Ext4, path: &str, offset: u64, len: Option<u64>, write: bool, out: &
     Ok(())
 }
 
+/// A setfattr value: `0x...` hex or text.
+fn parse_value(v: &str) -> Result<Vec<u8>> {
+    match v.strip_prefix("0x") {
+        Some(hex) if hex.len() % 2 == 0 => (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| ToolError::Usage(format!("bad hex value {v:?}"))))
+            .collect(),
+        Some(_) => Err(ToolError::Usage(format!("bad hex value {v:?}"))),
+        None => Ok(v.as_bytes().to_vec()),
+    }
+}
+
 fn parse_owner(s: &str) -> Result<(u32, Option<u32>)> {
     let bad = || ToolError::Usage(format!("owner {s:?} is not UID[:GID]"));
     let (u, g) = match s.split_once(':') {
@@ -129,6 +141,15 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() }))
         }
         ImageCommand::Map { image, path, offset, len, write } => modify(&image, |fs| map(fs, &path, offset, len, write, &mut out)),
+        ImageCommand::Setfattr { image, path, name, value, remove } => modify(&image, |fs| {
+            let (ino, _) = resolve(fs, &path)?;
+            if remove {
+                ctx(&path, fs.removexattr(ino, name.as_bytes()))
+            } else {
+                let bytes = parse_value(&value)?;
+                ctx(&path, fs.setxattr(ino, name.as_bytes(), &bytes, ext4::fs::xattr_write::SetMode::Any))
+            }
+        }),
         ImageCommand::Truncate { image, path, size } => {
             modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { size: Some(size), ..Default::default() }))
         }

@@ -290,8 +290,9 @@ impl Ext4 {
     }
 
     /// Sets (`value` given) or removes (`None`) the attribute `(index,
-    /// name)` after checking `mode`; removing an absent attribute with
-    /// [`SetMode::Any`] does nothing.
+    /// name)` after checking `mode`, and stages the inode; removing an
+    /// absent attribute with [`SetMode::Any`] or setting the value an
+    /// attribute already has leaves the attributes as they are.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -306,13 +307,13 @@ impl Ext4 {
         let stored = self.load_stored(h, inode)?;
         let found = stored.find(index, name);
         check_mode(mode, found.is_some())?;
+        // Nothing to change still stages the inode: callers rely on the
+        // other fields they changed in `inode` being written.
         let layout = match (value, found) {
-            (None, None) => return Ok(()),
+            (None, None) => Layout::default(),
             (None, Some(at)) => removal(&stored, at),
+            (Some(value), Some(at)) if stored.get(at).value == value => Layout::default(),
             (Some(value), found) => {
-                if found.is_some_and(|at| stored.get(at).value == value) {
-                    return Ok(());
-                }
                 let new = new_attr(index, name, value);
                 let block_cap = xattr::block_capacity(self.block_size() as usize);
                 if !inode_only && new.space() > block_cap {
@@ -493,8 +494,14 @@ mod tests {
         assert!(writable_name(&long).is_ok());
         let too_long = [b"user.".to_vec(), vec![b'n'; 251]].concat();
         assert!(matches!(writable_name(&too_long), Err(Error::InvalidName)));
-        let unsupported_names =
-            [&b"system.data"[..], b"system.richacl", b"system.foo", b"system.posix_acl_accessX", b"other.x", b"system."];
+        let unsupported_names = [
+            &b"system.data"[..],
+            b"system.richacl",
+            b"system.foo",
+            b"system.posix_acl_accessX",
+            b"other.x",
+            b"system.",
+        ];
         for unsupported in unsupported_names {
             assert!(matches!(writable_name(unsupported), Err(Error::Unsupported(_))), "{unsupported:?}");
         }
@@ -571,5 +578,31 @@ mod tests {
         assert_eq!((l.ibody, names(&l.block.unwrap())), (None, vec!["1:c".to_string()]));
         let l = removal(&s, (Container::Ibody, 0));
         assert_eq!((l.ibody.unwrap(), l.block), (vec![], None));
+    }
+}
+
+impl Ext4 {
+    /// Sets xattr `name` of inode `ino` in its own handle and updates ctime
+    /// (setxattr(2)).
+    pub fn setxattr(&self, ino: u32, name: &[u8], value: &[u8], mode: SetMode) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        self.set_xattr(&mut h, &mut inode, name, value, mode)?;
+        super::file_write::touch_ctime(&mut inode, super::file_write::now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+
+    /// Removes xattr `name` of inode `ino` in its own handle and updates
+    /// ctime (removexattr(2)).
+    pub fn removexattr(&self, ino: u32, name: &[u8]) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        self.remove_xattr(&mut h, &mut inode, name)?;
+        super::file_write::touch_ctime(&mut inode, super::file_write::now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
     }
 }
