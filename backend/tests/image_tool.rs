@@ -145,6 +145,10 @@ fn attribute_tools_change_the_image_cleanly() {
     ok(&["chown", "1234:99", "/hello.txt"], img);
     ok(&["truncate", "/sub/big.bin", "5000"], img);
     fsck_clean(img);
+    // Each tool closes the image cleanly: journal empty, no needs_recovery.
+    let header = Command::new("dumpe2fs").arg("-h").arg(img).output().unwrap();
+    let header = String::from_utf8_lossy(&header.stdout);
+    assert!(!header.contains("needs_recovery"), "{header}");
     let stat = debugfs(img, "stat /hello.txt");
     assert!(stat.contains("Mode:  0600") && stat.contains("User:  1234") && stat.contains("Group:    99"), "{stat}");
     let dest = fx.dir.join("out.bin");

@@ -47,7 +47,7 @@ fn modify(image: &Path, f: impl FnOnce(&Ext4) -> Result<()>) -> Result<()> {
     let shown = image.display().to_string();
     let fs = ctx(&shown, Ext4::open(image, &OpenOptions::default()))?;
     let r = f(&fs);
-    let closed = ctx(&shown, fs.sync());
+    let closed = ctx(&shown, fs.close());
     r.and(closed)
 }
 
