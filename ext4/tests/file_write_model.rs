@@ -74,6 +74,12 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: b
         }
     }
     assert_fsck_clean(&img);
+    // The kernel reads exactly the models' bytes too.
+    common::tools::with_kernel_mount(&img, &scratch.join("mnt"), &format!("{tag}: kernel read-back"), |mnt| {
+        for (f, n) in names.iter().enumerate() {
+            assert!(std::fs::read(mnt.join(n)).unwrap() == models[f], "{tag}: the kernel reads other bytes for {n}");
+        }
+    });
     for (f, n) in names.iter().enumerate() {
         let out = scratch.join(format!("out-{n}"));
         run(Command::new("debugfs").arg("-R").arg(format!("dump /{n} {}", out.display())).arg(&img));
