@@ -64,7 +64,8 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: b
                 fs.sync().unwrap();
             }
         }
-        fs.sync().unwrap();
+        // A clean close: journal checkpointed, needs_recovery cleared.
+        fs.close().unwrap();
         for (f, ino) in inos.iter().enumerate() {
             let inode = fs.read_inode(*ino).unwrap();
             assert_eq!(inode.size() as usize, models[f].len(), "{tag}: size of {}", names[f]);
