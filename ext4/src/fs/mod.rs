@@ -5,11 +5,14 @@
 pub mod bitmap;
 pub mod block_map_write;
 pub mod dir;
+pub mod dir_write;
 pub mod extent_tree;
 pub mod file;
 pub mod file_write;
 pub mod geometry;
+pub mod htree_write;
 pub mod inline;
+pub mod inline_dir_write;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
