@@ -103,6 +103,9 @@ pub enum Error {
     /// A name is longer than 255 bytes or contains '/' or NUL.
     #[error("invalid name")]
     InvalidName,
+    /// A directory entry with this name already exists (EEXIST).
+    #[error("file exists")]
+    Exists,
     /// A caller passed an argument out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -320,6 +320,223 @@ pub fn set_leaf_tail(inode_seed: u32, block: &mut [u8]) {
     DirTail::new(csum).encode(&mut block[start..]);
 }
 
+// ----- Record edits inside one region (a leaf block's entry area, or an
+// inline-data region), as the kernel performs them. -----
+
+/// Sets the `rec_len` of the record at the start of `buf`, keeping the rest.
+fn set_rec_len(buf: &mut [u8], fmt: DirFormat, rec_len: u32) -> Result<()> {
+    let raw = rec_len_to_disk(rec_len, fmt.block_size)
+        .ok_or_else(|| Error::InvalidArgument(format!("directory entry: rec_len {rec_len} not encodable")))?;
+    if fmt.filetype {
+        let mut h = DirEntry2Header::decode(buf);
+        h.rec_len = raw;
+        h.encode(buf);
+    } else {
+        let mut h = DirEntryHeader::decode(buf);
+        h.rec_len = raw;
+        h.encode(buf);
+    }
+    Ok(())
+}
+
+/// Writes one unused record spanning all of `region`: an empty leaf.
+pub fn init_empty_region(region: &mut [u8], fmt: DirFormat) -> Result<()> {
+    region.fill(0);
+    Dirent { inode: 0, rec_len: region.len() as u32, file_type: 0, name: b"" }.encode(region, fmt)
+}
+
+/// Finds room for a record named `name` the way `ext4_find_dest_de` does:
+/// the first record that is unused and long enough, or live with enough
+/// slack after its own name. Returns its offset, or `None` when the region
+/// is full. A live record already carrying `name` is [`Error::Exists`].
+pub fn find_room(records: DirRecords<'_>, name: &[u8]) -> Result<Option<usize>> {
+    let need = rec_len_for_name(name.len());
+    for rec in records {
+        let (off, d) = rec?;
+        if d.is_live() && d.name == name {
+            return Err(Error::Exists);
+        }
+        let used = if d.is_live() { rec_len_for_name(d.name.len()) } else { 0 };
+        if d.rec_len as usize - used >= need {
+            return Ok(Some(off));
+        }
+    }
+    Ok(None)
+}
+
+/// Stores a record for `name` at `off`, a place [`find_room`] returned
+/// (`ext4_insert_dentry`): an unused record is taken whole; a live one
+/// keeps its minimal length and the new record gets the rest. The new
+/// record's bytes after its name are zeroed.
+pub fn insert_record(
+    region: &mut [u8],
+    fmt: DirFormat,
+    off: usize,
+    ino: u32,
+    file_type: u8,
+    name: &[u8],
+) -> Result<()> {
+    let bad = |why: &str| Error::InvalidArgument(format!("directory entry insert at {off}: {why}"));
+    let cur = region.get(off..).and_then(|b| Dirent::decode(b, fmt)).ok_or_else(|| bad("no record"))?;
+    let (cur_live, cur_len, cur_used) = (cur.is_live(), cur.rec_len as usize, rec_len_for_name(cur.name.len()));
+    if cur_len < cur_used || off + cur_len > region.len() {
+        return Err(bad("record does not fit the region"));
+    }
+    let (at, len) = if cur_live {
+        set_rec_len(&mut region[off..], fmt, cur_used as u32)?;
+        (off + cur_used, cur_len - cur_used)
+    } else {
+        (off, cur_len)
+    };
+    if len < rec_len_for_name(name.len()) {
+        return Err(bad("no room"));
+    }
+    let rec = &mut region[at..at + len];
+    rec.fill(0);
+    Dirent { inode: ino, rec_len: len as u32, file_type, name }.encode(rec, fmt)
+}
+
+/// A record found by name: its offset, the offset of the record before it
+/// in the region, and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundRecord {
+    /// Offset of the record in its region.
+    pub off: usize,
+    /// Offset of the preceding record (live or not), if any.
+    pub prev: Option<usize>,
+    /// Its inode number.
+    pub inode: u32,
+    /// Its file type code as stored.
+    pub file_type: u8,
+}
+
+/// Finds the live record named `name` among `records`.
+pub fn find_record(records: DirRecords<'_>, name: &[u8]) -> Result<Option<FoundRecord>> {
+    let mut prev = None;
+    for rec in records {
+        let (off, d) = rec?;
+        if d.is_live() && d.name == name {
+            return Ok(Some(FoundRecord { off, prev, inode: d.inode, file_type: d.file_type }));
+        }
+        prev = Some(off);
+    }
+    Ok(None)
+}
+
+/// Deletes the record `found` (`ext4_generic_delete_entry`): it is merged
+/// into the record before it, whose `rec_len` grows, and wiped; a record
+/// first in its region instead becomes unused (inode 0, name wiped, its
+/// `rec_len` kept). Other records keep their offsets.
+pub fn delete_record(region: &mut [u8], fmt: DirFormat, found: &FoundRecord) -> Result<()> {
+    let bad = || Error::InvalidArgument(format!("directory entry delete at {}: no such record", found.off));
+    let len = region.get(found.off..).and_then(|b| Dirent::decode(b, fmt)).ok_or_else(bad)?.rec_len as usize;
+    if found.off + len > region.len() {
+        return Err(bad());
+    }
+    match found.prev {
+        Some(p) => {
+            let plen = region.get(p..).and_then(|b| Dirent::decode(b, fmt)).ok_or_else(bad)?.rec_len as usize;
+            if p + plen != found.off {
+                return Err(bad());
+            }
+            set_rec_len(&mut region[p..], fmt, (plen + len) as u32)?;
+            region[found.off..found.off + len].fill(0);
+            Ok(())
+        }
+        None => {
+            let rec = &mut region[found.off..found.off + len];
+            rec.fill(0);
+            Dirent { inode: 0, rec_len: len as u32, file_type: 0, name: b"" }.encode(rec, fmt)
+        }
+    }
+}
+
+/// Re-points the live record `found` at inode `ino` with `file_type`.
+pub fn retarget_record(region: &mut [u8], fmt: DirFormat, found: &FoundRecord, ino: u32, file_type: u8) -> Result<()> {
+    let buf = region
+        .get_mut(found.off..)
+        .filter(|b| b.len() >= HEADER_LEN)
+        .ok_or_else(|| Error::InvalidArgument(format!("directory entry at {}: no such record", found.off)))?;
+    if fmt.filetype {
+        let mut h = DirEntry2Header::decode(buf);
+        h.inode = ino;
+        h.file_type = file_type;
+        h.encode(buf);
+    } else {
+        let mut h = DirEntryHeader::decode(buf);
+        h.inode = ino;
+        h.encode(buf);
+    }
+    Ok(())
+}
+
+/// A live record's contents, owned: for moving records between blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Inode number (not 0).
+    pub inode: u32,
+    /// File type code as stored.
+    pub file_type: u8,
+    /// Name bytes.
+    pub name: Vec<u8>,
+}
+
+impl OwnedRecord {
+    /// The owned copy of a record.
+    pub fn of(d: &Dirent<'_>) -> OwnedRecord {
+        OwnedRecord { inode: d.inode, file_type: d.file_type, name: d.name.to_vec() }
+    }
+
+    /// Space the record needs (its minimal `rec_len`).
+    pub fn min_len(&self) -> usize {
+        rec_len_for_name(self.name.len())
+    }
+}
+
+/// Fills `region` with `records` packed in the given order, each at its
+/// minimal length and the last one extended to the region's end; an empty
+/// list leaves one unused record. `InvalidArgument` if they do not fit.
+pub fn write_packed(region: &mut [u8], fmt: DirFormat, records: &[OwnedRecord]) -> Result<()> {
+    let total: usize = records.iter().map(OwnedRecord::min_len).sum();
+    if total > region.len() {
+        return Err(Error::InvalidArgument(format!("{total} bytes of records do not fit {} bytes", region.len())));
+    }
+    if records.is_empty() {
+        return init_empty_region(region, fmt);
+    }
+    region.fill(0);
+    let mut off = 0;
+    for (i, r) in records.iter().enumerate() {
+        let len = if i + 1 == records.len() { region.len() - off } else { r.min_len() };
+        Dirent { inode: r.inode, rec_len: len as u32, file_type: r.file_type, name: &r.name }
+            .encode(&mut region[off..], fmt)?;
+        off += len;
+    }
+    Ok(())
+}
+
+/// Extends the last record of the valid record chain `region[..used]` so
+/// that it ends at `region.len()` (`ext4_update_final_de`).
+pub fn extend_last_record(region: &mut [u8], fmt: DirFormat, used: usize) -> Result<()> {
+    let mut off = 0;
+    let mut last = None;
+    // Each step advances by a rec_len of at least MIN_REC_LEN, so this ends.
+    while off < used {
+        let d =
+            region.get(off..used).and_then(|b| Dirent::decode(b, fmt)).filter(|d| d.rec_len as usize >= MIN_REC_LEN);
+        let Some(d) = d else {
+            return Err(Error::InvalidArgument(format!("no valid record at offset {off}")));
+        };
+        last = Some((off, d.rec_len as usize));
+        off += d.rec_len as usize;
+    }
+    let size = region.len();
+    match last {
+        Some((at, len)) if off == used => set_rec_len(&mut region[at..], fmt, (len + size - used) as u32),
+        _ => Err(Error::InvalidArgument("record chain does not end at the used length".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,5 +652,64 @@ mod tests {
         assert!(!recs.last().unwrap().1.is_live());
         b[20] ^= 1;
         assert_ne!(DirTail::find(&b).unwrap().checksum, leaf_checksum(seed, &b));
+    }
+
+    fn names(region: &[u8], fmt: DirFormat) -> Vec<(usize, u32, Vec<u8>)> {
+        DirRecords::new(region, fmt, 100, LOC).map(|r| r.unwrap()).map(|(o, d)| (o, d.inode, d.name.to_vec())).collect()
+    }
+
+    #[test]
+    fn insert_splits_slack_or_takes_unused_records() {
+        let mut b = block_with(&[(2, b".", FT_DIR, 12), (2, b"..", FT_DIR, 1012)], FMT);
+        // ".." has 1000 bytes of slack: the new record follows its 12 bytes.
+        let off = find_room(DirRecords::new(&b, FMT, 100, LOC), b"hello").unwrap().unwrap();
+        assert_eq!(off, 12);
+        insert_record(&mut b, FMT, off, 20, FT_REG_FILE, b"hello").unwrap();
+        assert_eq!(names(&b, FMT), vec![(0, 2, b".".to_vec()), (12, 2, b"..".to_vec()), (24, 20, b"hello".to_vec())]);
+        assert!(matches!(find_room(DirRecords::new(&b, FMT, 100, LOC), b"hello"), Err(Error::Exists)));
+        // Deleting merges into the record before; the offsets of the others stay.
+        insert_record(&mut b, FMT, 24, 21, FT_REG_FILE, b"world").unwrap();
+        let f = find_record(DirRecords::new(&b, FMT, 100, LOC), b"hello").unwrap().unwrap();
+        assert_eq!((f.off, f.prev, f.inode), (24, Some(12), 20));
+        delete_record(&mut b, FMT, &f).unwrap();
+        assert_eq!(names(&b, FMT), vec![(0, 2, b".".to_vec()), (12, 2, b"..".to_vec()), (40, 21, b"world".to_vec())]);
+        assert!(b[24..40].iter().all(|&x| x == 0), "deleted record wiped");
+        // A first record becomes unused, keeping its length; it is reused whole.
+        let mut r = vec![0u8; 64];
+        init_empty_region(&mut r, FMT).unwrap();
+        insert_record(&mut r, FMT, 0, 30, FT_SYMLINK, b"a").unwrap();
+        let f = find_record(DirRecords::new(&r, FMT, 100, LOC), b"a").unwrap().unwrap();
+        assert_eq!(f.prev, None);
+        delete_record(&mut r, FMT, &f).unwrap();
+        assert_eq!(DirRecords::new(&r, FMT, 100, LOC).live().count(), 0);
+        assert_eq!(Dirent::decode(&r, FMT).unwrap().rec_len, 64);
+        assert_eq!(find_room(DirRecords::new(&r, FMT, 100, LOC), &[b'z'; 56]).unwrap(), Some(0));
+        assert_eq!(find_room(DirRecords::new(&r, FMT, 100, LOC), &[b'z'; 57]).unwrap(), None);
+        // Retargeting changes inode and type only.
+        insert_record(&mut r, FMT, 0, 30, FT_SYMLINK, b"a").unwrap();
+        let f = find_record(DirRecords::new(&r, FMT, 100, LOC), b"a").unwrap().unwrap();
+        retarget_record(&mut r, FMT, &f, 31, FT_REG_FILE).unwrap();
+        let d = Dirent::decode(&r, FMT).unwrap();
+        assert_eq!((d.inode, d.file_type, d.name, d.rec_len), (31, FT_REG_FILE, &b"a"[..], 64));
+    }
+
+    #[test]
+    fn packing_and_extending_the_last_record() {
+        let old = DirFormat { filetype: false, ..FMT };
+        let recs = vec![
+            OwnedRecord { inode: 5, file_type: 0, name: b"x".to_vec() },
+            OwnedRecord { inode: 6, file_type: 0, name: b"longer-name".to_vec() },
+        ];
+        let mut r = vec![0xffu8; 100];
+        write_packed(&mut r, old, &recs).unwrap();
+        assert_eq!(names(&r, old), vec![(0, 5, b"x".to_vec()), (12, 6, b"longer-name".to_vec())]);
+        assert_eq!(Dirent::decode(&r[12..], old).unwrap().rec_len, 88);
+        assert!(write_packed(&mut r[..20], old, &recs).is_err());
+        // Chain of 32 bytes in a 100-byte region: the last record grows.
+        let mut r = vec![0u8; 100];
+        write_packed(&mut r[..32], FMT, &recs).unwrap();
+        extend_last_record(&mut r, FMT, 32).unwrap();
+        assert_eq!(Dirent::decode(&r[12..], FMT).unwrap().rec_len, 88);
+        assert!(extend_last_record(&mut r, FMT, 30).is_err(), "a chain that does not end at the given length");
     }
 }

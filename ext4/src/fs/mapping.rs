@@ -12,7 +12,9 @@ use crate::disk::codec::{Field, le32};
 use crate::disk::extent::{self, ExtentEntries, ExtentIndex, ExtentNode, MAX_LOGICAL_BLOCKS, NodePlace};
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
+use crate::journal::transaction::Handle;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// The mapping of a run of logical blocks starting at a given block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,11 +120,30 @@ impl Ext4 {
     /// Blocks beyond what the inode's map can address are one hole running
     /// to the end of the block space. Inline-data inodes have no blocks.
     pub fn map_block(&self, inode: &Inode, lblk: u64) -> Result<Mapping> {
+        self.map_block_via(None, inode, lblk)
+    }
+
+    /// [`Ext4::map_block`] as handle `h` sees the tree and indirect blocks
+    /// (its own staged changes first): for operations that look blocks up
+    /// after changing the mapping in the same handle.
+    pub fn map_block_in(&self, h: &Handle<'_>, inode: &Inode, lblk: u64) -> Result<Mapping> {
+        self.map_block_via(Some(h), inode, lblk)
+    }
+
+    fn map_block_via(&self, h: Option<&Handle<'_>>, inode: &Inode, lblk: u64) -> Result<Mapping> {
         self.check_block_mapped(inode)?;
         if lblk >= self.addressable_blocks(inode) {
             return Ok(beyond_map(lblk));
         }
-        if inode.has_flag(FL_EXTENTS) { self.map_extent(inode, lblk) } else { self.map_indirect(inode, lblk) }
+        if inode.has_flag(FL_EXTENTS) { self.map_extent(h, inode, lblk) } else { self.map_indirect(h, inode, lblk) }
+    }
+
+    /// Reads a tree or indirect block, through `h` when given.
+    fn mapping_block(&self, h: Option<&Handle<'_>>, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        match h {
+            Some(h) => self.meta_block_in(h, blk, what),
+            None => self.read_meta_block(blk, what),
+        }
     }
 
     /// Every mapped extent of the file, in logical order, including
@@ -178,7 +199,15 @@ impl Ext4 {
 
     /// Reads, verifies and decodes the child at block `blk` of a node at
     /// `parent_depth`, whose index gives it the key range `lo..hi`.
-    fn extent_child(&self, inode: &Inode, parent_depth: u16, blk: u64, lo: u64, hi: u64) -> Result<ExtentNode> {
+    fn extent_child(
+        &self,
+        h: Option<&Handle<'_>>,
+        inode: &Inode,
+        parent_depth: u16,
+        blk: u64,
+        lo: u64,
+        hi: u64,
+    ) -> Result<ExtentNode> {
         let ino = inode.ino;
         if !self.geometry().block_in_range(blk) {
             return Err(Error::corrupt(
@@ -188,7 +217,7 @@ impl Ext4 {
             ));
         }
         let loc = Location::Block(blk);
-        let data = self.read_meta_block(blk, "extent tree block")?;
+        let data = self.mapping_block(h, blk, "extent tree block")?;
         let node = ExtentNode::decode(&data, NodePlace::Block, loc)?;
         if let Some(seed) = self.csum_seed()
             && !extent::verify_checksum(seed, ino, inode.generation(), &data)
@@ -234,7 +263,7 @@ impl Ext4 {
         Ok(())
     }
 
-    fn map_extent(&self, inode: &Inode, lblk: u64) -> Result<Mapping> {
+    fn map_extent(&self, h: Option<&Handle<'_>>, inode: &Inode, lblk: u64) -> Result<Mapping> {
         let mut node = self.extent_root(inode)?;
         let mut hi = MAX_LOGICAL_BLOCKS;
         // Each step goes one level down and depth is at most MAX_DEPTH.
@@ -258,7 +287,7 @@ impl Ext4 {
                 return Ok(Mapping::Hole { len: indexes[0].lblk as u64 - lblk });
             };
             let child_hi = indexes.get(i).map_or(hi, |e| e.lblk as u64);
-            node = self.extent_child(inode, node.header.depth, idx.leaf, idx.lblk as u64, child_hi)?;
+            node = self.extent_child(h, inode, node.header.depth, idx.leaf, idx.lblk as u64, child_hi)?;
             hi = child_hi;
         }
     }
@@ -286,7 +315,7 @@ impl Ext4 {
                             format!("inode {}: block referenced twice", inode.ino),
                         ));
                     }
-                    (self.extent_child(inode, parent_depth, idx.leaf, idx.lblk as u64, hi)?, hi)
+                    (self.extent_child(None, inode, parent_depth, idx.leaf, idx.lblk as u64, hi)?, hi)
                 }
             };
             match node.entries {
@@ -322,7 +351,7 @@ impl Ext4 {
         Ok(ptr as u64)
     }
 
-    fn map_indirect(&self, inode: &Inode, lblk: u64) -> Result<Mapping> {
+    fn map_indirect(&self, h: Option<&Handle<'_>>, inode: &Inode, lblk: u64) -> Result<Mapping> {
         let ino = inode.ino;
         let map = Self::block_map(inode);
         let in_range = |b: u64| self.geometry().block_in_range(b);
@@ -355,7 +384,7 @@ impl Ext4 {
                 return Ok(Mapping::Hole { len: cover - rel });
             }
             let blk = self.check_pointer(ptr, "block map", ptr_loc, ino)?;
-            let data = self.read_meta_block(blk, "indirect block")?;
+            let data = self.mapping_block(h, blk, "indirect block")?;
             cover /= p;
             let idx = (rel / cover) as usize;
             rel %= cover;
