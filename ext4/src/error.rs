@@ -103,8 +103,8 @@ pub enum Error {
     /// A name is longer than 255 bytes or contains '/' or NUL.
     #[error("invalid name")]
     InvalidName,
-    /// A directory entry with this name already exists (EEXIST).
-    #[error("file exists")]
+    /// The name (a directory entry or an extended attribute) already exists (EEXIST).
+    #[error("name already exists")]
     Exists,
     /// A caller passed an argument out of range.
     #[error("invalid argument: {0}")]
@@ -131,9 +131,6 @@ pub enum Error {
     /// No free inode is left to allocate (ENOSPC).
     #[error("no free inodes left on the file system")]
     NoInodes,
-    /// the name already exists (EEXIST)
-    #[error("name already exists")]
-    Exists,
 }
 
 impl Error {
