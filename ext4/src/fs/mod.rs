@@ -18,6 +18,7 @@ pub mod inline_write;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
+pub mod namespace;
 pub mod path;
 pub mod reservation;
 pub mod set_blocks;
