@@ -73,4 +73,74 @@ pub enum ImageCommand {
         #[arg(default_value = "/")]
         path: String,
     },
+    /// Copy a file out of the image to a host file.
+    Get {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+        /// Host file to create.
+        dest: PathBuf,
+    },
+    /// Change permission bits (octal), like chmod.
+    Chmod {
+        /// Image file.
+        image: PathBuf,
+        /// Octal mode, e.g. 0644.
+        mode: String,
+        /// Path inside the image.
+        path: String,
+    },
+    /// Change owner and optionally group, like chown UID[:GID].
+    Chown {
+        /// Image file.
+        image: PathBuf,
+        /// Numeric UID[:GID].
+        owner: String,
+        /// Path inside the image.
+        path: String,
+    },
+    /// Print the image ranges backing a file range, like `filefrag -v`, by
+    /// running the DAX mapping preparation (converts inline files; with
+    /// --write also fills holes and unwritten ranges).
+    Map {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+        /// Start of the range (bytes, page aligned).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Length of the range in bytes (default: to the end of the file).
+        #[arg(long)]
+        len: Option<u64>,
+        /// Prepare a writable mapping.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Set (or with --remove, remove) an extended attribute, like setfattr.
+    Setfattr {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the image.
+        path: String,
+        /// Attribute name, e.g. user.color.
+        #[arg(short, long)]
+        name: String,
+        /// Value (text, or 0x-prefixed hex).
+        #[arg(short, long, default_value = "")]
+        value: String,
+        /// Remove the attribute instead.
+        #[arg(short = 'x', long)]
+        remove: bool,
+    },
+    /// Set a regular file's size.
+    Truncate {
+        /// Image file.
+        image: PathBuf,
+        /// File inside the image.
+        path: String,
+        /// New size in bytes.
+        size: u64,
+    },
 }

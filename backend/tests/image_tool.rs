@@ -131,3 +131,64 @@ fn garbage_image_is_a_clear_error() {
     assert!(!success && err.contains("superblock"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
+    assert!(out.status.success(), "e2fsck -fn: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn attribute_tools_change_the_image_cleanly() {
+    let fx = fixture("attrs", &["-t", "ext4"]);
+    let img = &fx.img;
+    ok(&["chmod", "0600", "/hello.txt"], img);
+    ok(&["chown", "1234:99", "/hello.txt"], img);
+    ok(&["truncate", "/sub/big.bin", "5000"], img);
+    fsck_clean(img);
+    // Each tool closes the image cleanly: journal empty, no needs_recovery.
+    let header = Command::new("dumpe2fs").arg("-h").arg(img).output().unwrap();
+    let header = String::from_utf8_lossy(&header.stdout);
+    assert!(!header.contains("needs_recovery"), "{header}");
+    let stat = debugfs(img, "stat /hello.txt");
+    assert!(stat.contains("Mode:  0600") && stat.contains("User:  1234") && stat.contains("Group:    99"), "{stat}");
+    let dest = fx.dir.join("out.bin");
+    ok(&["get", "/sub/big.bin", dest.to_str().unwrap()], img);
+    let want = std::fs::read(fx.dir.join("src/sub/big.bin")).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), &want[..5000]);
+    // Growing makes a hole that reads as zeros.
+    ok(&["truncate", "/sub/big.bin", "9000"], img);
+    let (_, data, _) = tool(&["cat", "/sub/big.bin"], img);
+    assert_eq!(&data[..5000], &want[..5000]);
+    assert!(data[5000..].iter().all(|&b| b == 0) && data.len() == 9000);
+    fsck_clean(img);
+    ok(&["setfattr", "/hello.txt", "-n", "user.size", "-v", "large"], img);
+    ok(&["setfattr", "/hello.txt", "-n", "user.bin", "-v", "0x00ff10"], img);
+    ok(&["setfattr", "/hello.txt", "-n", "user.color", "-x"], img);
+    fsck_clean(img);
+    let attrs = ok(&["getfattr", "/hello.txt", "-x"], img);
+    assert!(attrs.contains("user.size=0x6c61726765") && attrs.contains("user.bin=0x00ff10") && !attrs.contains("user.color"), "{attrs}");
+    assert!(debugfs(img, "ea_list /hello.txt").contains("user.size"));
+    let (success, _, err) = tool(&["chmod", "999", "/hello.txt"], img);
+    assert!(!success && err.contains("not octal"), "{err}");
+}
+
+#[test]
+fn map_converts_inline_files_and_prints_image_ranges() {
+    let fx = fixture("map", &["-t", "ext4", "-b", "4096", "-O", "inline_data"]);
+    let img = &fx.img;
+    assert!(debugfs(img, "stat /hello.txt").contains("Size of inline data"));
+    let out = ok(&["map", "/hello.txt"], img);
+    fsck_clean(img);
+    let stat = debugfs(img, "stat /hello.txt");
+    assert!(!stat.contains("inline data") && stat.contains("EXTENTS"), "{stat}");
+    // The printed image offset holds the file's bytes.
+    let row = out.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_else(|| panic!("{out}"));
+    let image_offset: u64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let mut buf = [0u8; 13];
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(img).unwrap(), &mut buf, image_offset).unwrap();
+    assert_eq!(&buf, b"hello, world\n");
+    // A 1 KiB-block image is refused with a clear message.
+    let fx1 = fixture("map1k", &["-t", "ext4", "-b", "1024"]);
+    let (success, _, err) = tool(&["map", "/sub/big.bin"], &fx1.img);
+    assert!(!success && err.contains("DAX needs blocks of at least 4096"), "{err}");
+}

@@ -87,6 +87,10 @@ pub enum Error {
     /// An extended attribute does not exist.
     #[error("no such extended attribute")]
     NoAttr,
+    /// An extended attribute value larger than this file system can ever
+    /// store (over 64 KiB, or over what an empty xattr block holds): E2BIG.
+    #[error("extended attribute value too large")]
+    ValueTooLarge,
     /// The inode is not a directory but a directory operation was asked.
     #[error("inode {0} is not a directory")]
     NotADirectory(u32),
@@ -99,8 +103,8 @@ pub enum Error {
     /// A name is longer than 255 bytes or contains '/' or NUL.
     #[error("invalid name")]
     InvalidName,
-    /// A directory entry with this name already exists (EEXIST).
-    #[error("file exists")]
+    /// The name (a directory entry or an extended attribute) already exists (EEXIST).
+    #[error("name already exists")]
     Exists,
     /// A caller passed an argument out of range.
     #[error("invalid argument: {0}")]
@@ -112,6 +116,15 @@ pub enum Error {
     /// beyond what the map addresses, or an extent tree at its maximum depth): EFBIG.
     #[error("inode {0}: file too big for its block mapping")]
     FileTooBig(u32),
+    /// A link count would exceed what the format allows (EMLINK).
+    #[error("inode {0}: too many links")]
+    TooManyLinks(u32),
+    /// A directory to remove or replace is not empty (ENOTEMPTY).
+    #[error("directory inode {0} is not empty")]
+    NotEmpty(u32),
+    /// Blocks are in use by a guest mapping and cannot be freed now (EBUSY).
+    #[error("busy: {0}")]
+    Busy(String),
     /// No free block is left to allocate (ENOSPC).
     #[error("no space left on the file system")]
     NoSpace,

@@ -7,6 +7,9 @@
 //! double-freed block). Small block sizes force deep trees, the depth limit
 //! and shrinking back to the root.
 
+mod common;
+
+use common::rng::Rng;
 use ext4::disk::extent::{
     self, Extent, ExtentEntries, ExtentNode, INIT_MAX_LEN, MAX_DEPTH, MAX_LOGICAL_BLOCKS, NodePlace, UNWRITTEN_MAX_LEN,
 };
@@ -16,29 +19,6 @@ use ext4::fs::map_store::{MapChange, MapContext, MapStore};
 use ext4::{Error, Location, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// splitmix64: small, seeded, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    /// A length in 1..=short with `percent` chance, else in 1..=long.
-    fn length(&mut self, percent: u64, short: u64, long: u64) -> u64 {
-        let n = if self.chance(percent) { short } else { long };
-        1 + self.below(n)
-    }
-}
 
 /// Metadata blocks in a hash map, a bump allocator, and strict checks:
 /// reading, writing or freeing a block that is not allocated panics.

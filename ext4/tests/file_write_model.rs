@@ -6,24 +6,11 @@
 mod common;
 
 use common::tools::{assert_fsck_clean, mkfs, run};
+use common::rng::Rng;
 use common::{Scratch, tree};
 use ext4::{Ext4, OpenOptions};
 use std::process::Command;
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: bool) {
     let scratch = Scratch::new(tag);
@@ -77,7 +64,8 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: b
                 fs.sync().unwrap();
             }
         }
-        fs.sync().unwrap();
+        // A clean close: journal checkpointed, needs_recovery cleared.
+        fs.close().unwrap();
         for (f, ino) in inos.iter().enumerate() {
             let inode = fs.read_inode(*ino).unwrap();
             assert_eq!(inode.size() as usize, models[f].len(), "{tag}: size of {}", names[f]);
@@ -87,6 +75,12 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: b
         }
     }
     assert_fsck_clean(&img);
+    // The kernel reads exactly the models' bytes too.
+    common::tools::with_kernel_mount(&img, &scratch.join("mnt"), &format!("{tag}: kernel read-back"), |mnt| {
+        for (f, n) in names.iter().enumerate() {
+            assert!(std::fs::read(mnt.join(n)).unwrap() == models[f], "{tag}: the kernel reads other bytes for {n}");
+        }
+    });
     for (f, n) in names.iter().enumerate() {
         let out = scratch.join(format!("out-{n}"));
         run(Command::new("debugfs").arg("-R").arg(format!("dump /{n} {}", out.display())).arg(&img));

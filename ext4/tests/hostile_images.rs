@@ -162,7 +162,7 @@ impl BlockDevice for Damaged {
 
 /// Walks the whole tree; also resolves every path by name, as FUSE lookups would.
 fn walk(image: Damaged) -> Result<Snapshot, String> {
-    let fs = Ext4::open_device(Arc::new(image), &OpenOptions { read_only: true, cache_bytes: 1 << 20 })
+    let fs = Ext4::open_device(Arc::new(image), &OpenOptions { read_only: true, cache_bytes: 1 << 20, ..OpenOptions::default() })
         .map_err(|e| e.to_string())?;
     let mut snap = Snapshot::new();
     let mut todo = vec![(Vec::new(), ext4::ROOT_INO)];

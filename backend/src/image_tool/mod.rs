@@ -24,6 +24,9 @@ pub enum ToolError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
+    /// A command-line value is malformed.
+    #[error("{0}")]
+    Usage(String),
 }
 
 type Result<T> = std::result::Result<T, ToolError>;
@@ -36,6 +39,69 @@ fn open(image: &Path) -> Result<Ext4> {
     // Read-only: inspecting never changes the image; a journal that needs
     // recovery is replayed in memory.
     ctx(&image.display().to_string(), Ext4::open(image, &OpenOptions { read_only: true, ..Default::default() }))
+}
+
+/// Opens `image` writable, runs `f`, then writes everything home and closes
+/// the image cleanly (journal checkpointed, needs_recovery cleared).
+fn modify(image: &Path, f: impl FnOnce(&Ext4) -> Result<()>) -> Result<()> {
+    let shown = image.display().to_string();
+    let fs = ctx(&shown, Ext4::open(image, &OpenOptions::default()))?;
+    let r = f(&fs);
+    let closed = ctx(&shown, fs.close());
+    r.and(closed)
+}
+
+fn setattr(fs: &Ext4, path: &str, attr: &ext4::fs::setattr::SetAttr) -> Result<()> {
+    let (ino, _) = resolve(fs, path)?;
+    ctx(path, fs.setattr(ino, attr)).map(|_| ())
+}
+
+fn map(fs: &Ext4, path: &str, offset: u64, len: Option<u64>, write: bool, out: &mut impl Write) -> Result<()> {
+    let (ino, inode) = resolve(fs, path)?;
+    let len = len.unwrap_or_else(|| inode.size().saturating_sub(offset).max(1));
+    let m = ctx(path, fs.map_for_dax(ino, offset, len, write))?;
+    writeln!(out, "{path}: inode {ino}, {} mapping of {len} bytes at offset {offset}", if write { "writable" } else { "read-only" })?;
+    writeln!(out, "{:>4} {:>14} {:>14} {:>12}", "ext", "file offset", "image offset", "length")?;
+    for (i, p) in m.pieces.iter().enumerate() {
+        match *p {
+            ext4::fs::dax::DaxPiece::Image { file_offset, image_offset, len } => {
+                writeln!(out, "{i:>4} {file_offset:>14} {image_offset:>14} {len:>12}")?
+            }
+            ext4::fs::dax::DaxPiece::Zero { file_offset, len } => writeln!(out, "{i:>4} {file_offset:>14} {:>14} {len:>12}", "zero")?,
+        }
+    }
+    fs.release_dax(m.id);
+    Ok(())
+}
+
+/// A setfattr value: `0x...` hex or text.
+fn parse_value(v: &str) -> Result<Vec<u8>> {
+    match v.strip_prefix("0x") {
+        Some(hex) if hex.len() % 2 == 0 => (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| ToolError::Usage(format!("bad hex value {v:?}"))))
+            .collect(),
+        Some(_) => Err(ToolError::Usage(format!("bad hex value {v:?}"))),
+        None => Ok(v.as_bytes().to_vec()),
+    }
+}
+
+fn parse_owner(s: &str) -> Result<(u32, Option<u32>)> {
+    let bad = || ToolError::Usage(format!("owner {s:?} is not UID[:GID]"));
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u.parse().map_err(|_| bad())?;
+    let gid = g.map(|g| g.parse().map_err(|_| bad())).transpose()?;
+    Ok((uid, gid))
+}
+
+fn get(fs: &Ext4, path: &str, dest: &Path) -> Result<()> {
+    let mut file = std::fs::File::create(dest)?;
+    cat(fs, path, &mut file)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 fn resolve(fs: &Ext4, path: &str) -> Result<(u32, Inode)> {
@@ -62,6 +128,31 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         }
         ImageCommand::Getfattr { image, path, name, hex } => getfattr(&open(&image)?, &path, name.as_deref(), hex, &mut out),
         ImageCommand::Tree { image, path } => tree(&open(&image)?, &path, &mut out),
+        ImageCommand::Get { image, path, dest } => get(&open(&image)?, &path, &dest),
+        ImageCommand::Chmod { image, mode, path } => {
+            let mode = u16::from_str_radix(&mode, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| ToolError::Usage(format!("mode {mode:?} is not octal permission bits")))?;
+            modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { mode: Some(mode), ..Default::default() }))
+        }
+        ImageCommand::Chown { image, owner, path } => {
+            let (uid, gid) = parse_owner(&owner)?;
+            modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() }))
+        }
+        ImageCommand::Map { image, path, offset, len, write } => modify(&image, |fs| map(fs, &path, offset, len, write, &mut out)),
+        ImageCommand::Setfattr { image, path, name, value, remove } => modify(&image, |fs| {
+            let (ino, _) = resolve(fs, &path)?;
+            if remove {
+                ctx(&path, fs.removexattr(ino, name.as_bytes()))
+            } else {
+                let bytes = parse_value(&value)?;
+                ctx(&path, fs.setxattr(ino, name.as_bytes(), &bytes, ext4::fs::xattr_write::SetMode::Any))
+            }
+        }),
+        ImageCommand::Truncate { image, path, size } => {
+            modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { size: Some(size), ..Default::default() }))
+        }
     };
     match r.and_then(|()| out.flush().map_err(ToolError::from)) {
         // A closed pipe (`| head`) is not an error.

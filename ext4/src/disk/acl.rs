@@ -216,6 +216,48 @@ impl Acl {
         Ok(Acl { entries })
     }
 
+    /// Checks the structure the kernel requires of an ACL it stores
+    /// (`posix_acl_valid`): one owner entry first, then named users, the
+    /// owning group, named groups, the mask, and other last; a mask present
+    /// exactly when there are named entries; named entries with a real id.
+    pub fn validate(&self) -> Result<()> {
+        #[derive(PartialEq, PartialOrd)]
+        enum State {
+            UserObj,
+            Users,
+            Groups,
+            Other,
+            Done,
+        }
+        let invalid = |reason: &str| Err(Error::InvalidArgument(format!("POSIX ACL: {reason}")));
+        let mut state = State::UserObj;
+        let mut named = false;
+        for e in &self.entries {
+            if e.perm & !ACL_PERM_MASK != 0 {
+                return invalid("bad permissions");
+            }
+            state = match (e.tag, &state) {
+                (AclTag::UserObj, State::UserObj) => State::Users,
+                (AclTag::User(id), State::Users) | (AclTag::Group(id), State::Groups) => {
+                    if id == ACL_UNDEFINED_ID {
+                        return invalid("named entry without an id");
+                    }
+                    named = true;
+                    continue;
+                }
+                (AclTag::GroupObj, State::Users) => State::Groups,
+                (AclTag::Mask, State::Groups) => State::Other,
+                (AclTag::Other, State::Other) => State::Done,
+                (AclTag::Other, State::Groups) if !named => State::Done,
+                _ => return invalid("entries out of order, repeated, or a mask missing"),
+            };
+        }
+        if state != State::Done {
+            return invalid("incomplete");
+        }
+        Ok(())
+    }
+
     /// Encodes the user-space `posix_acl_xattr` format (a getxattr value);
     /// entries without a qualifier carry [`ACL_UNDEFINED_ID`].
     pub fn to_xattr(&self) -> Vec<u8> {
@@ -318,6 +360,33 @@ mod tests {
         d[6] = 8;
         assert!(bad(&d), "bad perm");
         assert_eq!(Acl::from_disk(&DISK[..4], loc).unwrap(), Acl::default());
+    }
+
+    #[test]
+    fn validation_like_the_kernel() {
+        let e = |tag, perm| AclEntry { tag, perm };
+        let acl = |v: &[AclEntry]| Acl { entries: v.to_vec() };
+        let (uo, go, m, o) = (e(AclTag::UserObj, 6), e(AclTag::GroupObj, 4), e(AclTag::Mask, 6), e(AclTag::Other, 4));
+        let (u, g) = (e(AclTag::User(1000), 4), e(AclTag::Group(50), 6));
+        assert!(sample().validate().is_ok());
+        assert!(acl(&[uo, go, o]).validate().is_ok(), "minimal ACL");
+        assert!(acl(&[uo, go, m, o]).validate().is_ok(), "mask without named entries");
+        assert!(acl(&[uo, u, u, go, g, m, o]).validate().is_ok());
+        for bad in [
+            &[uo, u, go, o][..],
+            &[go, uo, o],
+            &[uo, go],
+            &[uo, uo, go, o],
+            &[uo, go, o, o],
+            &[uo, go, m, m, o],
+            &[uo, go, g, u, m, o],
+            &[uo, go, o, u],
+            &[],
+        ] {
+            assert!(acl(bad).validate().is_err(), "{bad:?}");
+        }
+        assert!(acl(&[uo, e(AclTag::User(ACL_UNDEFINED_ID), 4), go, m, o]).validate().is_err());
+        assert!(acl(&[e(AclTag::UserObj, 8), go, o]).validate().is_err());
     }
 
     #[test]

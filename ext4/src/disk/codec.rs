@@ -68,12 +68,12 @@ pub fn le32(b: &[u8], off: usize) -> u32 {
     u32::get(&b[off..])
 }
 
-/// Declares an on-disk structure: a struct with `pub` fields, its on-disk
-/// size, `decode` (from a slice of at least `SIZE` bytes) and `encode`.
-/// Fields not listed are preserved by callers that re-encode into the original
-/// buffer (encode only touches declared fields).
-macro_rules! layout {
+/// The one implementation behind [`layout!`] and [`layout_be!`]: a struct
+/// with `pub` fields, its on-disk size, `decode` and `encode`, with every
+/// field read and written through `$tr::$get` / `$tr::$put`.
+macro_rules! layout_with {
     (
+        $tr:ident, $get:ident, $put:ident;
         $(#[$meta:meta])*
         pub struct $name:ident ($size:expr) {
             $( $(#[$fmeta:meta])* $off:literal => $field:ident : $ty:ty, )*
@@ -101,16 +101,25 @@ macro_rules! layout {
             /// If `b` is shorter than [`Self::SIZE`]; callers check lengths first.
             pub fn decode(b: &[u8]) -> Self {
                 assert!(b.len() >= Self::SIZE, concat!(stringify!($name), ": short buffer"));
-                Self { $( $field: <$ty as $crate::disk::codec::Field>::get(&b[$off..]), )* }
+                Self { $( $field: <$ty as $crate::disk::codec::$tr>::$get(&b[$off..]), )* }
             }
 
             /// Encodes the declared fields into the start of `b`.
             pub fn encode(&self, b: &mut [u8]) {
                 assert!(b.len() >= Self::SIZE, concat!(stringify!($name), ": short buffer"));
-                $( <$ty as $crate::disk::codec::Field>::put(self.$field, &mut b[$off..]); )*
+                $( <$ty as $crate::disk::codec::$tr>::$put(self.$field, &mut b[$off..]); )*
             }
         }
     };
+}
+pub(crate) use layout_with;
+
+/// Declares a little-endian on-disk structure (ext4): a struct with `pub`
+/// fields, its on-disk size, `decode` (from a slice of at least `SIZE`
+/// bytes) and `encode`. Fields not listed are preserved by callers that
+/// re-encode into the original buffer (encode only touches declared fields).
+macro_rules! layout {
+    ($($body:tt)*) => { $crate::disk::codec::layout_with!(Field, get, put; $($body)*); };
 }
 pub(crate) use layout;
 
@@ -182,44 +191,7 @@ pub fn be64(b: &[u8], off: usize) -> u64 {
 /// [`layout!`] for big-endian structures (jbd2): the same declaration form,
 /// with fields read and written through [`BeField`].
 macro_rules! layout_be {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident ($size:expr) {
-            $( $(#[$fmeta:meta])* $off:literal => $field:ident : $ty:ty, )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub struct $name {
-            $( $(#[$fmeta])* pub $field: $ty, )*
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::decode(&[0u8; $size])
-            }
-        }
-
-        impl $name {
-            /// Size of the structure on disk, in bytes.
-            pub const SIZE: usize = $size;
-
-            /// Decodes the structure from the start of `b`.
-            ///
-            /// # Panics
-            /// If `b` is shorter than [`Self::SIZE`]; callers check lengths first.
-            pub fn decode(b: &[u8]) -> Self {
-                assert!(b.len() >= Self::SIZE, concat!(stringify!($name), ": short buffer"));
-                Self { $( $field: <$ty as $crate::disk::codec::BeField>::get_be(&b[$off..]), )* }
-            }
-
-            /// Encodes the declared fields into the start of `b`.
-            pub fn encode(&self, b: &mut [u8]) {
-                assert!(b.len() >= Self::SIZE, concat!(stringify!($name), ": short buffer"));
-                $( <$ty as $crate::disk::codec::BeField>::put_be(self.$field, &mut b[$off..]); )*
-            }
-        }
-    };
+    ($($body:tt)*) => { $crate::disk::codec::layout_with!(BeField, get_be, put_be; $($body)*); };
 }
 pub(crate) use layout_be;
 

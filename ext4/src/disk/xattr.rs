@@ -266,6 +266,140 @@ pub struct RawXattr {
     pub value: Vec<u8>,
 }
 
+/// Longest full attribute name (prefix included) user space may pass
+/// (Linux `XATTR_NAME_MAX`).
+pub const XATTR_NAME_MAX: usize = 255;
+
+/// Largest attribute value user space may pass (Linux `XATTR_SIZE_MAX`).
+pub const XATTR_SIZE_MAX: usize = 65536;
+
+impl RawXattr {
+    /// Bytes the attribute takes in a container: its entry and its padded value.
+    pub fn space(&self) -> usize {
+        self.entry.on_disk_len() + pad(self.value.len())
+    }
+}
+
+/// Bytes a set of attributes takes in a container (entries and values;
+/// the header and the list terminator excluded).
+pub fn space_used(attrs: &[RawXattr]) -> usize {
+    attrs.iter().map(RawXattr::space).sum()
+}
+
+/// Bytes available to entries and values in an in-inode area of
+/// `area_len` bytes, after its magic and the list terminator.
+pub fn ibody_capacity(area_len: usize) -> usize {
+    area_len.saturating_sub(IbodyHeader::SIZE + TERMINATOR_LEN)
+}
+
+/// Bytes available to entries and values in an xattr block, after its
+/// header and the list terminator.
+pub fn block_capacity(block_size: usize) -> usize {
+    block_size.saturating_sub(BlockHeader::SIZE + TERMINATOR_LEN)
+}
+
+/// The order of entries in an xattr block (the kernel keeps them sorted
+/// and finds them by this key): name index, then name length, then name.
+pub fn block_order(a: &XattrEntry, b: &XattrEntry) -> std::cmp::Ordering {
+    (a.name_index, a.name.len(), &a.name).cmp(&(b.name_index, b.name.len(), &b.name))
+}
+
+/// Writes `attrs` into the container `buf`: entries from byte `first` in
+/// the given order, then the terminator; values packed downwards from the
+/// end of `buf` in the same order, each zero padded, their offsets taken
+/// relative to `value_base`. Empty values get offset 0. Entry hashes are
+/// computed when `hash` is set and left 0 otherwise. Everything past
+/// `first` is rewritten. [`Error::NoSpace`] if the attributes do not fit.
+fn serialize_entries(
+    buf: &mut [u8],
+    first: usize,
+    value_base: usize,
+    attrs: &mut [RawXattr],
+    hash: bool,
+) -> Result<()> {
+    if first + space_used(attrs) + TERMINATOR_LEN > buf.len() {
+        return Err(Error::NoSpace);
+    }
+    buf[first..].fill(0);
+    let mut pos = first;
+    let mut end = buf.len();
+    for a in attrs.iter_mut() {
+        if a.entry.name.len() > u8::MAX as usize {
+            return Err(Error::InvalidName);
+        }
+        let size = a.value.len();
+        let offs = if size == 0 {
+            0
+        } else {
+            end -= pad(size);
+            buf[end..end + size].copy_from_slice(&a.value);
+            u16::try_from(end - value_base)
+                .map_err(|_| Error::InvalidArgument(format!("xattr value offset {} beyond 16 bits", end - value_base)))?
+        };
+        let value_size = u32::try_from(size).map_err(|_| Error::NoSpace)?;
+        a.entry.value_offs = offs;
+        a.entry.value_inum = 0;
+        a.entry.value_size = value_size;
+        a.entry.hash = if hash { entry_hash(&a.entry.name, &a.value, false) } else { 0 };
+        pos += a.entry.serialize(&mut buf[pos..]);
+    }
+    Ok(())
+}
+
+/// Serializes an in-inode xattr area: the magic (zero when `attrs` is
+/// empty, as the kernel leaves an area without attributes), the entries in
+/// the given order, the values. Like the kernel, in-inode entries carry no
+/// hash. Updates each entry's offset, size and hash fields to what was
+/// written. [`Error::NoSpace`] if the attributes do not fit.
+pub fn serialize_ibody(area: &mut [u8], attrs: &mut [RawXattr]) -> Result<()> {
+    if area.len() < IbodyHeader::SIZE + TERMINATOR_LEN {
+        return Err(Error::NoSpace);
+    }
+    serialize_entries(area, IbodyHeader::SIZE, IbodyHeader::SIZE, attrs, false)?;
+    let magic = if attrs.is_empty() { 0 } else { XATTR_MAGIC };
+    IbodyHeader { magic }.encode(area);
+    Ok(())
+}
+
+/// Serializes xattr block `blk`: the header (with `refcount`, one block,
+/// the block hash of `ext4_xattr_rehash`), the entries in the given order
+/// (callers sort them by [`block_order`]) with their hashes, the values,
+/// and with `csum_seed` (metadata_csum) the block checksum. Updates each
+/// entry's offset, size and hash fields to what was written.
+/// [`Error::NoSpace`] if the attributes do not fit.
+pub fn serialize_block(
+    block: &mut [u8],
+    blk: u64,
+    refcount: u32,
+    attrs: &mut [RawXattr],
+    csum_seed: Option<u32>,
+) -> Result<()> {
+    if block.len() < BlockHeader::SIZE + TERMINATOR_LEN {
+        return Err(Error::NoSpace);
+    }
+    serialize_entries(block, BlockHeader::SIZE, 0, attrs, true)?;
+    let header = BlockHeader {
+        magic: XATTR_MAGIC,
+        refcount,
+        blocks: 1,
+        hash: block_hash(attrs.iter().map(|a| &a.entry)),
+        ..Default::default()
+    };
+    write_block_header(block, blk, header, csum_seed);
+    Ok(())
+}
+
+/// Encodes `header` into xattr block `blk` and, with `csum_seed`
+/// (metadata_csum), stores the block checksum over the result.
+pub fn write_block_header(block: &mut [u8], blk: u64, mut header: BlockHeader, csum_seed: Option<u32>) {
+    header.checksum = 0;
+    header.encode(block);
+    if let Some(seed) = csum_seed {
+        header.checksum = block_checksum(seed, blk, block);
+        header.encode(block);
+    }
+}
+
 /// Parses the entries of a container `buf` starting at `first`, with value
 /// offsets relative to `value_base`, validating every bound.
 fn parse_entries(
@@ -548,6 +682,78 @@ mod tests {
         let e = |h| XattrEntry { hash: h, ..entry(1, b"a", 0, 0) };
         assert_eq!(block_hash(&[e(1), e(2)]), (1 << 16) ^ 2);
         assert_eq!(block_hash(&[e(1), e(0), e(2)]), 0);
+    }
+
+    fn raw(index: u8, name: &[u8], value: &[u8]) -> RawXattr {
+        RawXattr { entry: entry(index, name, 0, 0), value: value.to_vec() }
+    }
+
+    #[test]
+    fn ibody_serialize_roundtrip() {
+        let mut attrs = vec![raw(7, b"data", b""), raw(1, b"small", b"hello"), raw(4, b"t", b"tv")];
+        let mut area = vec![0xAAu8; 96];
+        serialize_ibody(&mut area, &mut attrs).unwrap();
+        let back = parse_ibody(&area, 12).unwrap();
+        assert_eq!(back, attrs, "entry fields updated to what was written");
+        assert_eq!(attrs[0].entry.value_offs, 0, "empty value has offset 0");
+        assert!(attrs.iter().all(|a| a.entry.hash == 0), "in-inode entries carry no hash");
+        // Values packed from the end in entry order, offsets from the first entry.
+        assert_eq!(attrs[1].entry.value_offs as usize, 96 - 8 - 4);
+        assert_eq!(&area[88..93], b"hello");
+        assert_eq!(&area[93..96], &[0, 0, 0], "value padding zeroed");
+        assert_eq!(attrs[2].entry.value_offs as usize, 96 - 12 - 4);
+        // An empty area has no magic and no stale bytes.
+        serialize_ibody(&mut area, &mut []).unwrap();
+        assert!(area.iter().all(|&b| b == 0));
+        assert!(parse_ibody(&area, 12).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ibody_capacity_is_exact() {
+        let area_len = 96;
+        // One entry with a 4-byte name (20 bytes) and a value filling the rest.
+        let cap = ibody_capacity(area_len);
+        assert_eq!(cap, 88);
+        let fill = cap - XattrEntry::record_len(4);
+        let mut fits = vec![raw(1, b"name", &vec![7; fill])];
+        assert_eq!(space_used(&fits), cap);
+        let mut area = vec![0u8; area_len];
+        serialize_ibody(&mut area, &mut fits).unwrap();
+        assert_eq!(parse_ibody(&area, 1).unwrap(), fits);
+        let mut too_big = vec![raw(1, b"name", &vec![7; fill + 1])];
+        assert!(matches!(serialize_ibody(&mut area, &mut too_big), Err(Error::NoSpace)));
+        assert!(matches!(serialize_ibody(&mut [0u8; 7], &mut []), Err(Error::NoSpace)));
+    }
+
+    #[test]
+    fn block_serialize_roundtrip() {
+        let mut attrs = vec![raw(6, b"s", &[0, 1]), raw(1, b"big", &[b'x'; 300]), raw(1, b"a", b"")];
+        attrs.sort_by(|a, b| block_order(&a.entry, &b.entry));
+        let names: Vec<&[u8]> = attrs.iter().map(|a| &a.entry.name[..]).collect();
+        assert_eq!(names, vec![&b"a"[..], b"big", b"s"]);
+        let mut b = vec![0x55u8; 1024];
+        serialize_block(&mut b, 77, 3, &mut attrs, Some(0x1234)).unwrap();
+        let (h, back) = parse_block(&b, 77, Some(0x1234)).unwrap();
+        assert_eq!(back, attrs);
+        assert_eq!((h.refcount, h.blocks), (3, 1));
+        assert_eq!(attrs[2].entry.hash, 0x0073_0100, "hash as e2fsprogs computes it");
+        assert_eq!(attrs[0].entry.hash, entry_hash(b"a", b"", false));
+        assert_eq!(h.hash, block_hash(attrs.iter().map(|a| &a.entry)));
+        assert_ne!(h.hash, 0);
+        // The refcount can be rewritten alone, checksum following.
+        let mut h2 = h;
+        h2.refcount = 1;
+        write_block_header(&mut b, 77, h2, Some(0x1234));
+        assert_eq!(parse_block(&b, 77, Some(0x1234)).unwrap().0.refcount, 1);
+        // Without metadata_csum the checksum field stays 0.
+        serialize_block(&mut b, 77, 1, &mut attrs, None).unwrap();
+        assert_eq!(parse_block(&b, 77, None).unwrap().0.checksum, 0);
+        // Capacity: header, terminator, entries and values.
+        assert_eq!(block_capacity(1024), 1024 - 36);
+        let mut full = vec![raw(1, b"f", &vec![1; block_capacity(1024) - XattrEntry::record_len(1)])];
+        serialize_block(&mut b, 77, 1, &mut full, None).unwrap();
+        full[0].value.push(1);
+        assert!(matches!(serialize_block(&mut b, 77, 1, &mut full, None), Err(Error::NoSpace)));
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Ext4 {
             }
             if inode.has_flag(FL_INLINE_DATA) {
                 drop(h);
-                return Err(Error::Unsupported("writes to inline-data files (conversion lands with the xattr writer)".into()));
+                return self.write_inline(ino, offset, data);
             }
         }
         let bs = self.block_size() as u64;
@@ -173,7 +173,7 @@ impl Ext4 {
         }
         if inode.has_flag(FL_INLINE_DATA) {
             drop(h);
-            return Err(Error::Unsupported("writes to inline-data files (conversion lands with the xattr writer)".into()));
+            return self.truncate_inline(ino, size);
         }
         self.truncate_in(&mut h, &mut inode, size)?;
         touch_mtime(&mut inode, now());

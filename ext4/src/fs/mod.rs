@@ -3,6 +3,7 @@
 //! built on them (one module per operation family).
 
 pub mod bitmap;
+pub mod dax;
 pub mod block_map_write;
 pub mod dir;
 pub mod dir_write;
@@ -13,15 +14,18 @@ pub mod geometry;
 pub mod htree_write;
 pub mod inline;
 pub mod inline_dir_write;
+pub mod inline_write;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
 pub mod path;
 pub mod reservation;
 pub mod set_blocks;
+pub mod setattr;
 pub mod statfs;
 pub mod symlink;
 pub mod xattr;
+pub mod xattr_write;
 
 use crate::disk::features::{Incompat, RoCompat};
 use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
@@ -42,11 +46,18 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// Byte budget of the metadata buffer cache.
     pub cache_bytes: usize,
+    /// How often [`Ext4::start_commit_timer`] commits the running
+    /// transaction (ext4's `commit=`); zero disables the timer.
+    pub commit_interval: std::time::Duration,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { read_only: false, cache_bytes: 64 << 20 }
+        OpenOptions {
+            read_only: false,
+            cache_bytes: 64 << 20,
+            commit_interval: crate::journal::transaction::DEFAULT_COMMIT_INTERVAL,
+        }
     }
 }
 
@@ -62,6 +73,8 @@ pub struct Ext4 {
     recovered: Option<crate::journal::RecoveryReport>,
     /// Transaction state; `None` for a read-only file system.
     tx: Option<TxManager>,
+    /// Blocks pinned by DAX mappings, and who unmaps them.
+    dax: dax::DaxState,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -88,14 +101,29 @@ impl Ext4 {
         let mut fs = Self::open_replayed(dev, opts)?;
         if !fs.read_only {
             let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
-            fs.tx = Some(tx.with_cache(fs.cache.clone()));
+            fs.tx = Some(tx.with_cache(fs.cache.clone()).with_commit_interval(opts.commit_interval));
         }
         Ok(fs)
     }
 
-    /// The writer that makes transactions durable on this image.
+    /// The writer that makes transactions durable on this image: the jbd2
+    /// journal when the image has one, otherwise straight home.
     fn log_writer(&self) -> Result<Box<dyn crate::journal::transaction::LogWriter>> {
+        if self.sb.compat().has(crate::disk::features::Compat::HAS_JOURNAL) {
+            return Ok(Box::new(crate::journal::writer::Jbd2Writer::open(self)?));
+        }
         Ok(Box::new(DirectWriter::new(self.dev.clone(), self.geo.block_size)))
+    }
+
+    /// Commits, checkpoints and empties the journal, clears
+    /// `needs_recovery` and flushes: the image is then clean, as after an
+    /// unmount. The file system stays usable; a later change makes the
+    /// image dirty again until the next close. Nothing to do read-only.
+    pub fn close(&self) -> Result<()> {
+        if let Some(tx) = &self.tx {
+            tx.close()?;
+        }
+        self.dev.flush()
     }
 
     fn open_replayed(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
@@ -132,6 +160,7 @@ impl Ext4 {
             read_only,
             recovered: None,
             tx: None,
+            dax: dax::DaxState::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -254,6 +283,11 @@ impl Ext4 {
     /// at a time; readers are never blocked by it.
     pub fn begin(&self) -> Result<Handle<'_>> {
         Ok(self.tx()?.begin())
+    }
+
+    /// DAX pin state.
+    pub(crate) fn dax(&self) -> &dax::DaxState {
+        &self.dax
     }
 
     /// The transaction manager, or [`Error::ReadOnly`].

@@ -88,6 +88,8 @@ impl Ext4 {
         if inode.has_flag(FL_INLINE_DATA) {
             return Ok(());
         }
+        // Blocks a guest has mapped are unmapped first, and never freed while pinned.
+        self.unpin_before_free(inode.ino, lblk, len)?;
         let ctx = MapContext::new(self, inode);
         let mut root = inode.raw.block;
         let change = {

@@ -22,11 +22,11 @@ pub struct StatFs {
 }
 
 impl Ext4 {
-    /// Current statistics.
-    pub fn statfs(&self) -> StatFs {
-        let sb = self.superblock();
+    /// Current statistics (the free counts as the latest changes left them).
+    pub fn statfs(&self) -> crate::error::Result<StatFs> {
+        let sb = self.current_superblock()?;
         let free = sb.free_blocks_count();
-        StatFs {
+        Ok(StatFs {
             block_size: self.block_size(),
             blocks: sb.blocks_count(),
             free_blocks: free,
@@ -34,6 +34,6 @@ impl Ext4 {
             inodes: sb.inodes_count as u64,
             free_inodes: sb.free_inodes_count as u64,
             name_max: 255,
-        }
+        })
     }
 }

@@ -5,6 +5,7 @@ pub mod device;
 pub mod file_device;
 pub mod mem_device;
 pub mod overlay;
+pub mod recording_device;
 
 pub use cache::BlockCache;
 pub use device::BlockDevice;

@@ -1,10 +1,13 @@
 //! The jbd2 journal. Recovery: finds the internal journal of a file system whose
 //! superblock says it needs recovery, replays it onto the device (see
 //! [`recovery`] for the log walk) and marks the image clean, as the kernel
-//! does on mount. Journaled writes: [`transaction`].
+//! does on mount. Journaled writes: [`transaction`] (handles and commits),
+//! [`writer`] (the jbd2 log writer), [`commit_timer`] (periodic commits).
 
+pub mod commit_timer;
 pub mod recovery;
 pub mod transaction;
+pub mod writer;
 
 use crate::disk::features::{Compat, Incompat};
 use crate::disk::inode::{FL_ENCRYPT, Inode};

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::io::{BlockCache, BlockDevice};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 /// Makes transactions durable. Implemented by the jbd2 journal and, for
 /// images without a journal, by [`DirectWriter`].
@@ -36,6 +37,18 @@ pub trait LogWriter: Send + Sync {
     fn max_transaction_blocks(&self) -> usize;
     /// The next transaction id to use (continues the journal's sequence).
     fn next_tid(&self) -> u32;
+    /// The copy of metadata block `blk` to commit instead of `data`, when
+    /// the log must adjust it (the journal keeps `needs_recovery` set in
+    /// every committed copy of the superblock), or `None` to commit `data`.
+    fn fix_block(&self, _blk: u64, _data: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    /// Everything committed is checkpointed: marks the image clean (the
+    /// journal empties its log and clears `needs_recovery`). A later
+    /// transaction makes it dirty again.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes transactions straight to their home locations: for images without
@@ -216,7 +229,12 @@ pub struct TxManager {
     /// The metadata cache of the file system, kept current with published
     /// blocks so that it never serves a version older than the home copy.
     cache: Option<Arc<BlockCache>>,
+    /// How often a commit timer commits the running transaction.
+    commit_interval: Duration,
 }
+
+/// Default of [`TxManager::commit_interval`], as ext4's `commit=` mount option.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 
 impl TxManager {
     /// A manager writing through `log` onto `dev`.
@@ -234,7 +252,28 @@ impl TxManager {
             committing_freed: Mutex::new(BlockRanges::default()),
             reserved: Mutex::new(BlockRanges::default()),
             cache: None,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
         }
+    }
+
+    /// Sets how often a commit timer (see `Ext4::start_commit_timer`)
+    /// commits; zero means never.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// How often a commit timer commits the running transaction.
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval
+    }
+
+    /// Whether the running transaction has grown past a quarter of the
+    /// largest transaction the log takes. [`TxManager::begin`] then commits
+    /// it before the next operation starts, as jbd2 does, so that a
+    /// transaction never outgrows the log.
+    pub fn needs_commit(&self) -> bool {
+        self.running_blocks() > self.log.max_transaction_blocks() / 4
     }
 
     /// Keeps `cache` current: every block a handle publishes replaces its
@@ -294,9 +333,17 @@ impl TxManager {
         self.dirty.read().unwrap_or_else(|e| e.into_inner()).get(&blk).map(|d| d.newest.clone())
     }
 
-    /// Starts an operation. Blocks while another handle is open.
+    /// Starts an operation. Blocks while another handle is open. Commits
+    /// the running transaction first when it [needs
+    /// it](TxManager::needs_commit); if that commit fails its blocks stay in
+    /// the running transaction and the next explicit commit reports the error.
     pub fn begin(&self) -> Handle<'_> {
         let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.needs_commit()
+            && let Err(e) = self.commit()
+        {
+            log::warn!("commit of a large running transaction failed: {e}");
+        }
         Handle {
             tx: self,
             _guard: guard,
@@ -304,6 +351,12 @@ impl TxManager {
             revoked: BTreeSet::new(),
             freed: BlockRanges::default(),
         }
+    }
+
+    /// Whether a handle is open right now (some operation holds the writer
+    /// lock). For tests and assertions of "no handle open while ...".
+    pub fn handle_open(&self) -> bool {
+        matches!(self.writer.try_lock(), Err(std::sync::TryLockError::WouldBlock))
     }
 
     /// Number of metadata blocks in the running transaction.
@@ -332,10 +385,10 @@ impl TxManager {
             return Ok(None);
         }
         let tid = *next_tid;
-        let blocks: Vec<(u64, Arc<[u8]>)> = tx.blocks.into_iter().collect();
+        let blocks: Vec<(u64, Arc<[u8]>)> = tx.blocks.into_iter().map(|(b, d)| (b, self.fixed(b, d))).collect();
         let revoked: Vec<u64> = tx.revoked.into_iter().collect();
         if !self.log.fits(blocks.len(), revoked.len()) {
-            self.checkpoint_locked()?;
+            self.checkpoint_locked(tid)?;
         }
         if let Err(e) = self.log.write_transaction(tid, &blocks, &revoked) {
             // Put the blocks back so a later commit retries them.
@@ -372,28 +425,49 @@ impl TxManager {
         Ok(Some(tid))
     }
 
+    /// `data` as the log wants it committed ([`LogWriter::fix_block`]); a
+    /// fixed copy also replaces `data` as the block's newest version.
+    fn fixed(&self, blk: u64, data: Arc<[u8]>) -> Arc<[u8]> {
+        let Some(fixed) = self.log.fix_block(blk, &data) else { return data };
+        let fixed: Arc<[u8]> = fixed.into();
+        let mut dirty = self.dirty.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = dirty.get_mut(&blk)
+            && Arc::ptr_eq(&entry.newest, &data)
+        {
+            entry.newest = fixed.clone();
+            if let Some(cache) = &self.cache {
+                cache.insert(blk, fixed.clone());
+            }
+        }
+        fixed
+    }
+
     /// Writes every committed block to its home location, flushes, and
     /// releases the log space. Blocks changed again by the running
     /// transaction stay dirty.
     pub fn checkpoint(&self) -> Result<()> {
-        let _g = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.checkpoint_locked()
+        let next_tid = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoint_locked(*next_tid)
     }
 
-    fn checkpoint_locked(&self) -> Result<()> {
+    /// Checkpoints every transaction before `next_tid` (the commit lock is held).
+    fn checkpoint_locked(&self, next_tid: u32) -> Result<()> {
         let committed: Vec<(u64, Arc<[u8]>, u32)> = {
             let dirty = self.dirty.read().unwrap_or_else(|e| e.into_inner());
             dirty.iter().filter_map(|(b, d)| d.committed.as_ref().map(|(c, t)| (*b, c.clone(), *t))).collect()
         };
+        if !committed.is_empty() {
+            for (blk, data, _) in &committed {
+                self.dev.write_at(data, blk * self.block_size)?;
+            }
+            self.dev.flush()?;
+        }
+        // Every committed transaction is home now, including those whose
+        // blocks were all superseded or revoked since: the log may drop them.
+        self.log.checkpointed(next_tid.wrapping_sub(1))?;
         if committed.is_empty() {
             return Ok(());
         }
-        for (blk, data, _) in &committed {
-            self.dev.write_at(data, blk * self.block_size)?;
-        }
-        self.dev.flush()?;
-        let last = committed.iter().map(|c| c.2).max().unwrap_or(0);
-        self.log.checkpointed(last)?;
         let mut dirty = self.dirty.write().unwrap_or_else(|e| e.into_inner());
         for (blk, data, _) in committed {
             let Some(entry) = dirty.get_mut(&blk) else { continue };
@@ -413,6 +487,17 @@ impl TxManager {
     pub fn sync_all(&self) -> Result<()> {
         self.commit()?;
         self.checkpoint()
+    }
+
+    /// Commits and checkpoints everything, then lets the log mark the image
+    /// clean ([`LogWriter::close`]). Operations finished meanwhile stay in
+    /// the running transaction; committing them later makes the image
+    /// dirty again.
+    pub fn close(&self) -> Result<()> {
+        self.commit()?;
+        let next_tid = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoint_locked(*next_tid)?;
+        self.log.close()
     }
 
     /// Counters since open.

@@ -1,0 +1,68 @@
+//! Changing inode attributes (chmod, chown, utimens, truncate): the
+//! metadata half of FUSE SETATTR.
+
+use super::Ext4;
+use super::file_write::{now, touch_ctime};
+use crate::disk::inode::{Inode, S_IFMT, Timestamp};
+use crate::error::{Error, Result};
+
+/// Which attributes to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// Permission bits (the file type bits are kept).
+    pub mode: Option<u16>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// File size (regular files).
+    pub size: Option<u64>,
+    /// Access time.
+    pub atime: Option<Timestamp>,
+    /// Modification time.
+    pub mtime: Option<Timestamp>,
+    /// Change time (otherwise set to now when anything changes).
+    pub ctime: Option<Timestamp>,
+}
+
+impl Ext4 {
+    /// Applies `attr` to inode `ino` and returns the updated inode.
+    pub fn setattr(&self, ino: u32, attr: &SetAttr) -> Result<Inode> {
+        if let Some(size) = attr.size {
+            let inode = self.read_inode(ino)?;
+            if inode.is_dir() {
+                return Err(Error::IsADirectory(ino));
+            }
+            if inode.size() != size {
+                self.truncate(ino, size)?;
+            }
+        }
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        if let Some(mode) = attr.mode {
+            inode.raw.mode = (inode.raw.mode & S_IFMT) | (mode & !S_IFMT);
+        }
+        if let Some(uid) = attr.uid {
+            inode.raw.uid_lo = uid as u16;
+            inode.raw.uid_hi = (uid >> 16) as u16;
+        }
+        if let Some(gid) = attr.gid {
+            inode.raw.gid_lo = gid as u16;
+            inode.raw.gid_hi = (gid >> 16) as u16;
+        }
+        if let Some(t) = attr.atime {
+            let (s, x) = t.encode();
+            inode.raw.atime = s;
+            inode.raw.atime_extra = x;
+        }
+        if let Some(t) = attr.mtime {
+            let (s, x) = t.encode();
+            inode.raw.mtime = s;
+            inode.raw.mtime_extra = x;
+        }
+        touch_ctime(&mut inode, attr.ctime.unwrap_or_else(now));
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(inode)
+    }
+}
