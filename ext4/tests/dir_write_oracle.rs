@@ -7,8 +7,10 @@
 //! resumed from a cookie taken before the phase must return every
 //! surviving entry exactly once. At the end: `e2fsck -fn` is clean,
 //! `debugfs ls -p` lists exactly the model, `debugfs htree_dump` reads the
-//! index, and the kernel (read-only loop mount, when possible) lists the
-//! same names and inodes.
+//! index, and the kernel (read-only loop mount, when possible) lists and
+//! looks up the same names and inodes. Then the kernel changes the
+//! directories (read-write mount), e2fsck judges, and we change them again
+//! on top of the kernel's work.
 
 mod common;
 mod dir_write_support;
