@@ -41,18 +41,23 @@ pub fn touch_ctime(inode: &mut Inode, t: Timestamp) {
 const MAX_RUN_BLOCKS: u64 = 2048;
 
 impl Ext4 {
-    /// Largest file size the inode's mapping and the features allow.
+    /// Largest file size the inode's mapping and the features allow (for
+    /// extents, like the kernel's `s_maxbytes`: 2^32 - 1 blocks).
     pub fn max_file_size(&self, inode: &Inode) -> u64 {
         let bs = self.block_size() as u64;
-        let by_map = self.addressable_blocks(inode).saturating_mul(bs);
+        let blocks = self.addressable_blocks(inode);
+        let blocks = if inode.has_flag(crate::disk::inode::FL_EXTENTS) { blocks - 1 } else { blocks };
+        let by_map = blocks.saturating_mul(bs);
         let large = self.superblock().ro_compat().has(crate::disk::features::RoCompat::LARGE_FILE);
         if large || !inode.is_reg() { by_map } else { by_map.min((1 << 31) - 1) }
     }
 
     /// Writes `data` at `offset` of regular file `ino`, extending it as
-    /// needed; returns the number of bytes written (all of them, or an
-    /// error: a failure part-way leaves what was completed mapped and sized
-    /// consistently, like a short write).
+    /// needed, and returns the number of bytes written. Like write(2), an
+    /// error that stops it part-way (no space left, say) returns the
+    /// completed part as a short count — each completed step is whole and
+    /// sized; the failed step leaves nothing behind — and the error repeats
+    /// on the next call.
     pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
         if data.is_empty() {
             return Ok(0);
@@ -72,9 +77,22 @@ impl Ext4 {
                 return self.write_inline(ino, offset, data);
             }
         }
-        let bs = self.block_size() as u64;
         let mut pos = offset;
-        while pos < end {
+        match self.write_blocks(ino, offset, data, &mut pos) {
+            Ok(()) => Ok(data.len()),
+            // Like write(2): what was completed before the error (no space,
+            // say) is a short write; each completed step is whole.
+            Err(_) if pos > offset => Ok((pos - offset) as usize),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The block-mapped part of [`Ext4::write`]; advances `pos` as steps complete.
+    fn write_blocks(&self, ino: u32, offset: u64, data: &[u8], progress: &mut u64) -> Result<()> {
+        let bs = self.block_size() as u64;
+        let end = offset + data.len() as u64;
+        while *progress < end {
+            let pos = *progress;
             let lblk = pos / bs;
             // The mapping as of now; the handle that changes it re-checks.
             let snapshot = self.read_inode(ino)?;
@@ -120,15 +138,16 @@ impl Ext4 {
                     (n, h, inode)
                 }
             };
-            pos += written as u64;
-            if pos > inode.size() {
-                set_size(&mut inode, pos);
+            let new_pos = pos + written as u64;
+            if new_pos > inode.size() {
+                set_size(&mut inode, new_pos);
             }
             touch_mtime(&mut inode, now());
             self.write_inode(&mut h, &mut inode)?;
             h.finish();
+            *progress = new_pos;
         }
-        Ok(data.len())
+        Ok(())
     }
 
     /// Writes whole blocks `pblk..pblk+blocks` (logical `lblk..`) holding the
