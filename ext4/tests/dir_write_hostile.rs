@@ -49,7 +49,7 @@ fn flip_and_mutate(base: &[u8], bs: usize, blocks: &[u64], stride: usize, dir: u
             let mut img = base.to_vec();
             img[start + off] ^= 0x5a;
             let dev = Arc::new(MemDevice::new(img));
-            let Ok(fs) = Ext4::open_device(dev, &OpenOptions { read_only: false, cache_bytes: 1 << 20 }) else {
+            let Ok(fs) = Ext4::open_device(dev, &OpenOptions { read_only: false, cache_bytes: 1 << 20, ..Default::default() }) else {
                 continue;
             };
             let results = mutate_all(&fs, dir, existing);
@@ -92,7 +92,7 @@ fn damaged_dirs(mkfs_args: &[&str], tag: &str, csum: bool) {
         }
         existing_big = names[0].clone();
         existing_lin = names[1].clone();
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     let base = std::fs::read(&img).unwrap();
     let fs = Ext4::open_device(Arc::new(MemDevice::new(base.clone())), &OpenOptions::default()).unwrap();

@@ -115,7 +115,7 @@ fn inline_dir_grows_into_xattr_then_block_then_index() {
                 model.remove(&first);
                 h.finish();
             }
-            fs.sync().unwrap();
+            fs.close().unwrap();
             assert_clean(&img, &format!("inline stage {now:?}"));
             assert!(debugfs_listing(&img, "/i") == model, "debugfs at {now:?}");
             if let Some(m) = Mount::ro(&img, &scratch, &format!("dir_write inline stage {now:?} kernel listing")) {
@@ -204,7 +204,7 @@ fn move_dirs(mkfs_args: &[&str], tag: &str) {
     fs.free_inode(&mut h, empty, true).unwrap();
     assert!(fs.dir_is_empty_in(&h, &d1).unwrap());
     h.finish();
-    fs.sync().unwrap();
+    fs.close().unwrap();
     for &(name, c) in &children {
         let inode = fs.read_inode(c).unwrap();
         assert_eq!(fs.lookup(&inode, b"..").unwrap().unwrap().ino, p2, "{tag} {name}");
@@ -267,14 +267,14 @@ fn inline_dir_keeps_other_attributes() {
         model.insert(name, ino);
         let now = stage(&fs, x);
         if stages.insert(now) {
-            fs.sync().unwrap();
+            fs.close().unwrap();
             assert_clean(&img, &format!("inline with xattr at {now:?}"));
         }
         let inode = fs.read_inode(x).unwrap();
         assert_eq!(fs.get_xattr(&inode, b"user.keep").unwrap(), b"kept value", "at {now:?}");
     }
     assert!(stages.contains(&Stage::Xattr) && stages.contains(&Stage::Linear), "{stages:?}");
-    fs.sync().unwrap();
+    fs.close().unwrap();
     drop(fs);
     assert_clean(&img, "inline with xattr at the end");
     assert!(debugfs_listing(&img, "/x") == model);
@@ -325,7 +325,7 @@ fn linear_dir_hole_is_filled() {
     let inode = fs.read_inode(dir).unwrap();
     assert_eq!(inode.size(), 3 * 1024, "the hole was filled, not appended");
     assert!(matches!(fs.map_block(&inode, 1).unwrap(), ext4::Mapping::Mapped { .. }));
-    fs.sync().unwrap();
+    fs.close().unwrap();
     drop(fs);
     assert_clean(&img, "hole filled");
     assert!(debugfs_listing(&img, "/h") == model);
@@ -375,7 +375,7 @@ fn full_file_system_refuses_growth() {
     assert!(refused, "the directory never ran out of space");
     let got: BTreeMap<_, _> = listing(&fs, dir, 0).into_iter().map(|(n, i, _)| (n, i)).collect();
     assert!(got == model);
-    fs.sync().unwrap();
+    fs.close().unwrap();
     drop(fs);
     assert_clean(&img, "after a refused growth");
     assert!(debugfs_listing(&img, "/d") == model);

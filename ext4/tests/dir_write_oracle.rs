@@ -7,8 +7,10 @@
 //! resumed from a cookie taken before the phase must return every
 //! surviving entry exactly once. At the end: `e2fsck -fn` is clean,
 //! `debugfs ls -p` lists exactly the model, `debugfs htree_dump` reads the
-//! index, and the kernel (read-only loop mount, when possible) lists the
-//! same names and inodes.
+//! index, and the kernel (read-only loop mount, when possible) lists and
+//! looks up the same names and inodes. Then the kernel changes the
+//! directories (read-write mount), e2fsck judges, and we change them again
+//! on top of the kernel's work.
 
 mod common;
 mod dir_write_support;
@@ -239,7 +241,7 @@ fn kernel_round_trip(img: &Path, scratch: &Scratch, subjects: &mut [Subject], ta
         remove_names(&fs, s, &mut rng, 20);
         check_reader(&fs, s, &[], &format!("{tag} {} after the kernel and us", s.path));
     }
-    fs.sync().unwrap();
+    fs.close().unwrap();
     drop(fs);
     let (clean, out) = fsck(img);
     assert!(clean, "{tag}: e2fsck -fn after our changes on the kernel's is not clean:\n{out}");
@@ -294,7 +296,7 @@ fn run_case(c: &Case) {
         let mut s = Subject { ino: n, path: "/n".into(), model: BTreeMap::new() };
         exercise(&fs, &mut s, &mut rng, 300, false, &format!("{} /n", c.tag));
         subjects.push(s);
-        fs.sync().unwrap();
+        fs.close().unwrap();
         let d_inode = fs.read_inode(d).unwrap();
         assert_eq!(d_inode.has_flag(FL_INDEX), c.indexed, "{}: /d indexed", c.tag);
     }

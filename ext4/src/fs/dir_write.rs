@@ -230,7 +230,8 @@ impl Ext4 {
     }
 
     /// Gives the freshly allocated directory inode `dir` (mode set, size
-    /// 0, nothing mapped) its first contents: "." and ".." (`parent`).
+    /// 0, nothing mapped: an empty extent root with `FL_EXTENTS`, or an
+    /// empty block map) its first contents: "." and ".." (`parent`).
     /// Like the kernel, a file system with inline_data gets an inline
     /// directory when the inode has room for the `system.data` attribute;
     /// otherwise one block holding "." and ".." (and the checksum tail) is

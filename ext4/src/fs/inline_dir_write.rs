@@ -15,10 +15,9 @@
 //!   to the tail. `system.data` is removed, the inline flag cleared, and
 //!   the inode gets an empty extent tree (extents feature) or block map
 //!   before block 0 is mapped.
-//! - The in-inode xattr area is rewritten whole when `system.data` changes
-//!   size (values packed from the end, as e2fsprogs lays them out); the
-//!   entry hash of `system.data` is 0, as the kernel leaves it for
-//!   in-inode attributes whose value it edits in place.
+//! - `system.data` is read from the in-inode area and written through the
+//!   xattr writer ([`Ext4::set_system_data`], [`Ext4::remove_system_data`]),
+//!   which keeps the inode's other attributes.
 //!
 //! New directories on file systems with inline_data start inline, like
 //! the kernel's: [`Ext4::new_directory`](super::Ext4::new_directory).
@@ -32,8 +31,8 @@ use crate::disk::dir_entry::{
     find_room, init_empty_region, insert_record, retarget_record, set_leaf_tail, write_packed,
 };
 use crate::disk::features::Incompat;
-use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, GOOD_OLD_INODE_SIZE, Inode};
-use crate::disk::xattr::{INDEX_SYSTEM, IbodyHeader, RawXattr, XATTR_MAGIC, XattrEntry, pad, parse_ibody};
+use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
+use crate::disk::xattr::{INDEX_SYSTEM, parse_ibody};
 use crate::error::{Error, Location, Result};
 use crate::journal::transaction::Handle;
 
@@ -43,8 +42,6 @@ const DOTDOT_SIZE: usize = 4;
 const IBLOCK_SIZE: usize = 60;
 /// Name suffix of `system.data`.
 const DATA_NAME: &[u8] = b"data";
-/// Size of the entry list terminator of an xattr area.
-const TERMINATOR_LEN: usize = 4;
 
 /// The region of an inline directory that holds a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,88 +57,21 @@ pub(crate) fn inline_parent(dir: &Inode) -> u32 {
     le32(&dir.raw.block, 0)
 }
 
-/// The in-inode attributes of an inline directory and which is `system.data`.
-struct InlineAttrs {
-    attrs: Vec<RawXattr>,
-    data: usize,
-}
-
-impl InlineAttrs {
-    fn value(&self) -> &[u8] {
-        &self.attrs[self.data].value
-    }
-
-    /// Replaces the `system.data` value (its hash is then 0, see the module doc).
-    fn set_value(&mut self, value: Vec<u8>) {
-        let a = &mut self.attrs[self.data];
-        a.value = value;
-        a.entry.hash = 0;
-    }
-}
-
-/// Start of the in-inode xattr area in the inode record.
-fn area_start(dir: &Inode) -> usize {
-    GOOD_OLD_INODE_SIZE + dir.raw.extra_isize as usize
-}
-
-/// Rewrites the in-inode xattr area of `dir` to hold `attrs`: the magic,
-/// the entries in order, the terminator, the values packed from the end.
-fn write_ibody(dir: &mut Inode, attrs: &[RawXattr]) -> Result<()> {
-    let start = area_start(dir);
-    let no_room = || Error::InvalidArgument(format!("inode {}: attributes do not fit the inode", dir.ino));
-    let len =
-        dir.bytes.len().checked_sub(start).filter(|&l| l >= IbodyHeader::SIZE + TERMINATOR_LEN).ok_or_else(no_room)?;
-    let mut area = vec![0u8; len];
-    IbodyHeader { magic: XATTR_MAGIC }.encode(&mut area);
-    let (mut entry_pos, mut value_end) = (IbodyHeader::SIZE, len);
-    for a in attrs {
-        let mut e: XattrEntry = a.entry.clone();
-        e.value_size = a.value.len() as u32;
-        e.value_offs = 0;
-        if !a.value.is_empty() {
-            value_end = value_end.checked_sub(pad(a.value.len())).ok_or_else(no_room)?;
-            e.value_offs = u16::try_from(value_end - IbodyHeader::SIZE).map_err(|_| no_room())?;
-        }
-        if entry_pos + e.on_disk_len() + TERMINATOR_LEN > value_end {
-            return Err(no_room());
-        }
-        area[value_end..value_end + a.value.len()].copy_from_slice(&a.value);
-        entry_pos += e.serialize(&mut area[entry_pos..]);
-    }
-    dir.bytes[start..].copy_from_slice(&area);
-    Ok(())
-}
-
-/// Largest `system.data` value the in-inode area can hold besides the
-/// other attributes (a multiple of 4).
-fn max_data_len(dir: &Inode, ia: &InlineAttrs) -> usize {
-    let storage = dir.bytes.len().saturating_sub(area_start(dir) + IbodyHeader::SIZE);
-    let mut used = TERMINATOR_LEN;
-    for (i, a) in ia.attrs.iter().enumerate() {
-        used += a.entry.on_disk_len();
-        if i != ia.data {
-            used += pad(a.value.len());
-        }
-    }
-    storage.saturating_sub(used) / 4 * 4
-}
-
 impl Ext4 {
-    /// The in-inode attributes of inline directory `dir`, checked: a
-    /// `system.data` entry in the inode and `i_size` = 60 + its length.
-    fn inline_attrs(&self, dir: &Inode) -> Result<InlineAttrs> {
-        let attrs = parse_ibody(dir.xattr_area(), dir.ino)?;
+    /// The `system.data` value of inline directory `dir` (the second
+    /// region), checked: in the inode, and `i_size` = 60 + its length.
+    fn inline_value(&self, dir: &Inode) -> Result<Vec<u8>> {
         let corrupt = |why: String| Error::corrupt("inline directory", Location::Inode(dir.ino), why);
-        let data = attrs
-            .iter()
-            .position(|a| a.entry.name_index == INDEX_SYSTEM && a.entry.name == DATA_NAME)
-            .ok_or_else(|| corrupt("no system.data attribute in the inode".into()))?;
-        let ia = InlineAttrs { attrs, data };
-        let want = (IBLOCK_SIZE + ia.value().len()) as u64;
+        let value = parse_ibody(dir.xattr_area(), dir.ino)?
+            .into_iter()
+            .find(|a| a.entry.name_index == INDEX_SYSTEM && a.entry.name == DATA_NAME)
+            .ok_or_else(|| corrupt("no system.data attribute in the inode".into()))?
+            .value;
+        let want = (IBLOCK_SIZE + value.len()) as u64;
         if self.wdir_size(dir) != want {
             return Err(corrupt(format!("size {} where the inline data holds {want} bytes", self.wdir_size(dir))));
         }
-        Ok(ia)
+        Ok(value)
     }
 
     fn inline_records<'b>(d: &WDir, buf: &'b [u8]) -> DirRecords<'b> {
@@ -158,14 +88,14 @@ impl Ext4 {
         if let Some(f) = find_record(Self::inline_records(d, &dir.raw.block[DOTDOT_SIZE..]), name)? {
             return Ok(Some((InlineRegion::IBlock, f)));
         }
-        let ia = self.inline_attrs(dir)?;
-        Ok(find_record(Self::inline_records(d, ia.value()), name)?.map(|f| (InlineRegion::Xattr, f)))
+        let value = self.inline_value(dir)?;
+        Ok(find_record(Self::inline_records(d, &value), name)?.map(|f| (InlineRegion::Xattr, f)))
     }
 
     /// Whether an inline directory holds no entries.
     pub(crate) fn inline_is_empty(&self, d: &WDir, dir: &Inode) -> Result<bool> {
-        let ia = self.inline_attrs(dir)?;
-        for region in [&dir.raw.block[DOTDOT_SIZE..], ia.value()] {
+        let value = self.inline_value(dir)?;
+        for region in [&dir.raw.block[DOTDOT_SIZE..], &value[..]] {
             if let Some(rec) = Self::inline_records(d, region).live().next() {
                 rec?;
                 return Ok(false);
@@ -186,7 +116,6 @@ impl Ext4 {
         ino: u32,
         file_type: u8,
     ) -> Result<bool> {
-        let mut ia = self.inline_attrs(dir)?;
         if self.inline_find(d, dir, name)?.is_some() {
             return Err(Error::Exists);
         }
@@ -199,9 +128,9 @@ impl Ext4 {
             self.write_inode(h, dir)?;
             return Ok(true);
         }
-        let mut value = ia.value().to_vec();
+        let mut value = self.inline_value(dir)?;
         if value.is_empty() {
-            let max = max_data_len(dir, &ia);
+            let max = self.max_system_data(dir)? / 4 * 4;
             if max > MIN_REC_LEN {
                 value = vec![0u8; max];
                 init_empty_region(&mut value, d.fmt)?;
@@ -211,14 +140,11 @@ impl Ext4 {
             && let Some(off) = find_room(Self::inline_records(d, &value), name)?
         {
             insert_record(&mut value, d.fmt, off, ino, ft, name).map_err(|e| bad_inline(loc, e))?;
-            let size = (IBLOCK_SIZE + value.len()) as u64;
-            ia.set_value(value);
-            write_ibody(dir, &ia.attrs)?;
-            self.set_dir_size(dir, size)?;
-            self.write_inode(h, dir)?;
+            self.set_dir_size(dir, (IBLOCK_SIZE + value.len()) as u64)?;
+            self.set_system_data(h, dir, &value)?;
             return Ok(true);
         }
-        self.inline_to_block(h, d, dir, ia)?;
+        self.inline_to_block(h, d, dir)?;
         Ok(false)
     }
 
@@ -268,11 +194,9 @@ impl Ext4 {
                 dir.raw.block = iblock;
             }
             InlineRegion::Xattr => {
-                let mut ia = self.inline_attrs(dir)?;
-                let mut value = ia.value().to_vec();
+                let mut value = self.inline_value(dir)?;
                 edit(&mut value).map_err(|e| bad_inline(loc, e))?;
-                ia.set_value(value);
-                write_ibody(dir, &ia.attrs)?;
+                return self.set_system_data(h, dir, &value);
             }
         }
         self.write_inode(h, dir)
@@ -280,8 +204,9 @@ impl Ext4 {
 
     /// Converts an inline directory into a one-block directory (see the
     /// module documentation); stages the block and the inode.
-    fn inline_to_block(&self, h: &mut Handle<'_>, d: &WDir, dir: &mut Inode, mut ia: InlineAttrs) -> Result<()> {
-        let regions = [&dir.raw.block[DOTDOT_SIZE..], ia.value()];
+    fn inline_to_block(&self, h: &mut Handle<'_>, d: &WDir, dir: &mut Inode) -> Result<()> {
+        let value = self.inline_value(dir)?;
+        let regions = [&dir.raw.block[DOTDOT_SIZE..], &value[..]];
         let mut live = Vec::new();
         for region in regions {
             for rec in Self::inline_records(d, region) {
@@ -312,8 +237,6 @@ impl Ext4 {
         if let Some(seed) = d.seed {
             set_leaf_tail(seed, &mut block);
         }
-        ia.attrs.remove(ia.data);
-        write_ibody(dir, &ia.attrs)?;
         dir.raw.flags &= !FL_INLINE_DATA;
         dir.raw.block = [0; IBLOCK_SIZE];
         if self.sb.incompat().has(Incompat::EXTENTS) {
@@ -323,6 +246,7 @@ impl Ext4 {
             dir.raw.flags &= !FL_EXTENTS;
         }
         self.set_dir_size(dir, 0)?;
+        self.remove_system_data(h, dir)?;
         let mut nd = WDir { layout: WLayout::Linear, nblocks: 0, ..*d };
         self.place_dir_block(h, &mut nd, dir, 0, block)?;
         Ok(())
@@ -332,36 +256,23 @@ impl Ext4 {
     /// with parent `parent` (`ext4_try_create_inline_dir`); false, changing
     /// nothing, if the inode has no room for the `system.data` attribute.
     pub(crate) fn inline_create(&self, h: &mut Handle<'_>, dir: &mut Inode, parent: u32) -> Result<bool> {
-        if dir.bytes.len() <= area_start(dir) {
-            return Ok(false);
-        }
-        let mut attrs = parse_ibody(dir.xattr_area(), dir.ino)?;
-        if attrs.iter().any(|a| a.entry.name_index == INDEX_SYSTEM && a.entry.name == DATA_NAME) {
-            return Err(Error::InvalidArgument(format!("inode {} already has system.data", dir.ino)));
-        }
-        let entry = XattrEntry {
-            name_index: INDEX_SYSTEM,
-            value_offs: 0,
-            value_inum: 0,
-            value_size: 0,
-            hash: 0,
-            name: DATA_NAME.to_vec(),
-        };
-        attrs.push(RawXattr { entry, value: Vec::new() });
+        let fmt = self.dir_params(dir).fmt;
         let mut candidate = dir.clone();
-        if write_ibody(&mut candidate, &attrs).is_err() {
-            return Ok(false);
-        }
-        let d = self.dir_params(&candidate);
         candidate.raw.flags = (candidate.raw.flags & !FL_EXTENTS) | FL_INLINE_DATA;
         let mut iblock = [0u8; IBLOCK_SIZE];
         iblock[..DOTDOT_SIZE].copy_from_slice(&parent.to_le_bytes());
-        init_empty_region(&mut iblock[DOTDOT_SIZE..], d.fmt)?;
+        init_empty_region(&mut iblock[DOTDOT_SIZE..], fmt)?;
         candidate.raw.block = iblock;
         self.set_dir_size(&mut candidate, IBLOCK_SIZE as u64)?;
-        *dir = candidate;
-        self.write_inode(h, dir)?;
-        Ok(true)
+        match self.set_system_data(h, &mut candidate, &[]) {
+            Ok(()) => {
+                *dir = candidate;
+                Ok(true)
+            }
+            // No in-inode area, or no room in it: a block directory.
+            Err(Error::NoSpace) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
