@@ -85,7 +85,7 @@ fn crafted(tag: &str, args: &[&str]) {
             let attrs = model[from].clone();
             model.insert(to.to_string(), attrs);
         }
-        fs.sync().unwrap();
+        fs.close().unwrap();
         assert_eq!(block_of(&fs, "/a").1, 3);
     }
     // The crafted sharing is what e2fsck and debugfs accept.
@@ -117,7 +117,7 @@ fn crafted(tag: &str, args: &[&str]) {
         step("/m", Op::Remove(b"user.only".to_vec()));
         assert_eq!(block_of(&fs, "/m"), (0, 0));
         assert_eq!(block_of(&fs, "/k"), (k_blk, 1));
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     check_image(&scratch, &img, &model);
     check_kernel(&format!("xattr_write_shared {tag}: kernel view"), &scratch, &img, &model);
@@ -178,7 +178,7 @@ fn kernel_made_sharing() {
         assert!(apply_checked(&fs, g, model.get_mut("/g").unwrap(), &op, cap).is_none());
         assert_eq!(block_of(&fs, "/f"), (blk, 1));
         assert_ne!(block_of(&fs, "/g").0, blk);
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     check_image(&scratch, &img, &model);
     check_kernel(WHAT, &scratch, &img, &model);
