@@ -82,6 +82,59 @@ pub enum ImageCommand {
         /// Host file to create.
         dest: PathBuf,
     },
+    /// Copy a host file into the image (created, or replaced in place).
+    Put {
+        /// Image file.
+        image: PathBuf,
+        /// Host file to copy.
+        source: PathBuf,
+        /// Destination path inside the image.
+        path: String,
+    },
+    /// Create a directory (its parent must exist).
+    Mkdir {
+        /// Image file.
+        image: PathBuf,
+        /// New directory inside the image.
+        path: String,
+        /// Octal permission bits.
+        #[arg(short, long, default_value = "755")]
+        mode: String,
+    },
+    /// Remove a file, symlink or empty directory.
+    Rm {
+        /// Image file.
+        image: PathBuf,
+        /// Path inside the image.
+        path: String,
+    },
+    /// Rename or move a path inside the image.
+    Mv {
+        /// Image file.
+        image: PathBuf,
+        /// Existing path.
+        from: String,
+        /// New path (replaced if it exists and is compatible).
+        to: String,
+    },
+    /// Create a hard link.
+    Ln {
+        /// Image file.
+        image: PathBuf,
+        /// Existing file.
+        target: String,
+        /// New link.
+        path: String,
+    },
+    /// Create a symbolic link.
+    Symlink {
+        /// Image file.
+        image: PathBuf,
+        /// Link target (stored as given).
+        target: String,
+        /// New link inside the image.
+        path: String,
+    },
     /// Change permission bits (octal), like chmod.
     Chmod {
         /// Image file.

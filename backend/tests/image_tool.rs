@@ -192,3 +192,36 @@ fn map_converts_inline_files_and_prints_image_ranges() {
     let (success, _, err) = tool(&["map", "/sub/big.bin"], &fx1.img);
     assert!(!success && err.contains("DAX needs blocks of at least 4096"), "{err}");
 }
+
+#[test]
+fn namespace_tools_change_the_image_cleanly() {
+    let fx = fixture("ns", &["-t", "ext4"]);
+    let img = &fx.img;
+    let host = fx.dir.join("host.bin");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&host, &payload).unwrap();
+    ok(&["mkdir", "/new"], img);
+    ok(&["put", host.to_str().unwrap(), "/new/data.bin"], img);
+    ok(&["put", host.to_str().unwrap(), "/hello.txt"], img); // replaces in place
+    ok(&["ln", "/new/data.bin", "/new/hard"], img);
+    ok(&["symlink", "new/data.bin", "/soft"], img);
+    ok(&["mv", "/new", "/sub/moved"], img);
+    ok(&["rm", "/sub/deeper/leaf"], img);
+    ok(&["rm", "/sub/deeper"], img);
+    fsck_clean(img);
+    let (_, data, _) = tool(&["cat", "/sub/moved/data.bin"], img);
+    assert!(data == payload);
+    let (_, data, _) = tool(&["cat", "/hello.txt"], img);
+    assert!(data == payload);
+    let theirs = debugfs(img, "ls -l /sub/moved");
+    assert!(theirs.contains("data.bin") && theirs.contains("hard"), "{theirs}");
+    assert!(debugfs(img, "stat /sub/moved/data.bin").contains("Links: 2"));
+    assert_eq!(ok(&["readlink", "/soft"], img), "new/data.bin\n");
+    assert!(!ok(&["tree"], img).contains("deeper"));
+    // Errors are clear and change nothing.
+    let (success, _, err) = tool(&["rm", "/sub"], img);
+    assert!(!success && err.contains("not empty"), "{err}");
+    let (success, _, err) = tool(&["mkdir", "/sub/moved"], img);
+    assert!(!success && err.contains("exists"), "{err}");
+    fsck_clean(img);
+}

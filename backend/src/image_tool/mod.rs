@@ -4,6 +4,8 @@
 mod format;
 
 use crate::cli::ImageCommand;
+use ext4::disk::inode::{S_IFDIR, S_IFREG};
+use ext4::fs::namespace::{NewInode, RenameFlags};
 use ext4::{Ext4, FileType, Inode, OpenOptions};
 use format::{escape, full_date, hex, mode_string, short_date, type_name};
 use std::io::{self, Write};
@@ -86,6 +88,50 @@ fn parse_value(v: &str) -> Result<Vec<u8>> {
     }
 }
 
+fn parse_mode(mode: &str) -> Result<u16> {
+    u16::from_str_radix(mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| ToolError::Usage(format!("mode {mode:?} is not octal permission bits")))
+}
+
+/// The parent directory's inode and the last component of `path`.
+fn split_parent<'p>(fs: &Ext4, path: &'p str) -> Result<(u32, &'p str)> {
+    let trimmed = path.trim_end_matches('/');
+    let (dir, name) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(ToolError::Usage(format!("{path:?} names no entry")));
+    }
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let (ino, inode) = resolve(fs, dir)?;
+    if !inode.is_dir() {
+        return ctx(dir, Err(ext4::Error::NotADirectory(ino)));
+    }
+    Ok((ino, name))
+}
+
+/// Creates or replaces the regular file at `path` with `data`.
+fn put(fs: &Ext4, path: &str, data: &[u8]) -> Result<()> {
+    let ino = match fs.resolve_path(path.as_bytes(), true) {
+        Ok(ino) => {
+            ctx(path, fs.truncate(ino, 0))?;
+            ino
+        }
+        Err(ext4::Error::NotFound) => {
+            let (parent, name) = split_parent(fs, path)?;
+            let attr = NewInode { mode: S_IFREG | 0o644, uid: 0, gid: 0, rdev: 0 };
+            ctx(path, fs.create(parent, name.as_bytes(), attr))?.ino
+        }
+        Err(e) => return ctx(path, Err(e)),
+    };
+    let mut off = 0;
+    while off < data.len() {
+        let n = ctx(path, fs.write(ino, off as u64, &data[off..]))?;
+        off += n;
+    }
+    Ok(())
+}
+
 fn parse_owner(s: &str) -> Result<(u32, Option<u32>)> {
     let bad = || ToolError::Usage(format!("owner {s:?} is not UID[:GID]"));
     let (u, g) = match s.split_once(':') {
@@ -129,11 +175,43 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         ImageCommand::Getfattr { image, path, name, hex } => getfattr(&open(&image)?, &path, name.as_deref(), hex, &mut out),
         ImageCommand::Tree { image, path } => tree(&open(&image)?, &path, &mut out),
         ImageCommand::Get { image, path, dest } => get(&open(&image)?, &path, &dest),
+        ImageCommand::Put { image, source, path } => {
+            let data = std::fs::read(&source).map_err(ToolError::Output)?;
+            modify(&image, |fs| put(fs, &path, &data))
+        }
+        ImageCommand::Mkdir { image, path, mode } => {
+            let mode = parse_mode(&mode)?;
+            modify(&image, |fs| {
+                let (parent, name) = split_parent(fs, &path)?;
+                let attr = NewInode { mode: S_IFDIR | mode, uid: 0, gid: 0, rdev: 0 };
+                ctx(&path, fs.mkdir(parent, name.as_bytes(), attr)).map(|_| ())
+            })
+        }
+        ImageCommand::Rm { image, path } => modify(&image, |fs| {
+            let (_, inode) = resolve(fs, &path)?;
+            let (parent, name) = split_parent(fs, &path)?;
+            if inode.is_dir() {
+                ctx(&path, fs.rmdir(parent, name.as_bytes()))
+            } else {
+                ctx(&path, fs.unlink(parent, name.as_bytes()))
+            }
+        }),
+        ImageCommand::Mv { image, from, to } => modify(&image, |fs| {
+            let (op, on) = split_parent(fs, &from)?;
+            let (np, nn) = split_parent(fs, &to)?;
+            ctx(&from, fs.rename(op, on.as_bytes(), np, nn.as_bytes(), RenameFlags::default()))
+        }),
+        ImageCommand::Ln { image, target, path } => modify(&image, |fs| {
+            let (ino, _) = resolve(fs, &target)?;
+            let (parent, name) = split_parent(fs, &path)?;
+            ctx(&path, fs.link(ino, parent, name.as_bytes())).map(|_| ())
+        }),
+        ImageCommand::Symlink { image, target, path } => modify(&image, |fs| {
+            let (parent, name) = split_parent(fs, &path)?;
+            ctx(&path, fs.symlink(parent, name.as_bytes(), target.as_bytes(), 0, 0)).map(|_| ())
+        }),
         ImageCommand::Chmod { image, mode, path } => {
-            let mode = u16::from_str_radix(&mode, 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| ToolError::Usage(format!("mode {mode:?} is not octal permission bits")))?;
+            let mode = parse_mode(&mode)?;
             modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { mode: Some(mode), ..Default::default() }))
         }
         ImageCommand::Chown { image, owner, path } => {
