@@ -19,6 +19,7 @@ pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
 pub mod namespace;
+pub mod orphan;
 pub mod path;
 pub mod reservation;
 pub mod set_blocks;
@@ -76,6 +77,8 @@ pub struct Ext4 {
     tx: Option<TxManager>,
     /// Blocks pinned by DAX mappings, and who unmaps them.
     dax: dax::DaxState,
+    /// Open counts of inodes, for orphan handling.
+    open_inodes: orphan::OpenInodes,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -103,6 +106,7 @@ impl Ext4 {
         if !fs.read_only {
             let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
             fs.tx = Some(tx.with_cache(fs.cache.clone()).with_commit_interval(opts.commit_interval));
+            fs.process_orphans()?;
         }
         Ok(fs)
     }
@@ -162,6 +166,7 @@ impl Ext4 {
             recovered: None,
             tx: None,
             dax: dax::DaxState::default(),
+            open_inodes: orphan::OpenInodes::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -284,6 +289,11 @@ impl Ext4 {
     /// at a time; readers are never blocked by it.
     pub fn begin(&self) -> Result<Handle<'_>> {
         Ok(self.tx()?.begin())
+    }
+
+    /// Open counts of inodes.
+    pub(crate) fn open_inodes(&self) -> &orphan::OpenInodes {
+        &self.open_inodes
     }
 
     /// DAX pin state.

@@ -267,7 +267,7 @@ impl Ext4 {
         self.write_inode(&mut h, &mut dir)?;
         touch_ctime(&mut inode, t);
         if inode.raw.links_count == 0 {
-            self.free_inode_in(&mut h, &mut inode, t)?;
+            self.release_inode_in(&mut h, &mut inode, t)?;
         } else {
             self.write_inode(&mut h, &mut inode)?;
         }
@@ -381,7 +381,7 @@ impl Ext4 {
                 }
                 touch_ctime(&mut dinode, t);
                 if dinode.raw.links_count == 0 {
-                    self.free_inode_in(&mut h, &mut dinode, t)?;
+                    self.release_inode_in(&mut h, &mut dinode, t)?;
                 } else {
                     self.write_inode(&mut h, &mut dinode)?;
                 }
