@@ -152,6 +152,9 @@ impl Ext4 {
     /// emptied. One handle. A chain that loops or names a bad inode is
     /// [`Error::Corrupt`]. Returns how many inodes were processed.
     pub fn process_orphans(&self) -> Result<u32> {
+        if self.current_superblock()?.last_orphan == 0 {
+            return Ok(0);
+        }
         let mut h = self.begin()?;
         let mut cur = self.superblock_in(&h)?.last_orphan;
         if cur == 0 {
