@@ -127,3 +127,36 @@ fn writes_past_inline_capacity_convert_and_small_writes_stay_inline() {
     run(Command::new("debugfs").arg("-R").arg(format!("dump /f {}", out.display())).arg(&img));
     assert_eq!(std::fs::read(&out).unwrap(), model);
 }
+
+#[test]
+fn inline_directories_convert_to_one_extent_mapped_block() {
+    let scratch = Scratch::new("inline-dir-convert");
+    let src = scratch.join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/a"), b"a").unwrap();
+    let img = scratch.join("fs.img");
+    mkfs(&img, "32M", Some(&src), &["-t", "ext4", "-b", "4096", "-I", "256", "-O", "inline_data"]);
+    assert!(debugfs(&img, "stat /d").contains("Size of inline data"), "/d starts inline");
+    let mut names = vec!["a".to_string()];
+    {
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        let d = fs.resolve_path(b"/d", false).unwrap();
+        let attr = ext4::fs::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+        while fs.read_inode(d).unwrap().has_flag(ext4::disk::inode::FL_INLINE_DATA) {
+            let name = format!("entry-{:02}", names.len());
+            fs.create(d, name.as_bytes(), attr).unwrap();
+            names.push(name);
+            assert!(names.len() < 100, "never converted");
+        }
+        fs.close().unwrap();
+    }
+    assert_fsck_clean(&img);
+    let stat = debugfs(&img, "stat /d");
+    assert!(!stat.contains("inline data"), "still inline:\n{stat}");
+    assert!(stat.contains("Flags: 0x80000") && stat.contains("EXTENTS"), "not extent-mapped:\n{stat}");
+    assert!(stat.contains("Blockcount: 8"), "one 4 KiB block:\n{stat}");
+    let listing = debugfs(&img, "ls /d");
+    for n in &names {
+        assert!(listing.contains(n.as_str()), "{n} missing after conversion:\n{listing}");
+    }
+}

@@ -414,7 +414,7 @@ fn parse_entries(
     let mut entries = Vec::new();
     let mut pos = first;
     loop {
-        let rest = buf.get(pos..).unwrap_or_default();
+        let rest = buf.get(pos..).ok_or_else(|| corrupt(format!("entry list runs past the end at byte {pos}")))?;
         match XattrEntry::parse(rest).map_err(|r| corrupt(format!("entry at byte {pos}: {r}")))? {
             None => break,
             Some(e) => {

@@ -9,6 +9,7 @@ pub mod dir;
 pub mod dir_write;
 pub mod extent_tree;
 pub mod file;
+pub mod fallocate;
 pub mod file_write;
 pub mod geometry;
 pub mod htree_write;

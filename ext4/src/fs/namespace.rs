@@ -283,25 +283,12 @@ impl Ext4 {
         if !fast_symlink && !matches!(inode.file_type(), Some(FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket)) {
             self.unmap_blocks_in(h, inode, 0, u64::MAX)?;
         }
-        if inode.file_acl() != 0 {
-            for x in self.list_all_xattr_names(inode)? {
-                self.remove_xattr(h, inode, &x)?;
-            }
-        }
-        if inode.file_acl() != 0 {
-            return Err(Error::corrupt("inode", Location::Inode(inode.ino), "xattr block left after removing every attribute"));
-        }
+        self.release_xattr_block(h, inode)?;
         inode.raw.links_count = 0;
         inode.raw.dtime = t.secs as u32;
         set_size(inode, 0);
         self.write_inode(h, inode)?;
         self.free_inode(h, inode.ino, was_dir)
-    }
-
-    /// Names of every xattr in the inode's external block and area, ACLs
-    /// and hidden `system.*` ones included except `system.data`.
-    fn list_all_xattr_names(&self, inode: &Inode) -> Result<Vec<Vec<u8>>> {
-        Ok(self.list_xattrs(inode)?.into_iter().map(|x| x.name).collect())
     }
 
     /// Renames `old_name` in `old_parent` to `new_name` in `new_parent`,

@@ -429,6 +429,26 @@ impl Ext4 {
         Ok(blk)
     }
 
+    /// Releases the inode's external xattr block when the inode itself goes
+    /// away: one reference less if shared, else the block is freed (and
+    /// revoked); `i_file_acl` and `i_blocks` follow. Stages nothing else.
+    pub fn release_xattr_block(&self, h: &mut Handle<'_>, inode: &mut Inode) -> Result<()> {
+        let blk = inode.file_acl();
+        if blk == 0 {
+            return Ok(());
+        }
+        let data = self.meta_block_in(h, blk, "xattr block")?;
+        let header = xattr::BlockHeader::decode(&data);
+        if header.refcount > 1 {
+            self.drop_block_ref(h, blk)?;
+        } else {
+            h.revoke(blk);
+            self.free_blocks(h, blk, 1)?;
+        }
+        set_file_acl(inode, 0);
+        self.add_inode_blocks(inode, -1)
+    }
+
     /// Drops one reference to shared xattr block `blk`, rewriting its
     /// header and checksum; its entries stay as they are.
     fn drop_block_ref(&self, h: &mut Handle<'_>, blk: u64) -> Result<()> {
