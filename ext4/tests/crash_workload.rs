@@ -47,8 +47,12 @@ enum Node {
 /// Path ("/d1/f3") to node.
 type State = BTreeMap<String, Node>;
 
+/// One node without file bytes: path, inode number (files) or kind, size,
+/// symlink target, user xattrs.
+type Shape = (String, u32, u64, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// Everything but file bytes (files carry their inode number).
-fn shape(s: &State) -> Vec<(String, u32, u64, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn shape(s: &State) -> Vec<Shape> {
     s.iter()
         .map(|(p, n)| match n {
             Node::File { ino, data, xattrs } => (p.clone(), *ino, data.len() as u64, vec![], xattrs.clone().into_iter().collect()),
@@ -112,7 +116,7 @@ fn parent_of(path: &str) -> &str {
 }
 
 fn name_of(path: &str) -> &[u8] {
-    path[path.rfind('/').unwrap() + 1..].as_bytes()
+    &path.as_bytes()[path.rfind('/').unwrap() + 1..]
 }
 
 fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {

@@ -229,7 +229,8 @@ impl Ext4 {
     }
 
     /// Removes `name` (not a directory) from `parent`; frees the inode when
-    /// that was its last link.
+    /// that was its last link, or orphans it while it is open
+    /// ([`Ext4::open_inode`]).
     pub fn unlink(&self, parent: u32, name: &[u8]) -> Result<()> {
         self.remove_name(parent, name, false)
     }
