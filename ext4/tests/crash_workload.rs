@@ -1,6 +1,8 @@
 //! Crash consistency of a real workload. A seeded sequence of 240
 //! operations (create, writes of many sizes, truncate, mkdir, rename,
-//! unlink, symlink, setxattr) runs on an image through a
+//! unlink, symlink, setxattr; half the unlinked or replaced files are held
+//! open and closed later, so they pass through the orphan list, and some
+//! are still open at the end) runs on an image through a
 //! [`RecordingDevice`], with an fsync (a commit: it makes everything
 //! durable) after some of them. The model's state is kept after every
 //! operation.
@@ -130,6 +132,8 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
     let mut states = vec![state.clone()];
     let mut commits = vec![(0, 0)];
     let mut next_name = 0u32;
+    // Inodes held open (as a FUSE client would) when their last name went.
+    let mut held: Vec<u32> = Vec::new();
     for op in 1..=OPS {
         let dirs: Vec<String> = std::iter::once(String::new()).chain(state.iter().filter(|(_, n)| matches!(n, Node::Dir)).map(|(p, _)| p.clone())).filter(|p| p != "/lost+found").collect();
         let files: Vec<String> = state.iter().filter(|(_, n)| matches!(n, Node::File { .. })).map(|(p, _)| p.clone()).collect();
@@ -177,6 +181,10 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
             let src = pick(&mut rng, &links);
             let dst = if rng.chance(40) { pick(&mut rng, &links) } else { format!("{}/r{next_name}", pick(&mut rng, &dirs)) };
             if dst != src {
+                if state.contains_key(&dst) && rng.chance(50) {
+                    fs.open_inode(inos[&dst]);
+                    held.push(inos[&dst]);
+                }
                 fs.rename(inos[parent_of(&src)], name_of(&src), inos[parent_of(&dst)], name_of(&dst), Default::default()).unwrap();
                 let node = state.remove(&src).unwrap();
                 let ino = inos.remove(&src).unwrap();
@@ -185,6 +193,10 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
             }
         } else if kind < 84 {
             let p = pick(&mut rng, &links);
+            if rng.chance(50) {
+                fs.open_inode(inos[&p]);
+                held.push(inos[&p]);
+            }
             fs.unlink(inos[parent_of(&p)], name_of(&p)).unwrap();
             state.remove(&p);
             inos.remove(&p);
@@ -210,12 +222,17 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
                 Err(e) => panic!("setxattr {p}: {e}"),
             }
         }
+        if !held.is_empty() && rng.chance(15) {
+            fs.close_inode(held.swap_remove(rng.below(held.len() as u64) as usize)).unwrap();
+        }
         states.push(state.clone());
         if rng.chance(12) || op == OPS {
             fs.tx().unwrap().commit().unwrap();
             commits.push((rec.flushes(), op));
         }
     }
+    assert!(!held.is_empty(), "some orphans stay open across the final close");
+    assert_ne!(fs.current_superblock().unwrap().last_orphan, 0);
     fs.close().unwrap();
     commits.push((rec.flushes(), OPS));
     Workload { states, commits }
