@@ -222,7 +222,7 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
                 Err(e) => panic!("setxattr {p}: {e}"),
             }
         }
-        if !held.is_empty() && rng.chance(15) {
+        if !held.is_empty() && op < OPS - 40 && rng.chance(15) {
             fs.close_inode(held.swap_remove(rng.below(held.len() as u64) as usize)).unwrap();
         }
         states.push(state.clone());
