@@ -15,7 +15,7 @@ use ext4::fs::setattr::SetAttr;
 use ext4::{Ext4, OpenOptions};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,7 +48,7 @@ fn parent_and_name(fs: &Ext4, rel: &Path) -> (u32, Vec<u8>) {
 fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
     let paths = model_paths(model);
     let dirs: Vec<PathBuf> = std::iter::once(PathBuf::new()).chain(paths.iter().filter(|p| p.1).map(|p| p.0.clone())).collect();
-    let files: Vec<PathBuf> = paths.iter().filter(|p| !p.1 && !std::fs::symlink_metadata(model.join(&p.0)).unwrap().is_symlink()).map(|p| p.0.clone()).collect();
+    let files: Vec<PathBuf> = paths.iter().filter(|p| std::fs::symlink_metadata(model.join(&p.0)).unwrap().is_file()).map(|p| p.0.clone()).collect();
     let new_name = |rng: &mut Rng| format!("n{}-{}", n, "x".repeat((rng.below((40) as u64) as usize)));
     let dir = dirs[(rng.below((dirs.len()) as u64) as usize)].clone();
     let owner = NewInode { mode: 0, uid: 0, gid: 0, rdev: 0 };
@@ -188,13 +188,47 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
             assert_eq!(unsafe { libc::lremovexattr(c.as_ptr(), cn.as_ptr()) }, 0);
             fs.removexattr(ino, name).unwrap();
         }
+        16 if !files.is_empty() => {
+            // fallocate in every mode; the model is changed with the host's
+            // own fallocate(2), the image with ours.
+            use ext4::fs::fallocate::FallocMode;
+            let rel = &files[rng.below(files.len() as u64) as usize];
+            let off = rng.below(40_000);
+            let len = 1 + rng.below(30_000);
+            let (mode, flags) = match rng.below(4) {
+                0 => (FallocMode::Default, 0),
+                1 => (FallocMode::KeepSize, libc::FALLOC_FL_KEEP_SIZE),
+                2 => (FallocMode::PunchHole, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE),
+                _ => (FallocMode::ZeroRange { keep_size: false }, libc::FALLOC_FL_ZERO_RANGE),
+            };
+            let ino = fs.resolve_path(&img_path(rel), false).unwrap();
+            match fs.fallocate(ino, mode, off, len) {
+                // Block-mapped files take only punch (EOPNOTSUPP, as the kernel).
+                Err(ext4::Error::Unsupported(_)) => return None,
+                r => r.unwrap(),
+            }
+            let f = std::fs::OpenOptions::new().write(true).open(model.join(rel)).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: fallocate on an open descriptor.
+            let r = unsafe { libc::fallocate(f.as_raw_fd(), flags, off as i64, len as i64) };
+            assert_eq!(r, 0, "host fallocate: {}", std::io::Error::last_os_error());
+        }
+        17 => {
+            let rel = dir.join(new_name(rng));
+            let c = std::ffi::CString::new(model.join(&rel).as_os_str().as_bytes()).unwrap();
+            // SAFETY: valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+            std::fs::set_permissions(model.join(&rel), PermissionsExt::from_mode(0o640)).unwrap();
+            let (p, name) = parent_and_name(fs, &rel);
+            fs.create(p, &name, NewInode { mode: 0o010640, ..owner }).unwrap();
+        }
         _ => return None,
     }
     Some(kind)
 }
 
 /// Kinds of operations `step` chooses from.
-const KINDS: usize = 16;
+const KINDS: usize = 18;
 
 /// Compares our reader's view of the image with the model.
 fn compare_with_reader(fs: &Ext4, model: &Path) {
@@ -226,6 +260,8 @@ fn compare_with_reader(fs: &Ext4, model: &Path) {
             assert_eq!(names, want, "listing of {rel:?}");
         } else if md.is_symlink() {
             assert_eq!(fs.read_link(&inode).unwrap(), std::fs::read_link(&p).unwrap().as_os_str().as_bytes());
+        } else if !md.is_file() {
+            assert_eq!(inode.file_type(), Some(ext4::FileType::Fifo), "{rel:?}");
         } else {
             let mut got: Vec<(Vec<u8>, Vec<u8>)> = fs.list_xattrs(&inode).unwrap().into_iter().map(|x| (x.name, x.value)).collect();
             got.sort();
@@ -233,7 +269,10 @@ fn compare_with_reader(fs: &Ext4, model: &Path) {
             let want = std::fs::read(&p).unwrap();
             let mut got = vec![0u8; inode.size() as usize];
             assert_eq!(fs.read(&inode, 0, &mut got).unwrap(), got.len());
-            assert!(got == want, "data of {rel:?}");
+            if got != want {
+                let first = got.iter().zip(&want).position(|(a, b)| a != b);
+                panic!("data of {rel:?}: sizes {} vs {}, first difference at {first:?}", got.len(), want.len());
+            }
         }
     }
 }
@@ -247,11 +286,15 @@ fn compare_with_debugfs(img: &Path, model: &Path, scratch: &Scratch) {
     let dumped = out.join("");
     for (rel, is_dir) in model_paths(model) {
         let (a, b) = (model.join(&rel), dumped.join(&rel));
+        if std::fs::symlink_metadata(&a).unwrap().file_type().is_fifo() {
+            // rdump extracts only files, directories and symlinks.
+            continue;
+        }
         let (ma, mb) = (std::fs::symlink_metadata(&a).unwrap(), std::fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("debugfs lacks {rel:?}: {e}")));
         assert_eq!(ma.file_type().is_dir(), mb.file_type().is_dir(), "{rel:?}");
         if ma.is_symlink() {
             assert_eq!(std::fs::read_link(&a).unwrap(), std::fs::read_link(&b).unwrap(), "{rel:?}");
-        } else if !is_dir {
+        } else if ma.is_file() {
             let (want, got) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
             // debugfs 1.47.0 dumps an inline-data file padded with zeros to
             // its whole inline area; the bytes up to i_size must match.

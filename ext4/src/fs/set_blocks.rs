@@ -17,12 +17,17 @@ use crate::journal::transaction::Handle;
 pub struct HandleStore<'f, 'h, 'a> {
     fs: &'f Ext4,
     h: &'h mut Handle<'a>,
+    /// The file's data blocks are journaled metadata (directories): freeing
+    /// one must revoke it, so no older logged copy is ever checkpointed or
+    /// replayed over what the block holds next.
+    journaled_data: bool,
 }
 
 impl<'f, 'h, 'a> HandleStore<'f, 'h, 'a> {
-    /// Mapping updates of `fs` staged in `h`.
-    pub fn new(fs: &'f Ext4, h: &'h mut Handle<'a>) -> Self {
-        HandleStore { fs, h }
+    /// Mapping updates of `fs` staged in `h`, for a file whose data blocks
+    /// are journaled (`journaled_data`: directories) or written in place.
+    pub fn new(fs: &'f Ext4, h: &'h mut Handle<'a>, journaled_data: bool) -> Self {
+        HandleStore { fs, h, journaled_data }
     }
 }
 
@@ -42,6 +47,11 @@ impl MapStore for HandleStore<'_, '_, '_> {
         self.fs.free_blocks(self.h, blk, 1)
     }
     fn free_data(&mut self, pblk: u64, len: u64) -> Result<()> {
+        if self.journaled_data {
+            for blk in pblk..pblk + len {
+                self.h.revoke(blk);
+            }
+        }
         self.fs.free_blocks(self.h, pblk, len)
     }
 }
@@ -59,7 +69,7 @@ impl Ext4 {
         let mut root = inode.raw.block;
         let mut change = MapChange::default();
         {
-            let mut store = HandleStore::new(self, h);
+            let mut store = HandleStore::new(self, h, inode.is_dir());
             if inode.has_flag(FL_EXTENTS) {
                 let mut done = 0u64;
                 while done < len {
@@ -93,7 +103,7 @@ impl Ext4 {
         let ctx = MapContext::new(self, inode);
         let mut root = inode.raw.block;
         let change = {
-            let mut store = HandleStore::new(self, h);
+            let mut store = HandleStore::new(self, h, inode.is_dir());
             if inode.has_flag(FL_EXTENTS) {
                 extent_tree::remove_range(&ctx, &mut root, &mut store, lblk, len)?
             } else {
@@ -113,7 +123,7 @@ impl Ext4 {
         }
         let ctx = MapContext::new(self, inode);
         let mut root = inode.raw.block;
-        let change = extent_tree::mark_written(&ctx, &mut root, &mut HandleStore::new(self, h), lblk, len)?;
+        let change = extent_tree::mark_written(&ctx, &mut root, &mut HandleStore::new(self, h, inode.is_dir()), lblk, len)?;
         inode.raw.block = root;
         self.add_inode_blocks(inode, change.blocks_delta())?;
         self.write_inode(h, inode)
