@@ -118,8 +118,8 @@ fn inline_dir_grows_into_xattr_then_block_then_index() {
             fs.close().unwrap();
             assert_clean(&img, &format!("inline stage {now:?}"));
             assert!(debugfs_listing(&img, "/i") == model, "debugfs at {now:?}");
-            if let Some(m) = Mount::ro(&img, &scratch, &format!("dir_write inline stage {now:?} kernel listing")) {
-                assert!(m.listing("/i") == model, "the kernel lists other names at {now:?}");
+            if let Some(m) = mount_ro(&img, &scratch, &format!("dir_write inline stage {now:?} kernel listing")) {
+                assert!(kernel_listing(&m, "/i") == model, "the kernel lists other names at {now:?}");
             }
             seen_stages.insert(now);
         }
@@ -129,8 +129,8 @@ fn inline_dir_grows_into_xattr_then_block_then_index() {
     let stat = debugfs(&img, "htree_dump /i");
     assert!(stat.contains("Root node dump"), "{stat}");
     drop(fs);
-    if let Some(m) = Mount::ro(&img, &scratch, "dir_write inline stages kernel listing") {
-        assert!(m.listing("/i") == model, "the kernel lists other names");
+    if let Some(m) = mount_ro(&img, &scratch, "dir_write inline stages kernel listing") {
+        assert!(kernel_listing(&m, "/i") == model, "the kernel lists other names");
     }
 }
 
@@ -216,13 +216,13 @@ fn move_dirs(mkfs_args: &[&str], tag: &str) {
     assert_clean(&img, tag);
     let names: BTreeSet<Vec<u8>> = debugfs_listing(&img, "/p2").into_keys().collect();
     assert_eq!(names, KINDS.iter().map(|k| k.0.as_bytes().to_vec()).collect::<BTreeSet<_>>());
-    if let Some(m) = Mount::ro(&img, &scratch, &format!("dir_write {tag} kernel")) {
+    if let Some(m) = mount_ro(&img, &scratch, &format!("dir_write {tag} kernel")) {
         let p2_ino = std::fs::metadata(m.0.join("p2")).unwrap().ino();
         for (name, _) in KINDS {
             let dotdot = std::fs::metadata(m.0.join("p2").join(name).join("..")).unwrap().ino();
             assert_eq!(dotdot, p2_ino, "{tag}: the kernel's {name}/..");
         }
-        assert!(m.listing("/p1").is_empty());
+        assert!(kernel_listing(&m, "/p1").is_empty());
     }
 }
 

@@ -189,10 +189,10 @@ fn exercise(fs: &Ext4, s: &mut Subject, rng: &mut Rng, count: usize, long: bool,
 
 /// Lists each subject with the kernel (read-only loop mount) and compares.
 fn check_kernel(img: &Path, scratch: &Scratch, subjects: &[Subject], tag: &str) {
-    let Some(m) = Mount::ro(img, scratch, &format!("dir_write {tag} kernel listing")) else { return };
+    let Some(m) = mount_ro(img, scratch, &format!("dir_write {tag} kernel listing")) else { return };
     for s in subjects {
         let dir = m.0.join(s.path.trim_start_matches('/'));
-        let got = m.listing(&s.path);
+        let got = kernel_listing(&m, &s.path);
         assert!(
             got == s.model,
             "{tag}: the kernel lists {} names in {}, the model {}",
@@ -215,7 +215,7 @@ fn check_kernel(img: &Path, scratch: &Scratch, subjects: &[Subject], tag: &str) 
 /// files, unlinks, so leaf splits of our index by the kernel), e2fsck
 /// judges, and then we change them again on top of the kernel's work.
 fn kernel_round_trip(img: &Path, scratch: &Scratch, subjects: &mut [Subject], tag: &str) {
-    let Some(m) = Mount::rw(img, scratch, &format!("dir_write {tag} kernel writes")) else { return };
+    let Some(m) = mount_rw(img, scratch, &format!("dir_write {tag} kernel writes")) else { return };
     let mut rng = Rng(99);
     for s in subjects.iter_mut() {
         let dir = m.0.join(s.path.trim_start_matches('/'));

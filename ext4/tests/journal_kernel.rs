@@ -7,6 +7,8 @@
 //! test prints a loud SKIPPED line and passes.
 
 mod common;
+
+use common::kernel::Mount;
 mod journal_support;
 
 use common::tools::{assert_fsck_clean, mkfs, run};
@@ -16,34 +18,9 @@ use journal_support::*;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// A mounted image, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(img: &Path, dir: &Path, fstype: &str, opts: &str) -> Result<Mount, String> {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", fstype, "-o"])
-            .arg(format!("loop,{opts}"))
-            .arg(img)
-            .arg(dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(Mount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// A file system and mount configuration to test.
 struct Case {
@@ -144,7 +121,7 @@ fn kernel_journals_replay_like_e2fsck() {
         mkfs(&img, "64M", None, case.mkfs_args);
         let copy = s.join("copy");
         let files = {
-            let mount = match Mount::new(&img, &s.join("mnt"), case.fstype, case.mount_opts) {
+            let mount = match Mount::new(&img, &s.join("mnt"), Some(case.fstype), case.mount_opts) {
                 Ok(m) => m,
                 Err(e) => {
                     skip(&format!("journal_kernel {}", case.name), &format!("mount -o loop failed: {}", e.trim()));
@@ -207,7 +184,7 @@ fn kernel_fast_commits_are_refused() {
     mkfs(&img, "64M", None, &["-t", "ext4", "-O", "fast_commit"]);
     let copy = s.join("copy");
     let files = {
-        let mount = match Mount::new(&img, &s.join("mnt"), "ext4", "rw") {
+        let mount = match Mount::new(&img, &s.join("mnt"), Some("ext4"), "rw") {
             Ok(m) => m,
             Err(e) => {
                 skip("journal_kernel fast_commit", &format!("mount -o loop failed: {}", e.trim()));

@@ -15,6 +15,8 @@
 //!   and the kernel mounts it.
 
 mod common;
+
+use common::kernel::Mount;
 mod journal_support;
 mod journal_write_support;
 
@@ -65,30 +67,6 @@ const CASES: &[Case] = &[
 const MTIME_A: u32 = 1_111_111_111;
 const MTIME_C: u32 = 1_222_222_222;
 
-/// A mounted image, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(img: &Path, dir: &Path, fstype: &str) -> Result<Mount, String> {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", fstype, "-o", "loop"])
-            .arg(img)
-            .arg(dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(Mount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// What the transactions changed, for checking the replays.
 struct Changes {
@@ -206,7 +184,7 @@ fn check_kernel(case: &Case, s: &Scratch, img: &Path, ch: &Changes, mtime_c: u32
         skip(&what, "not running as root");
         return;
     }
-    let mnt = match Mount::new(img, &s.join("mnt"), case.fstype) {
+    let mnt = match Mount::new(img, &s.join("mnt"), Some(case.fstype), "") {
         Ok(m) => m,
         Err(e) => {
             skip(&what, &format!("mount failed: {}", e.trim()));

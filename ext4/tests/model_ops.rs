@@ -33,6 +33,11 @@ fn model_paths(root: &Path) -> Vec<(PathBuf, bool)> {
         .collect()
 }
 
+/// A random index below `n`.
+fn pick(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
+}
+
 fn img_path(rel: &Path) -> Vec<u8> {
     [b"/".as_slice(), rel.as_os_str().as_bytes()].concat()
 }
@@ -49,8 +54,8 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
     let paths = model_paths(model);
     let dirs: Vec<PathBuf> = std::iter::once(PathBuf::new()).chain(paths.iter().filter(|p| p.1).map(|p| p.0.clone())).collect();
     let files: Vec<PathBuf> = paths.iter().filter(|p| std::fs::symlink_metadata(model.join(&p.0)).unwrap().is_file()).map(|p| p.0.clone()).collect();
-    let new_name = |rng: &mut Rng| format!("n{}-{}", n, "x".repeat((rng.below((40) as u64) as usize)));
-    let dir = dirs[(rng.below((dirs.len()) as u64) as usize)].clone();
+    let new_name = |rng: &mut Rng| format!("n{}-{}", n, "x".repeat(pick(rng, 40)));
+    let dir = dirs[pick(rng, dirs.len())].clone();
     let owner = NewInode { mode: 0, uid: 0, gid: 0, rdev: 0 };
     let kind = rng.below(KINDS as u64) as usize;
     match kind {
@@ -62,10 +67,10 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
             fs.create(p, &name, NewInode { mode: 0o100644, ..owner }).unwrap();
         }
         2 | 3 | 4 if !files.is_empty() => {
-            let rel = &files[(rng.below((files.len()) as u64) as usize)];
-            let len = [1, 50, 3000, 20_000][(rng.below((4) as u64) as usize)] + (rng.below((100) as u64) as usize);
+            let rel = &files[pick(rng, files.len())];
+            let len = [1, 50, 3000, 20_000][pick(rng, 4)] + pick(rng, 100);
             let size = std::fs::metadata(model.join(rel)).unwrap().len() as usize;
-            let off = (rng.below((size + 5000) as u64) as usize);
+            let off = pick(rng, size + 5000);
             let data = tree::pattern(n as u64, len);
             let f = std::fs::OpenOptions::new().write(true).open(model.join(rel)).unwrap();
             std::os::unix::fs::FileExt::write_all_at(&f, &data, off as u64).unwrap();
@@ -73,8 +78,8 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
             fs.write(ino, off as u64, &data).unwrap();
         }
         5 if !files.is_empty() => {
-            let rel = &files[(rng.below((files.len()) as u64) as usize)];
-            let size = (rng.below((30_000) as u64) as usize) as u64;
+            let rel = &files[pick(rng, files.len())];
+            let size = pick(rng, 30_000) as u64;
             std::fs::OpenOptions::new().write(true).open(model.join(rel)).unwrap().set_len(size).unwrap();
             let ino = fs.resolve_path(&img_path(rel), false).unwrap();
             fs.setattr(ino, &SetAttr { size: Some(size), ..Default::default() }).unwrap();
@@ -88,7 +93,7 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
         }
         7 if !paths.is_empty() => {
             // unlink a file or symlink, or rmdir an empty directory
-            let (rel, is_dir) = paths[(rng.below((paths.len()) as u64) as usize)].clone();
+            let (rel, is_dir) = paths[pick(rng, paths.len())].clone();
             let (p, name) = parent_and_name(fs, &rel);
             if is_dir {
                 if std::fs::read_dir(model.join(&rel)).unwrap().next().is_none() {
@@ -104,8 +109,8 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
         }
         8 if !paths.is_empty() => {
             // rename anything to a new name in any directory it can move to
-            let (rel, is_dir) = paths[(rng.below((paths.len()) as u64) as usize)].clone();
-            let target_dir = dirs[(rng.below((dirs.len()) as u64) as usize)].clone();
+            let (rel, is_dir) = paths[pick(rng, paths.len())].clone();
+            let target_dir = dirs[pick(rng, dirs.len())].clone();
             if is_dir && target_dir.starts_with(&rel) {
                 return None;
             }
@@ -117,8 +122,8 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
         }
         9 if files.len() >= 2 => {
             // rename a file over another file
-            let a = files[(rng.below((files.len()) as u64) as usize)].clone();
-            let b = files[(rng.below((files.len()) as u64) as usize)].clone();
+            let a = files[pick(rng, files.len())].clone();
+            let b = files[pick(rng, files.len())].clone();
             if a == b {
                 return None;
             }
@@ -128,7 +133,7 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
             fs.rename(op, &on, np, &nn, RenameFlags::default()).unwrap();
         }
         10 if !files.is_empty() => {
-            let rel = files[(rng.below((files.len()) as u64) as usize)].clone();
+            let rel = files[pick(rng, files.len())].clone();
             let to = dir.join(new_name(rng));
             std::fs::hard_link(model.join(&rel), model.join(&to)).unwrap();
             let ino = fs.resolve_path(&img_path(&rel), false).unwrap();
@@ -137,14 +142,14 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
         }
         11 => {
             let rel = dir.join(new_name(rng));
-            let target = "t/".repeat(1 + (rng.below((60) as u64) as usize));
+            let target = "t/".repeat(1 + pick(rng, 60));
             std::os::unix::fs::symlink(&target, model.join(&rel)).unwrap();
             let (p, name) = parent_and_name(fs, &rel);
             fs.symlink(p, &name, target.as_bytes(), 0, 0).unwrap();
         }
         12 if !files.is_empty() => {
-            let rel = &files[(rng.below((files.len()) as u64) as usize)];
-            let mode = [0o600, 0o644, 0o755, 0o4711][(rng.below((4) as u64) as usize)];
+            let rel = &files[pick(rng, files.len())];
+            let mode = [0o600, 0o644, 0o755, 0o4711][pick(rng, 4)];
             std::fs::set_permissions(model.join(rel), PermissionsExt::from_mode(mode)).unwrap();
             let ino = fs.resolve_path(&img_path(rel), false).unwrap();
             fs.setattr(ino, &SetAttr { mode: Some(mode as u16), ..Default::default() }).unwrap();
@@ -284,7 +289,7 @@ fn compare_with_debugfs(img: &Path, model: &Path, scratch: &Scratch) {
     std::fs::create_dir(&out).unwrap();
     run(Command::new("debugfs").arg("-R").arg(format!("rdump / {}", out.display())).arg(img));
     let dumped = out.join("");
-    for (rel, is_dir) in model_paths(model) {
+    for (rel, _) in model_paths(model) {
         let (a, b) = (model.join(&rel), dumped.join(&rel));
         if std::fs::symlink_metadata(&a).unwrap().file_type().is_fifo() {
             // rdump extracts only files, directories and symlinks.

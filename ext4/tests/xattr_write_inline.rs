@@ -99,7 +99,7 @@ fn system_data_survives_and_grows() {
         assert!(matches!(fs.remove_system_data(&mut h, &mut inode), Err(Error::NoAttr)));
         fs.set_system_data(&mut h, &mut inode, b"").unwrap();
         h.finish();
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     check_image(&scratch, &img, &model);
     assert_eq!(debugfs_dump(&scratch, &img, "/inl", content.len()), content, "debugfs reads the grown file");
@@ -108,7 +108,7 @@ fn system_data_survives_and_grows() {
     if !is_root() {
         return skip("xattr_write_inline: kernel read", "not running as root, cannot loop-mount images");
     }
-    match Mount::new(&img, &scratch.join("mnt2"), "ro") {
+    match Mount::new(&img, &scratch.join("mnt2"), None, "ro") {
         Ok(m) => {
             assert_eq!(std::fs::read(m.0.join("inl")).unwrap(), content, "the kernel reads the inline file");
             assert_eq!(std::fs::read(m.0.join("small")).unwrap(), b"tiny");

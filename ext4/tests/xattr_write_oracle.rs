@@ -156,7 +156,7 @@ fn random_ops(fs: &Ext4, model: &mut Model, seed: u64, count: usize) {
         apply_checked(fs, ino, attrs, &op, cap);
         assert_eq!(&our_attrs(fs, path), attrs, "{path} after {op:?}");
         if i % 97 == 96 {
-            fs.sync().unwrap();
+            fs.close().unwrap();
         }
     }
 }
@@ -176,13 +176,13 @@ fn run_case(tag: &str, args: &[&str], in_inode: bool) {
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
         let ino = fs.resolve_path(b"/f0", false).unwrap();
         scripted(&fs, ino, model.get_mut("/f0").unwrap(), in_inode);
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     check_image(&scratch, &img, &model);
     {
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
         random_ops(&fs, &mut model, tag.len() as u64, 500);
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     assert!(model.values().filter(|a| !a.is_empty()).count() >= 3, "the random phase left too little to check");
     check_image(&scratch, &img, &model);
@@ -229,7 +229,7 @@ fn ext_attr_feature_is_set() {
             let op = Op::Set(n.as_bytes().to_vec(), pattern(len, len as usize), SetMode::Any);
             assert!(apply_checked(&fs, ino, attrs, &op, 4096 - 36).is_none());
         }
-        fs.sync().unwrap();
+        fs.close().unwrap();
     }
     let features = run(Command::new("dumpe2fs").arg("-h").arg(&img));
     assert!(features.lines().any(|l| l.starts_with("Filesystem features:") && l.contains("ext_attr")), "{features}");

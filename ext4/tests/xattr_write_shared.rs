@@ -155,7 +155,7 @@ fn kernel_made_sharing() {
         attrs.insert(n.as_bytes().to_vec(), pattern(i as u64 + 40, 150 + i * 50));
     }
     {
-        let mnt = match Mount::new(&img, &scratch.join("mnt"), "rw") {
+        let mnt = match Mount::new(&img, &scratch.join("mnt"), None, "rw") {
             Ok(m) => m,
             Err(e) => return skip(WHAT, &format!("mount -o loop failed: {}", e.trim())),
         };

@@ -2,6 +2,7 @@
 //! the real e2fsprogs tools as oracles, and generated source trees.
 #![allow(dead_code)]
 
+pub mod kernel;
 pub mod rng;
 pub mod tools;
 pub mod tree;

@@ -62,24 +62,10 @@ pub fn index_dirs(image: &Path) {
     assert!(code <= 1, "e2fsck -fyD {image:?} failed ({code}):\n{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// Mounts `image` read-only with the kernel at a fresh directory under
-/// `scratch` and runs `f` on the mount point, or returns `None` (after a
-/// loud skip notice) when not root or loop mounts do not work here.
+/// Mounts `image` read-only with the kernel at `mnt` and runs `f` on the
+/// mount point, or returns `None` (after a loud skip notice) when not root
+/// or loop mounts do not work here.
 pub fn with_kernel_mount<T>(image: &Path, mnt: &Path, what: &str, f: impl FnOnce(&Path) -> T) -> Option<T> {
-    if !super::is_root() {
-        super::skip(what, "kernel mount needs root");
-        return None;
-    }
-    std::fs::create_dir_all(mnt).ok()?;
-    let out = Command::new("mount").arg("-o").arg("loop,ro").arg(image).arg(mnt).output().ok()?;
-    if !out.status.success() {
-        super::skip(what, &format!("mount -o loop failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        return None;
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(mnt)));
-    let _ = Command::new("umount").arg(mnt).status();
-    match r {
-        Ok(v) => Some(v),
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    let m = super::kernel::Mount::or_skip(image, mnt, "ro", what)?;
+    Some(f(m.path()))
 }

@@ -3,7 +3,8 @@
 //! reader, `debugfs` and the kernel.
 #![allow(dead_code)]
 
-use crate::common::{Scratch, is_root, skip};
+pub use crate::common::kernel::Mount;
+use crate::common::Scratch;
 use ext4::disk::dir_entry::FT_DIR;
 use ext4::disk::features::Incompat;
 use ext4::disk::inode::{FL_EXTENTS, RawInode, S_IFDIR, S_IFREG};
@@ -13,7 +14,7 @@ use ext4::{Ext4, Inode};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirEntryExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// xorshift64*: deterministic test randomness.
@@ -144,53 +145,23 @@ pub fn debugfs_listing(img: &Path, path: &str) -> BTreeMap<Vec<u8>, u32> {
     map
 }
 
-/// A read-only loop mount, unmounted on drop.
-pub struct Mount(pub PathBuf);
-
-impl Mount {
-    /// Mounts `img` read-only under the scratch directory, or reports a
-    /// loud skip for `what` and returns `None`.
-    pub fn ro(img: &Path, scratch: &Scratch, what: &str) -> Option<Mount> {
-        Self::with(img, scratch, what, "loop,ro")
-    }
-
-    /// Mounts `img` read-write (see [`Mount::ro`]).
-    pub fn rw(img: &Path, scratch: &Scratch, what: &str) -> Option<Mount> {
-        Self::with(img, scratch, what, "loop")
-    }
-
-    fn with(img: &Path, scratch: &Scratch, what: &str, opts: &str) -> Option<Mount> {
-        if !is_root() {
-            skip(what, "not running as root, cannot loop-mount images");
-            return None;
-        }
-        let mnt = scratch.join("mnt");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let out = Command::new("mount").args(["-o", opts]).arg(img).arg(&mnt).output().unwrap();
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            skip(what, &format!("mount -o {opts} failed: {}", err.lines().next().unwrap_or("").trim()));
-            return None;
-        }
-        Some(Mount(mnt))
-    }
-
-    /// The kernel's listing of `path` (relative to the mount): name → inode.
-    pub fn listing(&self, path: &str) -> BTreeMap<Vec<u8>, u32> {
-        let mut got = BTreeMap::new();
-        for e in std::fs::read_dir(self.0.join(path.trim_start_matches('/'))).unwrap() {
-            let e = e.unwrap();
-            assert!(got.insert(e.file_name().as_bytes().to_vec(), e.ino() as u32).is_none());
-        }
-        got
-    }
+/// Mounts `img` read-only under the scratch directory, or reports a loud
+/// skip for `what` and returns `None`.
+pub fn mount_ro(img: &Path, scratch: &Scratch, what: &str) -> Option<Mount> {
+    Mount::or_skip(img, &scratch.join("mnt"), "ro", what)
 }
 
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
-        if !ok && !std::thread::panicking() {
-            panic!("umount {:?} failed", self.0);
-        }
+/// Mounts `img` read-write (see [`mount_ro`]).
+pub fn mount_rw(img: &Path, scratch: &Scratch, what: &str) -> Option<Mount> {
+    Mount::or_skip(img, &scratch.join("mnt"), "", what)
+}
+
+/// The kernel's listing of `path` (relative to the mount): name → inode.
+pub fn kernel_listing(m: &Mount, path: &str) -> BTreeMap<Vec<u8>, u32> {
+    let mut got = BTreeMap::new();
+    for e in std::fs::read_dir(m.path().join(path.trim_start_matches('/'))).unwrap() {
+        let e = e.unwrap();
+        assert!(got.insert(e.file_name().as_bytes().to_vec(), e.ino() as u32).is_none());
     }
+    got
 }

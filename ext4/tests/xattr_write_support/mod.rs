@@ -6,13 +6,14 @@
 
 use crate::common::tools::{assert_fsck_clean, run};
 use crate::common::tree::xattrs;
+pub use crate::common::kernel::Mount;
 use crate::common::{Scratch, is_root, skip};
 use ext4::disk::acl::Acl;
 use ext4::disk::xattr::{XattrEntry, pad, split_name};
 use ext4::fs::xattr_write::SetMode;
 use ext4::{Error, Ext4, OpenOptions};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Attributes of one file: full name → value as user space sees it.
@@ -189,32 +190,6 @@ pub fn check_image(scratch: &Scratch, img: &Path, model: &Model) {
     }
 }
 
-/// A loop mount, unmounted on drop.
-pub struct Mount(pub PathBuf);
-
-impl Mount {
-    /// Mounts `img` on `dir` with `opts` (plus `loop`), or says why not.
-    pub fn new(img: &Path, dir: &Path, opts: &str) -> Result<Mount, String> {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .arg("-o")
-            .arg(format!("loop,{opts}"))
-            .arg(img)
-            .arg(dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(Mount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// Mounts the image read-only and checks that the kernel lists and reads
 /// exactly the model's attributes (llistxattr/lgetxattr, what getfattr
@@ -224,7 +199,7 @@ pub fn check_kernel(what: &str, scratch: &Scratch, img: &Path, model: &Model) {
         skip(what, "not running as root, cannot loop-mount images");
         return;
     }
-    let mnt = match Mount::new(img, &scratch.join("mnt"), "ro") {
+    let mnt = match Mount::new(img, &scratch.join("mnt"), None, "ro") {
         Ok(m) => m,
         Err(e) => {
             skip(what, &format!("mount -o loop,ro failed: {}", e.trim()));
