@@ -105,6 +105,23 @@ impl Ext4 {
         Ok(dir)
     }
 
+    /// The common start of every creation inside `h`: the parent must be a
+    /// live directory without `name`; a new inode is allocated and given a
+    /// fresh record. Returns (parent, new inode, creation time).
+    fn start_create(&self, h: &mut Handle<'_>, parent: u32, name: &[u8], attr: &NewInode, is_dir: bool) -> Result<(Inode, Inode, Timestamp)> {
+        let dir = self.parent_dir_in(h, parent)?;
+        if self.find_entry_in(h, &dir, name)?.is_some() {
+            return Err(Error::Exists);
+        }
+        if is_dir && dir.links_count() >= LINK_MAX && !self.superblock().ro_compat().has(RoCompat::DIR_NLINK) {
+            return Err(Error::TooManyLinks(parent));
+        }
+        let t = now();
+        let ino = self.alloc_inode(h, parent, is_dir)?;
+        let inode = self.fresh_inode(h, ino, attr, t)?;
+        Ok((dir, inode, t))
+    }
+
     /// Creates a regular file, device node, FIFO or socket `name` in
     /// directory `parent`.
     pub fn create(&self, parent: u32, name: &[u8], attr: NewInode) -> Result<Inode> {
@@ -114,13 +131,8 @@ impl Ext4 {
             _ => {}
         }
         let mut h = self.begin()?;
-        let mut dir = self.parent_dir_in(&h, parent)?;
-        if self.find_entry_in(&h, &dir, name)?.is_some() {
-            return Err(Error::Exists);
-        }
-        let t = now();
-        let ino = self.alloc_inode(&mut h, parent, false)?;
-        let mut inode = self.fresh_inode(&h, ino, &attr, t)?;
+        let (mut dir, mut inode, t) = self.start_create(&mut h, parent, name, &attr, false)?;
+        let ino = inode.ino;
         self.write_inode(&mut h, &mut inode)?;
         let ft = inode.file_type().map(file_type_code).unwrap_or(0);
         self.add_entry(&mut h, &mut dir, name, ino, ft)?;
@@ -134,17 +146,8 @@ impl Ext4 {
     pub fn mkdir(&self, parent: u32, name: &[u8], attr: NewInode) -> Result<Inode> {
         let attr = NewInode { mode: S_IFDIR | (attr.mode & !S_IFMT), ..attr };
         let mut h = self.begin()?;
-        let mut dir = self.parent_dir_in(&h, parent)?;
-        if self.find_entry_in(&h, &dir, name)?.is_some() {
-            return Err(Error::Exists);
-        }
-        let dir_nlink = self.superblock().ro_compat().has(RoCompat::DIR_NLINK);
-        if dir.links_count() >= LINK_MAX && !dir_nlink {
-            return Err(Error::TooManyLinks(parent));
-        }
-        let t = now();
-        let ino = self.alloc_inode(&mut h, parent, true)?;
-        let mut inode = self.fresh_inode(&h, ino, &attr, t)?;
+        let (mut dir, mut inode, t) = self.start_create(&mut h, parent, name, &attr, true)?;
+        let ino = inode.ino;
         inode.raw.links_count = 2;
         self.new_directory(&mut h, &mut inode, parent)?;
         self.write_inode(&mut h, &mut inode)?;
@@ -173,13 +176,8 @@ impl Ext4 {
             None
         };
         let mut h = self.begin()?;
-        let mut dir = self.parent_dir_in(&h, parent)?;
-        if self.find_entry_in(&h, &dir, name)?.is_some() {
-            return Err(Error::Exists);
-        }
-        let t = now();
-        let ino = self.alloc_inode(&mut h, parent, false)?;
-        let mut inode = self.fresh_inode(&h, ino, &attr, t)?;
+        let (mut dir, mut inode, t) = self.start_create(&mut h, parent, name, &attr, false)?;
+        let ino = inode.ino;
         match reservation {
             None => {
                 inode.raw.block[..target.len()].copy_from_slice(target);
