@@ -275,7 +275,7 @@ impl Ext4 {
     /// Reads block `blk` into `buf` (one block long) without caching: for file data.
     pub fn read_block_into(&self, blk: u64, buf: &mut [u8], what: &'static str) -> Result<()> {
         let bs = self.geo.block_size as u64;
-        if !self.geo.block_in_range(blk) && !(blk == 0 && self.geo.first_data_block == 0) {
+        if !self.geo.block_in_range(blk) {
             return Err(Error::OutOfBounds { what, location: Location::Block(blk) });
         }
         self.dev.read_at(buf, blk * bs).map_err(|e| match e {

@@ -422,7 +422,7 @@ fn adjust_links(dir: &mut Inode, delta: i32) {
     let n = dir.raw.links_count;
     dir.raw.links_count = match delta {
         d if d > 0 => if n == 1 || n >= LINK_MAX - 1 { 1 } else { n + 1 },
-        d if d < 0 => if n <= 2 { n.max(1).min(2) } else { n - 1 },
+        d if d < 0 => if n <= 2 { n.clamp(1, 2) } else { n - 1 },
         _ => n,
     };
 }

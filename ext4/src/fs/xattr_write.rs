@@ -482,6 +482,32 @@ fn set_file_acl(inode: &mut Inode, blk: u64) {
     inode.raw.file_acl_hi = (blk >> 32) as u16;
 }
 
+impl Ext4 {
+    /// Sets xattr `name` of inode `ino` in its own handle and updates ctime
+    /// (setxattr(2)).
+    pub fn setxattr(&self, ino: u32, name: &[u8], value: &[u8], mode: SetMode) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        self.set_xattr(&mut h, &mut inode, name, value, mode)?;
+        super::file_write::touch_ctime(&mut inode, super::file_write::now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+
+    /// Removes xattr `name` of inode `ino` in its own handle and updates
+    /// ctime (removexattr(2)).
+    pub fn removexattr(&self, ino: u32, name: &[u8]) -> Result<()> {
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        self.remove_xattr(&mut h, &mut inode, name)?;
+        super::file_write::touch_ctime(&mut inode, super::file_write::now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,31 +624,5 @@ mod tests {
         assert_eq!((l.ibody, names(&l.block.unwrap())), (None, vec!["1:c".to_string()]));
         let l = removal(&s, (Container::Ibody, 0));
         assert_eq!((l.ibody.unwrap(), l.block), (vec![], None));
-    }
-}
-
-impl Ext4 {
-    /// Sets xattr `name` of inode `ino` in its own handle and updates ctime
-    /// (setxattr(2)).
-    pub fn setxattr(&self, ino: u32, name: &[u8], value: &[u8], mode: SetMode) -> Result<()> {
-        let mut h = self.begin()?;
-        let mut inode = self.read_inode_in(&h, ino)?;
-        self.set_xattr(&mut h, &mut inode, name, value, mode)?;
-        super::file_write::touch_ctime(&mut inode, super::file_write::now());
-        self.write_inode(&mut h, &mut inode)?;
-        h.finish();
-        Ok(())
-    }
-
-    /// Removes xattr `name` of inode `ino` in its own handle and updates
-    /// ctime (removexattr(2)).
-    pub fn removexattr(&self, ino: u32, name: &[u8]) -> Result<()> {
-        let mut h = self.begin()?;
-        let mut inode = self.read_inode_in(&h, ino)?;
-        self.remove_xattr(&mut h, &mut inode, name)?;
-        super::file_write::touch_ctime(&mut inode, super::file_write::now());
-        self.write_inode(&mut h, &mut inode)?;
-        h.finish();
-        Ok(())
     }
 }
