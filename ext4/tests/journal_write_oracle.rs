@@ -164,7 +164,7 @@ fn check_logdump(case: &Case, img: &Path, ch: &Changes) {
     let escaped = out
         .lines()
         .find(|l| l.contains(&format!("FS block {} logged at", ch.b_block.0)))
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("{}: escaped block {} not in logdump:\n{out}", case.name, ch.b_block.0))
         .to_string();
     let flags = escaped.rsplit("(flags 0x").next().and_then(|f| u32::from_str_radix(f.trim_end_matches(')'), 16).ok());
     assert!(flags.is_some_and(|f| f & 1 != 0), "{}: escape flag missing: {escaped}", case.name);

@@ -101,6 +101,20 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
+    /// The current time; a clock set before 1970 gives negative seconds
+    /// (which ext4 timestamps can hold) rather than an error.
+    pub fn now() -> Self {
+        let now = std::time::SystemTime::now();
+        match now.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Timestamp { secs: d.as_secs() as i64, nsecs: d.subsec_nanos() },
+            Err(e) => {
+                let d = e.duration();
+                let (secs, nsecs) = (d.as_secs() as i64, d.subsec_nanos());
+                if nsecs == 0 { Timestamp { secs: -secs, nsecs: 0 } } else { Timestamp { secs: -secs - 1, nsecs: 1_000_000_000 - nsecs } }
+            }
+        }
+    }
+
     /// Decodes a 32-bit seconds field and its optional `_extra` field.
     pub fn decode(secs: u32, extra: Option<u32>) -> Self {
         let base = secs as i32 as i64;
@@ -350,6 +364,12 @@ fn makedev(major: u32, minor: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_after_the_epoch_and_normalised() {
+        let t = Timestamp::now();
+        assert!(t.secs > 1_600_000_000 && t.nsecs < 1_000_000_000);
+    }
 
     #[test]
     fn extended_epoch_timestamps() {

@@ -11,8 +11,7 @@ use crate::journal::transaction::Handle;
 
 /// The current time as an inode timestamp.
 pub fn now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp { secs: d.as_secs() as i64, nsecs: d.subsec_nanos() }
+    Timestamp::now()
 }
 
 /// Sets `i_size` (both halves).

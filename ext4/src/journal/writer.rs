@@ -61,7 +61,6 @@ use crate::fs::mapping::FileExtent;
 use crate::io::BlockDevice;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Log blocks always kept free beyond what a transaction needs (jbd2 keeps
 /// 32 "for rounding errors"); also keeps the head from ever reaching the tail.
@@ -500,13 +499,15 @@ impl Jbd2Writer {
 
     /// The commit block of transaction `tid`.
     fn commit_block(&self, jsb: &JournalSuperblock, tid: u32, crc: u32) -> Vec<u8> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        // jbd2 stores the commit time unsigned; a pre-1970 clock records 0.
+        let now = crate::disk::inode::Timestamp::now();
+        let (commit_sec, commit_nsec) = if now.secs < 0 { (0, 0) } else { (now.secs as u64, now.nsecs) };
         let mut h = CommitHeader {
             magic: MAGIC,
             blocktype: BLOCKTYPE_COMMIT,
             sequence: tid,
-            commit_sec: now.as_secs(),
-            commit_nsec: now.subsec_nanos(),
+            commit_sec,
+            commit_nsec,
             ..Default::default()
         };
         if jsb.has_v1_checksum() {
