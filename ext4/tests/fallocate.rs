@@ -6,11 +6,10 @@
 mod common;
 
 use common::rng::Rng;
-use common::tools::{assert_fsck_clean, debugfs, mkfs, run};
+use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use common::{Scratch, tree};
 use ext4::fs::fallocate::FallocMode;
 use ext4::{Error, Ext4, OpenOptions};
-use std::process::Command;
 
 /// Applies `mode` on `offset..offset+len` to a model of the file's bytes.
 fn model_fallocate(model: &mut Vec<u8>, mode: FallocMode, offset: usize, len: usize) {
@@ -106,26 +105,10 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, block_maps: boo
             }
         }
         fs.close().unwrap();
-        for (f, ino) in inos.iter().enumerate() {
-            let inode = fs.read_inode(*ino).unwrap();
-            assert_eq!(inode.size() as usize, models[f].len(), "{tag}: size of {}", names[f]);
-            let mut got = vec![0u8; models[f].len()];
-            assert_eq!(fs.read(&inode, 0, &mut got).unwrap(), got.len());
-            assert!(got == models[f], "{tag}: our reader differs on {}", names[f]);
-        }
+        common::models::reader_matches(&fs, tag, &names, &inos, &models);
     }
     assert!(!block_maps || unsupported > 0, "{tag}: the sequence never tried an unsupported mode");
-    assert_fsck_clean(&img);
-    common::tools::with_kernel_mount(&img, &scratch.join("mnt"), &format!("{tag}: kernel read-back"), |mnt| {
-        for (f, n) in names.iter().enumerate() {
-            assert!(std::fs::read(mnt.join(n)).unwrap() == models[f], "{tag}: the kernel reads other bytes for {n}");
-        }
-    });
-    for (f, n) in names.iter().enumerate() {
-        let out = scratch.join(format!("out-{n}"));
-        run(Command::new("debugfs").arg("-R").arg(format!("dump /{n} {}", out.display())).arg(&img));
-        assert!(std::fs::read(&out).unwrap() == models[f], "{tag}: debugfs reads other bytes for {n}");
-    }
+    common::models::image_matches(&img, &scratch, tag, &names, &models);
 }
 
 #[test]

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::tools::{assert_fsck_clean, mkfs, run};
+use common::tools::mkfs;
 use common::rng::Rng;
 use common::{Scratch, tree};
 use ext4::{Ext4, OpenOptions};
-use std::process::Command;
 
 
 fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: bool) {
@@ -66,26 +65,9 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: b
         }
         // A clean close: journal checkpointed, needs_recovery cleared.
         fs.close().unwrap();
-        for (f, ino) in inos.iter().enumerate() {
-            let inode = fs.read_inode(*ino).unwrap();
-            assert_eq!(inode.size() as usize, models[f].len(), "{tag}: size of {}", names[f]);
-            let mut got = vec![0u8; models[f].len()];
-            assert_eq!(fs.read(&inode, 0, &mut got).unwrap(), got.len());
-            assert!(got == models[f], "{tag}: our reader differs on {}", names[f]);
-        }
+        common::models::reader_matches(&fs, tag, &names, &inos, &models);
     }
-    assert_fsck_clean(&img);
-    // The kernel reads exactly the models' bytes too.
-    common::tools::with_kernel_mount(&img, &scratch.join("mnt"), &format!("{tag}: kernel read-back"), |mnt| {
-        for (f, n) in names.iter().enumerate() {
-            assert!(std::fs::read(mnt.join(n)).unwrap() == models[f], "{tag}: the kernel reads other bytes for {n}");
-        }
-    });
-    for (f, n) in names.iter().enumerate() {
-        let out = scratch.join(format!("out-{n}"));
-        run(Command::new("debugfs").arg("-R").arg(format!("dump /{n} {}", out.display())).arg(&img));
-        assert!(std::fs::read(&out).unwrap() == models[f], "{tag}: debugfs reads other bytes for {n}");
-    }
+    common::models::image_matches(&img, &scratch, tag, &names, &models);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kernel;
+pub mod models;
 pub mod rng;
 pub mod tools;
 pub mod tree;
