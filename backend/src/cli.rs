@@ -1,5 +1,6 @@
 //! Command-line interface definition.
 
+use crate::adapter::attr::CachePolicy;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -18,6 +19,23 @@ pub enum Command {
     /// Offline tools that inspect an image without mounting it.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Mount an image on the host through /dev/fuse (as root) and serve it
+    /// until it is unmounted or the daemon gets SIGINT/SIGTERM.
+    Mount {
+        /// Image file.
+        image: PathBuf,
+        /// Where to mount it.
+        mountpoint: PathBuf,
+        /// Never write to the image.
+        #[arg(long)]
+        read_only: bool,
+        /// What the kernel may cache.
+        #[arg(long, value_enum, default_value_t = CachePolicy::Auto)]
+        cache: CachePolicy,
+        /// Worker threads (0: one per core, at least two).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
 }
 
 /// `image` subcommands. Paths inside the image are absolute or relative to its root.

@@ -2,7 +2,10 @@
 //! virtio-fs, and offers offline image tools (`image ...`) that read and
 //! change images without mounting them.
 
+mod adapter;
 mod cli;
+mod fuse;
+mod host;
 mod image_tool;
 
 use clap::Parser;
@@ -12,7 +15,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Image(cmd) => image_tool::run(cmd),
+        cli::Command::Image(cmd) => image_tool::run(cmd).map_err(|e| e.to_string()),
+        cli::Command::Mount { image, mountpoint, read_only, cache, threads } => {
+            host::run(&image, &mountpoint, &host::MountOptions { read_only, cache, threads }).map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

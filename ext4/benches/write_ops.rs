@@ -31,11 +31,11 @@ struct Row {
 fn ours(image: &Path) -> Vec<(&'static str, Duration)> {
     let fs = Ext4::open(image, &OpenOptions::default()).unwrap();
     let root = ext4::ROOT_INO;
-    let dir = fs.mkdir(root, b"many", NewInode { mode: 0o755, uid: 0, gid: 0, rdev: 0 }).unwrap().ino;
+    let dir = fs.mkdir(root, b"many", NewInode { mode: 0o755, uid: 0, gid: 0, rdev: 0, umask: None }).unwrap().ino;
     let block = vec![0x5au8; 4096];
     let t = Instant::now();
     for i in 0..FILES {
-        let f = fs.create(dir, format!("f{i:05}").as_bytes(), NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }).unwrap();
+        let f = fs.create(dir, format!("f{i:05}").as_bytes(), NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None }).unwrap();
         fs.write(f.ino, 0, &block).unwrap();
     }
     fs.sync().unwrap();
@@ -46,7 +46,7 @@ fn ours(image: &Path) -> Vec<(&'static str, Duration)> {
     }
     fs.sync().unwrap();
     let unlink = t.elapsed();
-    let big = fs.create(root, b"big", NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }).unwrap().ino;
+    let big = fs.create(root, b"big", NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None }).unwrap().ino;
     let chunk = vec![0xa5u8; CHUNK];
     let t = Instant::now();
     let mut off = 0;

@@ -65,7 +65,7 @@ fn shape(s: &State) -> Vec<Shape> {
 }
 
 fn reg() -> NewInode {
-    NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }
+    NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None }
 }
 
 /// Reads the whole tree with our reader.

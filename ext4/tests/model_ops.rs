@@ -56,7 +56,7 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
     let files: Vec<PathBuf> = paths.iter().filter(|p| std::fs::symlink_metadata(model.join(&p.0)).unwrap().is_file()).map(|p| p.0.clone()).collect();
     let new_name = |rng: &mut Rng| format!("n{}-{}", n, "x".repeat(pick(rng, 40)));
     let dir = dirs[pick(rng, dirs.len())].clone();
-    let owner = NewInode { mode: 0, uid: 0, gid: 0, rdev: 0 };
+    let owner = NewInode { mode: 0, uid: 0, gid: 0, rdev: 0, umask: None };
     let kind = rng.below(KINDS as u64) as usize;
     match kind {
         0 | 1 => {

@@ -11,8 +11,8 @@ use ext4::fs::namespace::{NewInode, RenameFlags};
 use ext4::{Error, Ext4, OpenOptions, ROOT_INO};
 use std::path::Path;
 
-const FILE: NewInode = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
-const DIR: NewInode = NewInode { mode: 0o040755, uid: 0, gid: 0, rdev: 0 };
+const FILE: NewInode = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
+const DIR: NewInode = NewInode { mode: 0o040755, uid: 0, gid: 0, rdev: 0, umask: None };
 
 /// A fresh image from a source tree built by `fill`.
 fn image(scratch: &Scratch, size: &str, args: &[&str], fill: impl FnOnce(&Path)) -> std::path::PathBuf {

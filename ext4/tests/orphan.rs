@@ -14,7 +14,7 @@ use std::process::Command;
 const SIZE: usize = 200_000;
 
 fn reg() -> NewInode {
-    NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }
+    NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None }
 }
 
 fn free_counts(fs: &Ext4) -> (u64, u64) {

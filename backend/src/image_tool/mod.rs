@@ -119,7 +119,7 @@ fn put(fs: &Ext4, path: &str, data: &[u8]) -> Result<()> {
         }
         Err(ext4::Error::NotFound) => {
             let (parent, name) = split_parent(fs, path)?;
-            let attr = NewInode { mode: S_IFREG | 0o644, uid: 0, gid: 0, rdev: 0 };
+            let attr = NewInode { mode: S_IFREG | 0o644, uid: 0, gid: 0, rdev: 0, umask: None };
             ctx(path, fs.create(parent, name.as_bytes(), attr))?.ino
         }
         Err(e) => return ctx(path, Err(e)),
@@ -183,7 +183,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             let mode = parse_mode(&mode)?;
             modify(&image, |fs| {
                 let (parent, name) = split_parent(fs, &path)?;
-                let attr = NewInode { mode: S_IFDIR | mode, uid: 0, gid: 0, rdev: 0 };
+                let attr = NewInode { mode: S_IFDIR | mode, uid: 0, gid: 0, rdev: 0, umask: None };
                 ctx(&path, fs.mkdir(parent, name.as_bytes(), attr)).map(|_| ())
             })
         }

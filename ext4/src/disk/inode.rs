@@ -25,11 +25,25 @@ pub const FL_ENCRYPT: u32 = 0x0000_0800;
 pub const FL_VERITY: u32 = 0x0010_0000;
 /// Inode flag: holds a large xattr value.
 pub const FL_EA_INODE: u32 = 0x0020_0000;
+/// Inode flag: the file cannot be changed, linked to or removed.
+pub const FL_IMMUTABLE: u32 = 0x0000_0010;
+/// Inode flag: the file can only be appended to.
+pub const FL_APPEND: u32 = 0x0000_0020;
+/// Inode flag: not to be dumped.
+pub const FL_NODUMP: u32 = 0x0000_0040;
+/// Inode flag: atime is not updated.
+pub const FL_NOATIME: u32 = 0x0000_0080;
 /// Inode flag: data stored inline.
 pub const FL_INLINE_DATA: u32 = 0x1000_0000;
 /// Inode flag: case-folded directory.
 pub const FL_CASEFOLD: u32 = 0x4000_0000;
 
+/// Set-user-id bit of `i_mode`.
+pub const S_ISUID: u16 = 0o4000;
+/// Set-group-id bit of `i_mode`.
+pub const S_ISGID: u16 = 0o2000;
+/// Sticky bit of `i_mode`.
+pub const S_ISVTX: u16 = 0o1000;
 /// File type bits of `i_mode`.
 pub const S_IFMT: u16 = 0o170000;
 /// Socket.

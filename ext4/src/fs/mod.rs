@@ -2,6 +2,7 @@
 //! group descriptors, inodes and metadata blocks, and the read operations
 //! built on them (one module per operation family).
 
+pub mod acl;
 pub mod bitmap;
 pub mod dax;
 pub mod block_map_write;

@@ -27,6 +27,11 @@ pub struct NewInode {
     pub gid: u32,
     /// Device number for character and block devices (Linux dev_t encoding).
     pub rdev: u32,
+    /// POSIX ACL creation semantics: `Some(umask)` applies the parent's
+    /// default ACL, or this umask when it has none, as an ACL-enabled
+    /// kernel mount does ([`Ext4::inherit_acls_in`]); `None` creates the
+    /// inode with `mode` exactly.
+    pub umask: Option<u16>,
 }
 
 /// How rename treats an existing target.
@@ -118,7 +123,10 @@ impl Ext4 {
         }
         let t = now();
         let ino = self.alloc_inode(h, parent, is_dir)?;
-        let inode = self.fresh_inode(h, ino, attr, t)?;
+        let mut inode = self.fresh_inode(h, ino, attr, t)?;
+        if let Some(umask) = attr.umask {
+            self.inherit_acls_in(h, &dir, &mut inode, umask)?;
+        }
         Ok((dir, inode, t))
     }
 
@@ -167,7 +175,7 @@ impl Ext4 {
         if target.is_empty() || target.len() > SYMLINK_MAX.min(self.block_size() as usize - 1) || target.contains(&0) {
             return Err(Error::InvalidArgument("symlink target must be 1..4095 bytes without NUL".into()));
         }
-        let attr = NewInode { mode: S_IFLNK | 0o777, uid, gid, rdev: 0 };
+        let attr = NewInode { mode: S_IFLNK | 0o777, uid, gid, rdev: 0, umask: None };
         let reservation = if target.len() >= 60 {
             let r = self.allocate(self.data_goal(parent, false), 1)?;
             self.write_reserved(&r, target)?;
@@ -200,6 +208,27 @@ impl Ext4 {
         Ok(inode)
     }
 
+    /// Creates a regular file without a name (O_TMPFILE) for directory
+    /// `parent`: allocated near it, with no links, on the orphan list and
+    /// held open once for the caller ([`Ext4::close_inode`] frees it unless
+    /// [`Ext4::link`] named it first). One handle.
+    pub fn tmpfile(&self, parent: u32, attr: NewInode) -> Result<Inode> {
+        if FileType::from_mode(attr.mode) != Some(FileType::Regular) {
+            return Err(Error::InvalidArgument(format!("tmpfile with mode {:o}", attr.mode)));
+        }
+        let mut h = self.begin()?;
+        let dir = self.parent_dir_in(&h, parent)?;
+        let ino = self.alloc_inode(&mut h, parent, false)?;
+        let mut inode = self.fresh_inode(&h, ino, &attr, now())?;
+        if let Some(umask) = attr.umask {
+            self.inherit_acls_in(&mut h, &dir, &mut inode, umask)?;
+        }
+        inode.raw.links_count = 0;
+        self.orphan_new_in(&mut h, &mut inode)?;
+        h.finish();
+        Ok(inode)
+    }
+
     /// Adds hard link `name` in `parent` to inode `ino` (not a directory).
     pub fn link(&self, ino: u32, parent: u32, name: &[u8]) -> Result<Inode> {
         let mut h = self.begin()?;
@@ -208,7 +237,8 @@ impl Ext4 {
             return Err(Error::IsADirectory(ino));
         }
         if inode.links_count() == 0 {
-            return Err(Error::NotFound);
+            // Only an open orphan (an O_TMPFILE file) can get a name back.
+            self.unorphan_in(&mut h, &mut inode)?;
         }
         if inode.links_count() >= LINK_MAX {
             return Err(Error::TooManyLinks(ino));

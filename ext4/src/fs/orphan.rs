@@ -101,6 +101,33 @@ impl Ext4 {
         Ok(())
     }
 
+    /// Registers `inode`, new and nameless (O_TMPFILE), as an open orphan
+    /// inside `h`: on the list, held open once for the caller, who drops
+    /// that reference with [`Ext4::close_inode`]. The caller must finish `h`.
+    pub(crate) fn orphan_new_in(&self, h: &mut Handle<'_>, inode: &mut Inode) -> Result<()> {
+        self.add_orphan_in(h, inode)?;
+        let mut st = self.open_inodes().lock();
+        *st.counts.entry(inode.ino).or_insert(0) += 1;
+        st.orphaned.insert(inode.ino);
+        Ok(())
+    }
+
+    /// Takes an open orphan off the orphan list inside `h` so it can get a
+    /// name again (linkat of an O_TMPFILE file). [`Error::NotFound`] when
+    /// the inode is not an open orphan.
+    pub(crate) fn unorphan_in(&self, h: &mut Handle<'_>, inode: &mut Inode) -> Result<()> {
+        {
+            let st = self.open_inodes().lock();
+            if !st.orphaned.contains(&inode.ino) || !st.counts.contains_key(&inode.ino) {
+                return Err(Error::NotFound);
+            }
+        }
+        self.remove_orphan_in(h, inode)?;
+        inode.raw.dtime = 0;
+        self.open_inodes().lock().orphaned.remove(&inode.ino);
+        Ok(())
+    }
+
     /// Pushes `inode` on the head of the orphan list and writes it.
     fn add_orphan_in(&self, h: &mut Handle<'_>, inode: &mut Inode) -> Result<()> {
         let head = self.superblock_in(h)?.last_orphan;

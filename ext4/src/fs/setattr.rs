@@ -3,7 +3,7 @@
 
 use super::Ext4;
 use super::file_write::{now, touch_ctime};
-use crate::disk::inode::{Inode, S_IFMT, Timestamp};
+use crate::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, Inode, S_IFMT, Timestamp};
 use crate::error::{Error, Result};
 
 /// Which attributes to change; `None` leaves one as it is.
@@ -41,6 +41,7 @@ impl Ext4 {
         let mut inode = self.read_inode_in(&h, ino)?;
         if let Some(mode) = attr.mode {
             inode.raw.mode = (inode.raw.mode & S_IFMT) | (mode & !S_IFMT);
+            self.chmod_acl_in(&mut h, &mut inode)?;
         }
         if let Some(uid) = attr.uid {
             inode.raw.uid_lo = uid as u16;
@@ -65,4 +66,24 @@ impl Ext4 {
         h.finish();
         Ok(inode)
     }
+
+    /// Replaces the flags of `ino` selected by `mask` with those of
+    /// `flags` (FS_IOC_SETFLAGS), updating ctime. Only [`SETTABLE_FLAGS`]
+    /// can change: anything else in `mask` is [`Error::Unsupported`].
+    pub fn set_flags(&self, ino: u32, flags: u32, mask: u32) -> Result<Inode> {
+        if mask & !SETTABLE_FLAGS != 0 {
+            return Err(Error::Unsupported(format!("inode flags {:#x}", mask & !SETTABLE_FLAGS)));
+        }
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        inode.raw.flags = (inode.raw.flags & !mask) | (flags & mask);
+        touch_ctime(&mut inode, now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(inode)
+    }
 }
+
+/// The inode flags [`Ext4::set_flags`] changes: the ones whose meaning the
+/// daemon enforces (immutable, append-only) or that need nothing of it.
+pub const SETTABLE_FLAGS: u32 = FL_IMMUTABLE | FL_APPEND | FL_NODUMP | FL_NOATIME;

@@ -1,0 +1,312 @@
+//! File data and attributes: GETATTR, SETATTR, OPEN, READ, WRITE, FLUSH,
+//! RELEASE, FSYNC, FALLOCATE, LSEEK and COPY_FILE_RANGE. Data moves
+//! between the image and the request or reply buffer directly.
+
+use super::access::{self, Caller, MAY_READ, MAY_WRITE};
+use super::attr::attr_out;
+use super::errno::{Errno, FsResult};
+use super::handles::Handle;
+use super::{APPEND_STRIPES, Ext4Fs, killed_suid};
+use crate::fuse::wire::ReplyBuf;
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
+use ext4::fs::fallocate::FallocMode;
+use ext4::fs::setattr::SetAttr;
+use ext4::{Inode, Timestamp};
+use fuse_abi::linux::*;
+
+/// Largest COPY_FILE_RANGE one request performs (the caller loops).
+const COPY_CHUNK: usize = 1 << 20;
+const COPY_MAX: u64 = 64 << 20;
+
+/// fallocate(2) mode bits.
+const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
+const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
+
+fn timestamp(secs: u64, nsecs: u32) -> FsResult<Timestamp> {
+    if nsecs >= 1_000_000_000 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Timestamp { secs: secs as i64, nsecs })
+}
+
+impl Ext4Fs {
+    /// A file handle of `ino` that allows reading or writing.
+    fn file_handle(&self, fh: u64, ino: u32) -> FsResult<Handle> {
+        self.handles.get(fh, ino, false)
+    }
+
+    /// GETATTR.
+    pub fn getattr(&self, node: u64) -> FsResult<fuse_attr_out> {
+        let inode = self.inode(node)?;
+        Ok(attr_out(&self.fs, &inode, self.opts.cache))
+    }
+
+    /// SETATTR: chmod, chown, truncate, utimes, with the VFS's rules.
+    pub fn setattr(&self, caller: &Caller<'_>, node: u64, a: &fuse_setattr_in) -> FsResult<fuse_attr_out> {
+        let inode = self.inode(node)?;
+        let v = a.valid;
+        let times_now_only = v & (FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | FATTR_CTIME) == 0
+            && (v & FATTR_ATIME == 0 || v & FATTR_ATIME_NOW != 0)
+            && (v & FATTR_MTIME == 0 || v & FATTR_MTIME_NOW != 0);
+        if inode.flags() & FL_IMMUTABLE != 0 || (inode.flags() & FL_APPEND != 0 && !times_now_only) {
+            return Err(Errno::EPERM);
+        }
+        let mut sa = SetAttr::default();
+        let mut mode = None;
+        if v & FATTR_MODE != 0 {
+            mode = Some(access::chmod_mode(&inode, caller, a.mode as u16)?);
+        }
+        let (uid, gid) = (Some(a.uid).filter(|_| v & FATTR_UID != 0), Some(a.gid).filter(|_| v & FATTR_GID != 0));
+        if uid.is_some() || gid.is_some() {
+            access::check_chown(&inode, caller, uid, gid)?;
+            (sa.uid, sa.gid) = (uid, gid);
+            if !inode.is_dir() {
+                mode = Some(killed_suid(mode.unwrap_or(inode.mode())));
+            }
+        }
+        if v & FATTR_SIZE != 0 {
+            if inode.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            if !inode.is_reg() {
+                return Err(Errno::EINVAL);
+            }
+            if v & FATTR_FH != 0 {
+                if !self.file_handle(a.fh, inode.ino)?.write {
+                    return Err(Errno::EBADF);
+                }
+            } else {
+                access::check(&self.fs, &inode, caller, MAY_WRITE)?;
+            }
+            if a.size > self.fs.max_file_size(&inode) {
+                return Err(Errno::EFBIG);
+            }
+            sa.size = Some(a.size);
+            if v & FATTR_KILL_SUIDGID != 0 {
+                mode = Some(killed_suid(mode.unwrap_or(inode.mode())));
+            }
+        }
+        let now = Timestamp::now();
+        for (set, at_now, secs, nsecs, slot) in [
+            (FATTR_ATIME, FATTR_ATIME_NOW, a.atime, a.atimensec, &mut sa.atime),
+            (FATTR_MTIME, FATTR_MTIME_NOW, a.mtime, a.mtimensec, &mut sa.mtime),
+        ] {
+            if v & set == 0 {
+                continue;
+            }
+            let explicit = v & at_now == 0;
+            access::check_times(&self.fs, &inode, caller, explicit)?;
+            *slot = Some(if explicit { timestamp(secs, nsecs)? } else { now });
+        }
+        if v & FATTR_CTIME != 0 {
+            sa.ctime = Some(timestamp(a.ctime, a.ctimensec)?);
+        }
+        sa.mode = mode.filter(|&m| m != inode.mode() || v & FATTR_MODE != 0);
+        let inode = self.fs.setattr(inode.ino, &sa)?;
+        Ok(attr_out(&self.fs, &inode, self.opts.cache))
+    }
+
+    /// OPEN of a regular file.
+    pub fn open(&self, caller: &Caller<'_>, node: u64, flags: u32, open_flags: u32) -> FsResult<fuse_open_out> {
+        let inode = self.inode(node)?;
+        if inode.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        let f = flags as i32;
+        let acc = f & libc::O_ACCMODE;
+        let trunc = f & libc::O_TRUNC != 0;
+        let write = acc != libc::O_RDONLY || trunc;
+        let mut mask = if acc != libc::O_WRONLY { MAY_READ } else { 0 };
+        if write {
+            mask |= MAY_WRITE;
+            if self.fs.is_read_only() {
+                return Err(Errno::EROFS);
+            }
+            if inode.flags() & FL_IMMUTABLE != 0 || (inode.flags() & FL_APPEND != 0 && (f & libc::O_APPEND == 0 || trunc)) {
+                return Err(Errno::EPERM);
+            }
+        }
+        access::check(&self.fs, &inode, caller, mask)?;
+        if trunc && inode.is_reg() && inode.size() != 0 {
+            let mut sa = SetAttr { size: Some(0), ..SetAttr::default() };
+            if open_flags & FUSE_OPEN_KILL_SUIDGID != 0 && inode.mode() & (S_ISUID | S_ISGID) != 0 {
+                sa.mode = Some(killed_suid(inode.mode()));
+            }
+            self.fs.setattr(inode.ino, &sa)?;
+        }
+        self.fs.open_inode(inode.ino);
+        Ok(self.register_handle(inode.ino, flags, false))
+    }
+
+    /// RELEASE of a file handle; the owner's POSIX locks go with it when
+    /// the client asks (FUSE_RELEASE_FLUSH) — FLUSH normally did that.
+    pub fn release(&self, node: u64, fh: u64, release_flags: u32, lock_owner: u64) -> FsResult<()> {
+        let ino = self.nodes.inode_of(node)?;
+        let h = self.handles.remove(fh, ino, false)?;
+        if release_flags & FUSE_RELEASE_FLUSH != 0 {
+            self.locks.release_owner(ino, lock_owner);
+        }
+        Ok(self.fs.close_inode(h.ino)?)
+    }
+
+    /// FLUSH (close of one descriptor): drops that owner's POSIX locks.
+    pub fn flush(&self, node: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+        let ino = self.nodes.inode_of(node)?;
+        self.file_handle(fh, ino)?;
+        self.locks.release_owner(ino, lock_owner);
+        Ok(())
+    }
+
+    /// READ: up to `size` bytes at `offset`, straight into the reply.
+    pub fn read(&self, node: u64, fh: u64, offset: u64, size: u32, out: &mut ReplyBuf) -> FsResult<()> {
+        let inode = self.inode(node)?;
+        if !self.file_handle(fh, inode.ino)?.read {
+            return Err(Errno::EBADF);
+        }
+        let start = out.body_len();
+        let n = self.fs.read(&inode, offset, out.tail(size as usize))?;
+        out.truncate_body(start + n);
+        Ok(())
+    }
+
+    /// WRITE of `data` at `offset` (at the end for O_APPEND handles).
+    pub fn write(&self, node: u64, fh: u64, offset: u64, data: &[u8], write_flags: u32) -> FsResult<u32> {
+        let inode = self.inode(node)?;
+        let h = self.file_handle(fh, inode.ino)?;
+        if !h.write {
+            return Err(Errno::EBADF);
+        }
+        if inode.flags() & FL_IMMUTABLE != 0 {
+            return Err(Errno::EPERM);
+        }
+        if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 && killed_suid(inode.mode()) != inode.mode() {
+            let sa = SetAttr { mode: Some(killed_suid(inode.mode())), ..SetAttr::default() };
+            self.fs.setattr(inode.ino, &sa)?;
+        }
+        let n = if h.append || inode.flags() & FL_APPEND != 0 {
+            let _serial = self.append[inode.ino as usize % APPEND_STRIPES].lock().unwrap();
+            let size = self.fs.read_inode(inode.ino)?.size();
+            self.fs.write(inode.ino, size, data)?
+        } else {
+            self.fs.write(inode.ino, offset, data)?
+        };
+        Ok(n as u32)
+    }
+
+    /// FSYNC / FSYNCDIR / SYNCFS: commits the journal (all of it: one
+    /// transaction covers every inode).
+    pub fn sync(&self) -> FsResult<()> {
+        Ok(self.fs.sync()?)
+    }
+
+    /// FALLOCATE.
+    pub fn fallocate(&self, node: u64, fh: u64, offset: u64, len: u64, mode: u32) -> FsResult<()> {
+        let inode = self.inode(node)?;
+        if !self.file_handle(fh, inode.ino)?.write {
+            return Err(Errno::EBADF);
+        }
+        // vfs_fallocate: immutable files refuse all, append-only ones all but preallocation.
+        if inode.flags() & FL_IMMUTABLE != 0 || (inode.flags() & FL_APPEND != 0 && mode & !FALLOC_FL_KEEP_SIZE != 0) {
+            return Err(Errno::EPERM);
+        }
+        let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let m = match mode & !FALLOC_FL_KEEP_SIZE {
+            0 if keep => FallocMode::KeepSize,
+            0 => FallocMode::Default,
+            FALLOC_FL_PUNCH_HOLE if keep => FallocMode::PunchHole,
+            FALLOC_FL_ZERO_RANGE => FallocMode::ZeroRange { keep_size: keep },
+            _ => return Err(Errno::EOPNOTSUPP),
+        };
+        if len == 0 || offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.fs.fallocate(inode.ino, m, offset, len)?)
+    }
+
+    /// LSEEK with SEEK_DATA or SEEK_HOLE (the client handles the others).
+    /// Unwritten extents are holes, as ext4 reports them without cached pages.
+    pub fn lseek(&self, node: u64, fh: u64, offset: u64, whence: u32) -> FsResult<u64> {
+        let inode = self.inode(node)?;
+        self.file_handle(fh, inode.ino)?;
+        let size = inode.size();
+        if offset >= size {
+            return Err(Errno::ENXIO);
+        }
+        let data = self.data_ranges(&inode)?;
+        match whence as i32 {
+            libc::SEEK_DATA => data.iter().find(|&&(_, e)| e > offset).map(|&(s, _)| s.max(offset)).ok_or(Errno::ENXIO),
+            libc::SEEK_HOLE => {
+                let mut pos = offset;
+                for &(s, e) in &data {
+                    if s > pos {
+                        break;
+                    }
+                    pos = pos.max(e);
+                }
+                Ok(pos.min(size))
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Byte ranges of `inode` holding written data, in order, clipped to its size.
+    fn data_ranges(&self, inode: &Inode) -> FsResult<Vec<(u64, u64)>> {
+        let size = inode.size();
+        if inode.has_flag(FL_INLINE_DATA) {
+            return Ok(vec![(0, size)]);
+        }
+        let bs = self.fs.block_size() as u64;
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for x in self.fs.file_extents(inode)?.into_iter().filter(|x| !x.unwritten) {
+            let (s, e) = (x.lblk * bs, ((x.lblk + x.len) * bs).min(size));
+            if s >= e {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => out.push((s, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// COPY_FILE_RANGE: copies through a bounce buffer (ext4 has no
+    /// shared extents); at most [`COPY_MAX`] bytes per request.
+    pub fn copy_file_range(&self, a: &fuse_copy_file_range_in, node_in: u64) -> FsResult<u32> {
+        if a.flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let src = self.inode(node_in)?;
+        let dst = self.inode(a.nodeid_out)?;
+        if !self.file_handle(a.fh_in, src.ino)?.read || !self.file_handle(a.fh_out, dst.ino)?.write {
+            return Err(Errno::EBADF);
+        }
+        if !src.is_reg() || !dst.is_reg() {
+            return Err(Errno::EINVAL);
+        }
+        if dst.flags() & (FL_IMMUTABLE | FL_APPEND) != 0 {
+            return Err(Errno::EPERM);
+        }
+        let len = a.len.min(COPY_MAX).min(u32::MAX as u64);
+        if src.ino == dst.ino && a.off_in < a.off_out.saturating_add(len) && a.off_out < a.off_in.saturating_add(len) {
+            return Err(Errno::EINVAL);
+        }
+        let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
+        let mut done = 0u64;
+        while done < len {
+            let src = self.fs.read_inode(src.ino)?;
+            let want = ((len - done) as usize).min(buf.len());
+            let n = self.fs.read(&src, a.off_in + done, &mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            let w = self.fs.write(dst.ino, a.off_out + done, &buf[..n])?;
+            done += w as u64;
+            if w < n {
+                break;
+            }
+        }
+        Ok(done as u32)
+    }
+}

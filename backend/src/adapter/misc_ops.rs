@@ -1,0 +1,133 @@
+//! STATFS, ACCESS, POSIX locks (GETLK, SETLK, SETLKW, INTERRUPT) and the
+//! FS_IOC_GETFLAGS / FS_IOC_SETFLAGS ioctls.
+
+use super::access::{self, Caller, MAY_WRITE};
+use super::errno::{Errno, FsResult};
+use super::locks::{F_UNLCK, RangeLock};
+use super::Ext4Fs;
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE};
+use ext4::fs::setattr::SETTABLE_FLAGS;
+use fuse_abi::linux::{fuse_file_lock, fuse_kstatfs, fuse_lk_in};
+
+/// FS_IOC_GETFLAGS (`_IOR('f', 1, long)`) and its 32-bit form.
+pub const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+/// FS_IOC32_GETFLAGS.
+pub const FS_IOC32_GETFLAGS: u32 = 0x8004_6601;
+/// FS_IOC_SETFLAGS (`_IOW('f', 2, long)`).
+pub const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+/// FS_IOC32_SETFLAGS.
+pub const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+
+/// Flags FS_IOC_GETFLAGS shows (ext4's `EXT4_FL_USER_VISIBLE`).
+const USER_VISIBLE_FLAGS: u32 = 0x705B_DFFF;
+
+impl Ext4Fs {
+    /// STATFS.
+    pub fn statfs(&self) -> FsResult<fuse_kstatfs> {
+        let s = self.fs.statfs()?;
+        Ok(fuse_kstatfs {
+            blocks: s.blocks,
+            bfree: s.free_blocks,
+            bavail: s.avail_blocks,
+            files: s.inodes,
+            ffree: s.free_inodes,
+            bsize: s.block_size,
+            namelen: s.name_max,
+            frsize: s.block_size,
+            padding: 0,
+            spare: [0; 6],
+        })
+    }
+
+    /// ACCESS: `mask` of R_OK, W_OK, X_OK (0 checks existence).
+    pub fn access(&self, caller: &Caller<'_>, node: u64, mask: u32) -> FsResult<()> {
+        let inode = self.inode(node)?;
+        let mask = (mask & 7) as u16;
+        if mask & MAY_WRITE != 0 {
+            if self.fs.is_read_only() && !matches!(inode.file_type(), Some(ext4::FileType::CharDevice | ext4::FileType::BlockDevice | ext4::FileType::Fifo | ext4::FileType::Socket)) {
+                return Err(Errno::EROFS);
+            }
+            if inode.flags() & FL_IMMUTABLE != 0 {
+                return Err(Errno::EPERM);
+            }
+        }
+        access::check(&self.fs, &inode, caller, mask)
+    }
+
+    fn range_lock(a: &fuse_lk_in) -> RangeLock {
+        RangeLock { start: a.lk.start, end: a.lk.end, typ: a.lk.type_, owner: a.owner, pid: a.lk.pid }
+    }
+
+    /// GETLK: the lock that would block the one described, or F_UNLCK.
+    pub fn getlk(&self, node: u64, a: &fuse_lk_in) -> FsResult<fuse_file_lock> {
+        let ino = self.nodes.inode_of(node)?;
+        self.handles.get(a.fh, ino, false)?;
+        let want = Self::range_lock(a);
+        Ok(match self.locks.test(ino, &want) {
+            Some(l) => fuse_file_lock { start: l.start, end: l.end, type_: l.typ, pid: l.pid },
+            None => fuse_file_lock { type_: F_UNLCK, ..a.lk },
+        })
+    }
+
+    /// SETLK / SETLKW (`wait`); `unique` identifies the request for INTERRUPT.
+    pub fn setlk(&self, node: u64, a: &fuse_lk_in, wait: bool, unique: u64) -> FsResult<()> {
+        let ino = self.nodes.inode_of(node)?;
+        self.handles.get(a.fh, ino, false)?;
+        let want = Self::range_lock(a);
+        if wait { self.locks.set_wait(ino, &want, unique) } else { self.locks.set(ino, &want) }
+    }
+
+    /// INTERRUPT of request `unique` (only lock waits are interruptible;
+    /// everything else finishes quickly).
+    pub fn interrupt(&self, unique: u64) {
+        self.locks.interrupt(unique)
+    }
+
+    /// FS_IOC_GETFLAGS.
+    pub fn get_flags(&self, node: u64) -> FsResult<u32> {
+        Ok(self.inode(node)?.flags() & USER_VISIBLE_FLAGS)
+    }
+
+    /// FS_IOC_SETFLAGS: the owner may change [`SETTABLE_FLAGS`], only root
+    /// the immutable and append-only ones (CAP_LINUX_IMMUTABLE); flags
+    /// outside the settable set must stay as they are.
+    pub fn set_flags(&self, caller: &Caller<'_>, node: u64, flags: u32) -> FsResult<()> {
+        let inode = self.inode(node)?;
+        if !caller.owns(&inode) {
+            return Err(Errno::EPERM);
+        }
+        let old = inode.flags() & USER_VISIBLE_FLAGS;
+        let changed = (old ^ flags) & USER_VISIBLE_FLAGS;
+        if changed & !SETTABLE_FLAGS != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if changed & (FL_IMMUTABLE | FL_APPEND) != 0 && !caller.is_root() {
+            return Err(Errno::EPERM);
+        }
+        if inode.flags() & (FL_IMMUTABLE | FL_APPEND) != 0 && !caller.is_root() {
+            return Err(Errno::EPERM);
+        }
+        self.fs.set_flags(inode.ino, flags, SETTABLE_FLAGS)?;
+        Ok(())
+    }
+
+    /// READLINK.
+    pub fn readlink(&self, node: u64) -> FsResult<Vec<u8>> {
+        let inode = self.inode(node)?;
+        if !inode.is_symlink() {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.fs.read_link(&inode)?)
+    }
+
+    /// Checks that `node` names a live inode (FSYNC of a node the client knows).
+    pub fn inode_exists(&self, node: u64) -> FsResult<()> {
+        self.inode(node).map(|_| ())
+    }
+
+    /// Checks that `fh` is a handle of `node` of the right kind (IOCTL).
+    pub fn ioctl_handle(&self, node: u64, fh: u64, dir: bool) -> FsResult<()> {
+        let ino = self.nodes.inode_of(node)?;
+        self.handles.get(fh, ino, dir).map(|_| ())
+    }
+}

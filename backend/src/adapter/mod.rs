@@ -1,0 +1,142 @@
+//! The ext4 adapter: FUSE semantics over the ext4 core. It maps node ids
+//! and handles to inodes, checks permissions like the kernel's VFS, keeps
+//! POSIX locks, and turns core errors into errno values. The protocol
+//! layer (`crate::fuse`) decodes requests and calls it with typed
+//! arguments; one module per operation family.
+
+pub mod access;
+pub mod attr;
+pub mod errno;
+pub mod handles;
+pub mod locks;
+pub mod nodes;
+
+mod dir_ops;
+mod file_ops;
+mod misc_ops;
+mod namespace_ops;
+mod xattr_ops;
+
+pub use misc_ops::{FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS};
+pub use xattr_ops::XattrReply;
+
+use access::{Caller, GroupSource};
+use attr::CachePolicy;
+use errno::{Errno, FsResult};
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, S_ISGID, S_ISUID};
+use ext4::{Ext4, Inode};
+use handles::HandleTable;
+use locks::LockTable;
+use nodes::NodeTable;
+use std::sync::{Arc, Mutex};
+
+/// Longest name a directory entry can hold.
+const NAME_MAX: usize = 255;
+
+/// Stripes of the lock that serialises appends to one inode.
+const APPEND_STRIPES: usize = 64;
+
+/// Settings of the adapter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdapterOptions {
+    /// What the client may cache.
+    pub cache: CachePolicy,
+}
+
+/// FUSE file system semantics over one open ext4 image.
+pub struct Ext4Fs {
+    fs: Arc<Ext4>,
+    opts: AdapterOptions,
+    nodes: NodeTable,
+    handles: HandleTable,
+    locks: LockTable,
+    groups: Box<dyn GroupSource>,
+    append: Vec<Mutex<()>>,
+}
+
+impl Ext4Fs {
+    /// An adapter over `fs`; supplementary groups of callers come from `groups`.
+    pub fn new(fs: Arc<Ext4>, opts: AdapterOptions, groups: Box<dyn GroupSource>) -> Self {
+        Ext4Fs {
+            fs,
+            opts,
+            nodes: NodeTable::default(),
+            handles: HandleTable::default(),
+            locks: LockTable::default(),
+            groups,
+            append: (0..APPEND_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// The ext4 file system served.
+    pub fn ext4(&self) -> &Arc<Ext4> {
+        &self.fs
+    }
+
+    /// The caller of a request with these ids.
+    pub fn caller(&self, uid: u32, gid: u32, pid: u32) -> Caller<'_> {
+        Caller::new(uid, gid, pid, self.groups.as_ref())
+    }
+
+    /// Number of nodes the client holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Releases every node and handle the client held (DESTROY, or the
+    /// transport went away): orphans whose last user that was are freed.
+    pub fn end_session(&self) {
+        for h in self.handles.drain() {
+            if let Err(e) = self.fs.close_inode(h.ino) {
+                log::error!("closing inode {} at session end: {e}", h.ino);
+            }
+        }
+        self.nodes.forget_all(&self.fs);
+    }
+
+    /// The inode behind `node`, read fresh.
+    fn inode(&self, node: u64) -> FsResult<Inode> {
+        let ino = self.nodes.inode_of(node)?;
+        let inode = self.fs.read_inode(ino)?;
+        if inode.file_type().is_none() {
+            return Err(Errno::ESTALE);
+        }
+        Ok(inode)
+    }
+
+    /// The inode behind `node`, which must be a directory.
+    fn dir(&self, node: u64) -> FsResult<Inode> {
+        let d = self.inode(node)?;
+        if !d.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(d)
+    }
+}
+
+/// Checks a name from the client: not empty, no '/', at most 255 bytes.
+fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.is_empty() || name.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    if name.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
+/// EPERM for an immutable or append-only inode (`IS_IMMUTABLE || IS_APPEND`).
+fn check_not_pinned(inode: &Inode) -> FsResult<()> {
+    if inode.flags() & (FL_IMMUTABLE | FL_APPEND) != 0 { Err(Errno::EPERM) } else { Ok(()) }
+}
+
+/// The mode without set-user-id, and without set-group-id when the group
+/// can execute (a set-group-id without group execute marks mandatory
+/// locking and stays): what writes, truncates and chowns leave.
+fn killed_suid(mode: u16) -> u16 {
+    let mut m = mode & !S_ISUID;
+    if m & 0o010 != 0 {
+        m &= !S_ISGID;
+    }
+    m
+}

@@ -1,0 +1,70 @@
+//! Runs requests from any transport on a pool of worker threads. A
+//! transport only has to receive whole requests and send whole replies,
+//! from several threads at once; requests that may block for long (lock
+//! waits) finish on threads of their own so the pool never stalls.
+
+use super::server::{Outcome, Server};
+use super::wire::ReplyBuf;
+use std::io;
+use std::sync::Arc;
+
+/// Where requests come from and replies go.
+pub trait Transport: Send + Sync {
+    /// Waits for the next request and reads it into `buf` (sized for the
+    /// largest request); returns its length, or `None` when the session is
+    /// over (the client unmounted or went away).
+    fn receive(&self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Sends one whole reply.
+    fn send(&self, reply: &[u8]) -> io::Result<()>;
+}
+
+/// Serves requests from `transport` with `threads` workers until the
+/// session ends; returns the first transport error, if any.
+pub fn serve(server: Arc<Server>, transport: Arc<dyn Transport>, threads: usize) -> io::Result<()> {
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|i| {
+            let (server, transport) = (server.clone(), transport.clone());
+            std::thread::Builder::new()
+                .name(format!("fuse-worker-{i}"))
+                .spawn(move || worker(&server, transport))
+                .expect("spawn worker thread")
+        })
+        .collect();
+    let mut first_err = Ok(());
+    for w in workers {
+        let r = w.join().unwrap_or_else(|_| Err(io::Error::other("worker thread panicked")));
+        if first_err.is_ok() {
+            first_err = r;
+        }
+    }
+    first_err
+}
+
+fn worker(server: &Arc<Server>, transport: Arc<dyn Transport>) -> io::Result<()> {
+    let mut buf = vec![0u8; server.options().request_buffer_size()];
+    let mut out = ReplyBuf::new();
+    loop {
+        let Some(n) = transport.receive(&mut buf)? else { return Ok(()) };
+        match server.handle(&buf[..n], &mut out) {
+            Outcome::Reply(bytes) => send_reply(transport.as_ref(), bytes),
+            Outcome::NoReply => {}
+            Outcome::Deferred(job) => {
+                let t = transport.clone();
+                std::thread::spawn(move || {
+                    let mut out = ReplyBuf::new();
+                    job(&mut out);
+                    send_reply(t.as_ref(), out.bytes());
+                });
+            }
+        }
+    }
+}
+
+/// Sends a reply; a failure means the request is gone (interrupted, or
+/// the client died) and is only logged.
+fn send_reply(t: &dyn Transport, bytes: &[u8]) {
+    if let Err(e) = t.send(bytes) {
+        log::debug!("reply not delivered: {e}");
+    }
+}

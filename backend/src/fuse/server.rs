@@ -1,0 +1,499 @@
+//! The FUSE server: decodes one request, checks that it is whole, runs it
+//! on the ext4 adapter and encodes the reply. INIT negotiation lives here.
+//! Every malformed request (short, lying about its length, an unknown
+//! opcode, a name without NUL, an unknown node or handle) gets an error
+//! reply and changes nothing; the server keeps serving.
+
+use super::wire::{ArgReader, ReplyBuf, WireError};
+use crate::adapter::Ext4Fs;
+use crate::adapter::errno::{Errno, FsResult};
+use crate::adapter::{FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, XattrReply};
+use fuse_abi::linux::*;
+use std::sync::Arc;
+use zerocopy::FromBytes;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Oldest protocol minor served (7.31: the first with everything virtio-fs needs).
+pub const MIN_MINOR: u32 = 31;
+/// Newest protocol minor spoken.
+pub const MAX_MINOR: u32 = 40;
+/// Size of a request header.
+pub const IN_HEADER_SIZE: usize = std::mem::size_of::<fuse_in_header>();
+/// Page size the protocol counts in.
+const PAGE: u32 = 4096;
+
+/// Protocol settings of a server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Largest WRITE (and READ) payload; a multiple of the page size.
+    pub max_write: u32,
+    /// Offer the client's writeback cache (FUSE_WRITEBACK_CACHE).
+    pub writeback: bool,
+    /// The transport has a DAX window: offer map alignment and per-inode DAX.
+    pub dax: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { max_write: 1 << 20, writeback: false, dax: false }
+    }
+}
+
+impl ServerOptions {
+    /// Size of the buffer a transport needs for the largest request.
+    pub fn request_buffer_size(&self) -> usize {
+        self.max_write as usize + PAGE as usize
+    }
+}
+
+/// What became of one request.
+pub enum Outcome<'a> {
+    /// Send these reply bytes.
+    Reply(&'a [u8]),
+    /// The request takes no reply (FORGET, BATCH_FORGET, INTERRUPT, or a
+    /// request too short to name itself).
+    NoReply,
+    /// A request that may block for long (F_SETLKW): run the job off the
+    /// worker pool, then send the reply it builds.
+    Deferred(DeferredJob),
+}
+
+/// A request to finish on its own thread; it writes its whole reply into
+/// the buffer it is given.
+pub type DeferredJob = Box<dyn FnOnce(&mut ReplyBuf) + Send>;
+
+/// A FUSE session over one ext4 adapter.
+pub struct Server {
+    fs: Arc<Ext4Fs>,
+    opts: ServerOptions,
+    initialized: AtomicBool,
+    destroyed: AtomicBool,
+    minor: AtomicU32,
+    setxattr_ext: AtomicBool,
+}
+
+/// The parts of a request header every operation uses.
+struct Req<'a> {
+    unique: u64,
+    node: u64,
+    uid: u32,
+    gid: u32,
+    pid: u32,
+    args: ArgReader<'a>,
+}
+
+impl From<WireError> for Errno {
+    fn from(e: WireError) -> Errno {
+        log::warn!("malformed request: {e}");
+        Errno::EINVAL
+    }
+}
+
+/// An empty successful reply.
+fn ok(out: &mut ReplyBuf) -> FsResult<()> {
+    let _ = out;
+    Ok(())
+}
+
+impl Server {
+    /// A server for `fs`.
+    pub fn new(fs: Arc<Ext4Fs>, opts: ServerOptions) -> Self {
+        Server {
+            fs,
+            opts,
+            initialized: AtomicBool::new(false),
+            destroyed: AtomicBool::new(false),
+            minor: AtomicU32::new(0),
+            setxattr_ext: AtomicBool::new(false),
+        }
+    }
+
+    /// The adapter served.
+    pub fn fs(&self) -> &Arc<Ext4Fs> {
+        &self.fs
+    }
+
+    /// The protocol settings.
+    pub fn options(&self) -> &ServerOptions {
+        &self.opts
+    }
+
+    /// Whether the client sent DESTROY (the session is over).
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed.load(Ordering::Acquire)
+    }
+
+    /// Handles one request (`buf` holds exactly the bytes received) and
+    /// returns the reply to send, built in `out`.
+    pub fn handle<'o>(self: &Arc<Self>, buf: &[u8], out: &'o mut ReplyBuf) -> Outcome<'o> {
+        let Ok((hdr, _)) = fuse_in_header::read_from_prefix(buf) else {
+            log::warn!("request of {} bytes is shorter than a header; dropped", buf.len());
+            return Outcome::NoReply;
+        };
+        out.start();
+        let ext = hdr.total_extlen as usize * 8;
+        if hdr.len as usize != buf.len() || (hdr.len as usize) < IN_HEADER_SIZE + ext {
+            log::warn!("request {} says {} bytes but has {}", hdr.unique, hdr.len, buf.len());
+            return Outcome::Reply(out.finish(hdr.unique, -libc::EINVAL));
+        }
+        let req = Req {
+            unique: hdr.unique,
+            node: hdr.nodeid,
+            uid: hdr.uid,
+            gid: hdr.gid,
+            pid: hdr.pid,
+            args: ArgReader::new(&buf[IN_HEADER_SIZE..hdr.len as usize - ext]),
+        };
+        let op = fuse_opcode::try_from(hdr.opcode).ok();
+        if op != Some(fuse_opcode::FUSE_INIT) && !self.initialized.load(Ordering::Acquire) {
+            return Outcome::Reply(out.finish(hdr.unique, -libc::EIO));
+        }
+        let result = match op {
+            Some(fuse_opcode::FUSE_FORGET) => {
+                let mut a = req.args;
+                if let Ok(f) = a.read::<fuse_forget_in>("forget_in") {
+                    self.fs.forget(req.node, f.nlookup);
+                }
+                return Outcome::NoReply;
+            }
+            Some(fuse_opcode::FUSE_BATCH_FORGET) => {
+                self.batch_forget(req.args);
+                return Outcome::NoReply;
+            }
+            Some(fuse_opcode::FUSE_INTERRUPT) => {
+                let mut a = req.args;
+                if let Ok(i) = a.read::<fuse_interrupt_in>("interrupt_in") {
+                    self.fs.interrupt(i.unique);
+                }
+                return Outcome::NoReply;
+            }
+            Some(fuse_opcode::FUSE_SETLKW) => match self.setlkw(&req) {
+                Ok(job) => return Outcome::Deferred(job),
+                Err(e) => Err(e),
+            },
+            Some(op) => self.dispatch(op, req, out),
+            None => {
+                log::debug!("unknown opcode {}", hdr.opcode);
+                Err(Errno::ENOSYS)
+            }
+        };
+        Outcome::Reply(match result {
+            Ok(()) => out.finish(hdr.unique, 0),
+            Err(Errno(e)) => out.finish(hdr.unique, -e),
+        })
+    }
+
+    fn batch_forget(&self, mut a: ArgReader<'_>) {
+        let Ok(b) = a.read::<fuse_batch_forget_in>("batch_forget_in") else { return };
+        for _ in 0..b.count {
+            let Ok(f) = a.read::<fuse_forget_one>("forget_one") else {
+                log::warn!("BATCH_FORGET claims {} entries but holds fewer", b.count);
+                return;
+            };
+            self.fs.forget(f.nodeid, f.nlookup);
+        }
+    }
+
+    fn setlkw(self: &Arc<Self>, req: &Req<'_>) -> FsResult<DeferredJob> {
+        let mut a = req.args;
+        let lk: fuse_lk_in = a.read("lk_in")?;
+        if lk.lk_flags & FUSE_LK_FLOCK != 0 {
+            return Err(Errno::ENOSYS);
+        }
+        let (me, node, unique) = (self.clone(), req.node, req.unique);
+        Ok(Box::new(move |out: &mut ReplyBuf| {
+            out.start();
+            let e = match me.fs.setlk(node, &lk, true, unique) {
+                Ok(()) => 0,
+                Err(Errno(e)) => -e,
+            };
+            out.finish(unique, e);
+        }))
+    }
+
+    fn dispatch(&self, op: fuse_opcode, req: Req<'_>, out: &mut ReplyBuf) -> FsResult<()> {
+        use fuse_opcode::*;
+        let fs = &self.fs;
+        let caller = fs.caller(req.uid, req.gid, req.pid);
+        let c = &caller;
+        let node = req.node;
+        let mut a = req.args;
+        match op {
+            FUSE_INIT => self.init(&mut a, out),
+            FUSE_DESTROY => {
+                fs.end_session();
+                self.destroyed.store(true, Ordering::Release);
+                ok(out)
+            }
+            FUSE_LOOKUP => {
+                let name = a.read_cstr("name")?;
+                out.push(&fs.lookup(c, node, name)?);
+                ok(out)
+            }
+            FUSE_GETATTR => {
+                out.push(&fs.getattr(node)?);
+                ok(out)
+            }
+            FUSE_SETATTR => {
+                let s: fuse_setattr_in = a.read("setattr_in")?;
+                out.push(&fs.setattr(c, node, &s)?);
+                ok(out)
+            }
+            FUSE_READLINK => {
+                out.push_bytes(&fs.readlink(node)?);
+                ok(out)
+            }
+            FUSE_SYMLINK => {
+                let name = a.read_cstr("name")?;
+                let target = a.read_cstr("link target")?;
+                out.push(&fs.symlink(c, node, name, target)?);
+                ok(out)
+            }
+            FUSE_MKNOD => {
+                let m: fuse_mknod_in = a.read_compat("mknod_in", FUSE_COMPAT_MKNOD_IN_SIZE as usize)?;
+                let name = a.read_cstr("name")?;
+                out.push(&fs.mknod(c, node, name, m.mode, m.rdev, m.umask)?);
+                ok(out)
+            }
+            FUSE_MKDIR => {
+                let m: fuse_mkdir_in = a.read("mkdir_in")?;
+                let name = a.read_cstr("name")?;
+                out.push(&fs.mkdir(c, node, name, m.mode, m.umask)?);
+                ok(out)
+            }
+            FUSE_UNLINK => fs.unlink(c, node, a.read_cstr("name")?),
+            FUSE_RMDIR => fs.rmdir(c, node, a.read_cstr("name")?),
+            FUSE_RENAME => {
+                let r: fuse_rename_in = a.read("rename_in")?;
+                let (old, new) = (a.read_cstr("old name")?, a.read_cstr("new name")?);
+                fs.rename(c, node, old, r.newdir, new, 0)
+            }
+            FUSE_RENAME2 => {
+                let r: fuse_rename2_in = a.read("rename2_in")?;
+                let (old, new) = (a.read_cstr("old name")?, a.read_cstr("new name")?);
+                fs.rename(c, node, old, r.newdir, new, r.flags)
+            }
+            FUSE_LINK => {
+                let l: fuse_link_in = a.read("link_in")?;
+                let name = a.read_cstr("name")?;
+                out.push(&fs.link(c, l.oldnodeid, node, name)?);
+                ok(out)
+            }
+            FUSE_OPEN => {
+                let o: fuse_open_in = a.read("open_in")?;
+                out.push(&fs.open(c, node, o.flags, o.open_flags)?);
+                ok(out)
+            }
+            FUSE_READ => {
+                let r: fuse_read_in = a.read("read_in")?;
+                fs.read(node, r.fh, r.offset, r.size.min(self.opts.max_write), out)
+            }
+            FUSE_WRITE => {
+                let w: fuse_write_in = a.read_compat("write_in", FUSE_COMPAT_WRITE_IN_SIZE as usize)?;
+                let data = a.read_bytes(w.size as usize, "write data")?;
+                let n = fs.write(node, w.fh, w.offset, data, w.write_flags)?;
+                out.push(&fuse_write_out { size: n, padding: 0 });
+                ok(out)
+            }
+            FUSE_STATFS => {
+                out.push(&fuse_statfs_out { st: fs.statfs()? });
+                ok(out)
+            }
+            FUSE_RELEASE => {
+                let r: fuse_release_in = a.read("release_in")?;
+                fs.release(node, r.fh, r.release_flags, r.lock_owner)
+            }
+            FUSE_FLUSH => {
+                let f: fuse_flush_in = a.read("flush_in")?;
+                fs.flush(node, f.fh, f.lock_owner)
+            }
+            FUSE_FSYNC | FUSE_FSYNCDIR => {
+                let _: fuse_fsync_in = a.read("fsync_in")?;
+                fs.inode_exists(node)?;
+                fs.sync()
+            }
+            FUSE_SYNCFS => fs.sync(),
+            FUSE_SETXATTR => {
+                let (size, flags, ext) = if self.setxattr_ext.load(Ordering::Relaxed) {
+                    let s: fuse_setxattr_in = a.read("setxattr_in")?;
+                    (s.size, s.flags, s.setxattr_flags)
+                } else {
+                    let s: fuse_setxattr_in = a.read_compat("setxattr_in", FUSE_COMPAT_SETXATTR_IN_SIZE as usize)?;
+                    (s.size, s.flags, 0)
+                };
+                let name = a.read_cstr("xattr name")?;
+                let value = a.read_bytes(size as usize, "xattr value")?;
+                fs.setxattr(c, node, name, value, flags, ext & FUSE_SETXATTR_ACL_KILL_SGID != 0)
+            }
+            FUSE_GETXATTR => {
+                let g: fuse_getxattr_in = a.read("getxattr_in")?;
+                let name = a.read_cstr("xattr name")?;
+                self.xattr_reply(fs.getxattr(c, node, name, g.size)?, out)
+            }
+            FUSE_LISTXATTR => {
+                let g: fuse_getxattr_in = a.read("getxattr_in")?;
+                self.xattr_reply(fs.listxattr(c, node, g.size)?, out)
+            }
+            FUSE_REMOVEXATTR => fs.removexattr(c, node, a.read_cstr("xattr name")?),
+            FUSE_OPENDIR => {
+                let o: fuse_open_in = a.read("open_in")?;
+                out.push(&fs.opendir(c, node, o.flags)?);
+                ok(out)
+            }
+            FUSE_READDIR | FUSE_READDIRPLUS => {
+                let r: fuse_read_in = a.read("read_in")?;
+                fs.readdir(node, r.fh, r.offset, r.size.min(self.opts.max_write), op == FUSE_READDIRPLUS, out)
+            }
+            FUSE_RELEASEDIR => {
+                let r: fuse_release_in = a.read("release_in")?;
+                fs.releasedir(node, r.fh)
+            }
+            FUSE_ACCESS => {
+                let x: fuse_access_in = a.read("access_in")?;
+                fs.access(c, node, x.mask)
+            }
+            FUSE_CREATE => {
+                let cr: fuse_create_in = a.read("create_in")?;
+                let name = a.read_cstr("name")?;
+                let (entry, open) = fs.create(c, node, name, cr.mode, cr.flags, cr.umask)?;
+                out.push(&entry);
+                out.push(&open);
+                ok(out)
+            }
+            FUSE_TMPFILE => {
+                let cr: fuse_create_in = a.read("create_in")?;
+                let (entry, open) = fs.tmpfile(c, node, cr.mode, cr.flags, cr.umask)?;
+                out.push(&entry);
+                out.push(&open);
+                ok(out)
+            }
+            FUSE_GETLK => {
+                let lk: fuse_lk_in = a.read("lk_in")?;
+                if lk.lk_flags & FUSE_LK_FLOCK != 0 {
+                    return Err(Errno::ENOSYS);
+                }
+                out.push(&fuse_lk_out { lk: fs.getlk(node, &lk)? });
+                ok(out)
+            }
+            FUSE_SETLK => {
+                let lk: fuse_lk_in = a.read("lk_in")?;
+                if lk.lk_flags & FUSE_LK_FLOCK != 0 {
+                    return Err(Errno::ENOSYS);
+                }
+                fs.setlk(node, &lk, false, req.unique)
+            }
+            FUSE_FALLOCATE => {
+                let f: fuse_fallocate_in = a.read("fallocate_in")?;
+                fs.fallocate(node, f.fh, f.offset, f.length, f.mode)
+            }
+            FUSE_LSEEK => {
+                let l: fuse_lseek_in = a.read("lseek_in")?;
+                out.push(&fuse_lseek_out { offset: fs.lseek(node, l.fh, l.offset, l.whence)? });
+                ok(out)
+            }
+            FUSE_COPY_FILE_RANGE => {
+                let cp: fuse_copy_file_range_in = a.read("copy_file_range_in")?;
+                out.push(&fuse_write_out { size: fs.copy_file_range(&cp, node)?, padding: 0 });
+                ok(out)
+            }
+            FUSE_IOCTL => self.ioctl(c, node, &mut a, out),
+            _ => Err(Errno::ENOSYS),
+        }
+    }
+
+    fn xattr_reply(&self, r: XattrReply, out: &mut ReplyBuf) -> FsResult<()> {
+        match r {
+            XattrReply::Size(size) => out.push(&fuse_getxattr_out { size, padding: 0 }),
+            XattrReply::Data(v) => out.push_bytes(&v),
+        }
+        Ok(())
+    }
+
+    fn ioctl(&self, c: &crate::adapter::access::Caller<'_>, node: u64, a: &mut ArgReader<'_>, out: &mut ReplyBuf) -> FsResult<()> {
+        let io: fuse_ioctl_in = a.read("ioctl_in")?;
+        if io.flags & FUSE_IOCTL_UNRESTRICTED != 0 {
+            return Err(Errno::ENOTTY);
+        }
+        self.fs.ioctl_handle(node, io.fh, io.flags & FUSE_IOCTL_DIR != 0)?;
+        let reply = fuse_ioctl_out { result: 0, flags: 0, in_iovs: 0, out_iovs: 0 };
+        match io.cmd {
+            FS_IOC_GETFLAGS | FS_IOC32_GETFLAGS => {
+                let flags = self.fs.get_flags(node)?;
+                out.push(&reply);
+                let n = (io.out_size as usize).min(4);
+                out.push_bytes(&flags.to_le_bytes()[..n]);
+                Ok(())
+            }
+            FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS => {
+                let data = a.read_bytes(4, "ioctl flags")?;
+                self.fs.set_flags(c, node, u32::from_le_bytes(data.try_into().expect("4 bytes")))?;
+                out.push(&reply);
+                Ok(())
+            }
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// INIT: agrees on the protocol version and on what both sides do.
+    fn init(&self, a: &mut ArgReader<'_>, out: &mut ReplyBuf) -> FsResult<()> {
+        let i: fuse_init_in = a.read_compat("init_in", 16)?;
+        if i.major < FUSE_KERNEL_VERSION {
+            log::error!("client speaks FUSE {}.{}, older than 7.{MIN_MINOR}", i.major, i.minor);
+            return Err(Errno::EPROTO);
+        }
+        if i.major > FUSE_KERNEL_VERSION {
+            // The client will come back with our major.
+            out.push(&fuse_init_out { major: FUSE_KERNEL_VERSION, minor: MAX_MINOR, ..Default::default() });
+            return Ok(());
+        }
+        if i.minor < MIN_MINOR {
+            log::error!("client speaks FUSE 7.{}, older than 7.{MIN_MINOR}", i.minor);
+            return Err(Errno::EPROTO);
+        }
+        let offered = i.flags as u64 | if i.flags & FUSE_INIT_EXT != 0 { (i.flags2 as u64) << 32 } else { 0 };
+        let mut want = (FUSE_ASYNC_READ
+            | FUSE_POSIX_LOCKS
+            | FUSE_ATOMIC_O_TRUNC
+            | FUSE_BIG_WRITES
+            | FUSE_DONT_MASK
+            | FUSE_DO_READDIRPLUS
+            | FUSE_READDIRPLUS_AUTO
+            | FUSE_ASYNC_DIO
+            | FUSE_PARALLEL_DIROPS
+            | FUSE_HANDLE_KILLPRIV_V2
+            | FUSE_POSIX_ACL
+            | FUSE_MAX_PAGES
+            | FUSE_HAS_IOCTL_DIR
+            | FUSE_SETXATTR_EXT
+            | FUSE_INIT_EXT) as u64;
+        if self.opts.writeback {
+            want |= FUSE_WRITEBACK_CACHE as u64;
+        }
+        if self.opts.dax {
+            want |= FUSE_MAP_ALIGNMENT as u64 | FUSE_HAS_INODE_DAX;
+        }
+        let agreed = offered & want;
+        self.setxattr_ext.store(agreed & FUSE_SETXATTR_EXT as u64 != 0, Ordering::Relaxed);
+        let minor = i.minor.min(MAX_MINOR);
+        self.minor.store(minor, Ordering::Relaxed);
+        let max_pages = (self.opts.max_write / PAGE).max(1);
+        out.push(&fuse_init_out {
+            major: FUSE_KERNEL_VERSION,
+            minor,
+            max_readahead: i.max_readahead,
+            flags: agreed as u32,
+            max_background: 64,
+            congestion_threshold: 48,
+            max_write: self.opts.max_write,
+            time_gran: 1,
+            max_pages: max_pages as u16,
+            map_alignment: if self.opts.dax { PAGE.trailing_zeros() as u16 } else { 0 },
+            flags2: (agreed >> 32) as u32,
+            max_stack_depth: 0,
+            unused: [0; 6],
+        });
+        self.initialized.store(true, Ordering::Release);
+        log::info!("FUSE 7.{minor} session: flags {agreed:#x}, max_write {}", self.opts.max_write);
+        Ok(())
+    }
+}

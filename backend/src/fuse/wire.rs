@@ -1,0 +1,202 @@
+//! Reading request arguments and building replies: the byte-level half of
+//! the FUSE protocol. Every length the client sends is checked here, so
+//! the rest of the server only ever sees whole, typed structures.
+
+use fuse_abi::linux::fuse_out_header;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// A request that does not hold what its opcode needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fewer bytes than the structure being read.
+    #[error("request too short: {what} needs {need} bytes, {have} left")]
+    Short {
+        /// The structure being read.
+        what: &'static str,
+        /// Its size.
+        need: usize,
+        /// Bytes left in the request.
+        have: usize,
+    },
+    /// A name or path without its terminating NUL.
+    #[error("{0} is not NUL-terminated")]
+    Unterminated(&'static str),
+}
+
+/// Sequential reader over the argument bytes of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgReader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> ArgReader<'a> {
+    /// Reads from `buf`, the bytes after the request header.
+    pub fn new(buf: &'a [u8]) -> Self {
+        ArgReader { buf }
+    }
+
+    /// The next `T`, copied out (the request buffer has no alignment promise).
+    pub fn read<T: FromBytes + KnownLayout + Immutable>(&mut self, what: &'static str) -> Result<T, WireError> {
+        let need = std::mem::size_of::<T>();
+        match T::read_from_prefix(self.buf) {
+            Ok((v, rest)) => {
+                self.buf = rest;
+                Ok(v)
+            }
+            Err(_) => Err(WireError::Short { what, need, have: self.buf.len() }),
+        }
+    }
+
+    /// The next `T` when the client sent at least `min` bytes of it (older
+    /// protocol minors send shorter structures); missing fields are zero.
+    pub fn read_compat<T: FromBytes + KnownLayout + Immutable + IntoBytes + Default>(
+        &mut self,
+        what: &'static str,
+        min: usize,
+    ) -> Result<T, WireError> {
+        let full = std::mem::size_of::<T>();
+        if self.buf.len() >= full {
+            return self.read(what);
+        }
+        if self.buf.len() < min {
+            return Err(WireError::Short { what, need: min, have: self.buf.len() });
+        }
+        let mut v = T::default();
+        v.as_mut_bytes()[..self.buf.len()].copy_from_slice(self.buf);
+        self.buf = &[];
+        Ok(v)
+    }
+
+    /// The next NUL-terminated string, without its NUL.
+    pub fn read_cstr(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+        let end = self.buf.iter().position(|&b| b == 0).ok_or(WireError::Unterminated(what))?;
+        let s = &self.buf[..end];
+        self.buf = &self.buf[end + 1..];
+        Ok(s)
+    }
+
+    /// The next `len` bytes.
+    pub fn read_bytes(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < len {
+            return Err(WireError::Short { what, need: len, have: self.buf.len() });
+        }
+        let (a, b) = self.buf.split_at(len);
+        self.buf = b;
+        Ok(a)
+    }
+
+    /// Everything not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+}
+
+/// Size of the reply header.
+pub const OUT_HEADER_SIZE: usize = std::mem::size_of::<fuse_out_header>();
+
+/// A reply under construction: the header slot, then the body. One buffer
+/// per worker, reused; file data is read straight into its tail.
+#[derive(Debug, Default)]
+pub struct ReplyBuf {
+    buf: Vec<u8>,
+}
+
+impl ReplyBuf {
+    /// An empty reply buffer.
+    pub fn new() -> Self {
+        ReplyBuf { buf: Vec::with_capacity(64 << 10) }
+    }
+
+    /// Starts a new reply (clears the body, reserves the header).
+    pub fn start(&mut self) {
+        self.buf.clear();
+        self.buf.resize(OUT_HEADER_SIZE, 0);
+    }
+
+    /// Appends a structure.
+    pub fn push<T: IntoBytes + Immutable>(&mut self, v: &T) {
+        self.buf.extend_from_slice(v.as_bytes());
+    }
+
+    /// Appends raw bytes.
+    pub fn push_bytes(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+
+    /// Appends zero bytes up to the next multiple of 8 (dirent padding).
+    pub fn pad8(&mut self) {
+        let body = self.buf.len() - OUT_HEADER_SIZE;
+        self.buf.resize(OUT_HEADER_SIZE + body.next_multiple_of(8), 0);
+    }
+
+    /// Body length so far.
+    pub fn body_len(&self) -> usize {
+        self.buf.len() - OUT_HEADER_SIZE
+    }
+
+    /// Grows the body by `len` zeroed bytes and returns them, for a read
+    /// to fill in place; [`ReplyBuf::truncate_body`] trims what was not used.
+    pub fn tail(&mut self, len: usize) -> &mut [u8] {
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        &mut self.buf[start..]
+    }
+
+    /// Cuts the body back to `len` bytes.
+    pub fn truncate_body(&mut self, len: usize) {
+        self.buf.truncate(OUT_HEADER_SIZE + len);
+    }
+
+    /// The reply as last finished.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Fills in the header and returns the whole reply. `error` is 0 or a
+    /// negative errno; an error reply carries no body.
+    pub fn finish(&mut self, unique: u64, error: i32) -> &[u8] {
+        if error != 0 {
+            self.buf.truncate(OUT_HEADER_SIZE);
+        }
+        let hdr = fuse_out_header { len: self.buf.len() as u32, error, unique };
+        self.buf[..OUT_HEADER_SIZE].copy_from_slice(hdr.as_bytes());
+        &self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuse_abi::linux::fuse_read_in;
+
+    #[test]
+    fn short_structures_are_errors() {
+        let mut r = ArgReader::new(&[0u8; 10]);
+        assert!(matches!(r.read::<fuse_read_in>("read"), Err(WireError::Short { need: 40, have: 10, .. })));
+    }
+
+    #[test]
+    fn names_need_their_nul() {
+        let mut r = ArgReader::new(b"abc\0def");
+        assert_eq!(r.read_cstr("name").unwrap(), b"abc");
+        assert_eq!(r.read_cstr("name"), Err(WireError::Unterminated("name")));
+    }
+
+    #[test]
+    fn compat_structures_zero_fill() {
+        let mut r = ArgReader::new(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        let v: fuse_abi::linux::fuse_mknod_in = r.read_compat("mknod", 8).unwrap();
+        assert_eq!((v.mode, v.rdev, v.umask), (1, 2, 0));
+    }
+
+    #[test]
+    fn error_replies_drop_the_body() {
+        let mut b = ReplyBuf::new();
+        b.start();
+        b.push_bytes(b"data");
+        let out = b.finish(7, -2).to_vec();
+        assert_eq!(out.len(), OUT_HEADER_SIZE);
+        let hdr = fuse_out_header::read_from_bytes(&out).unwrap();
+        assert_eq!((hdr.len, hdr.error, hdr.unique), (16, -2, 7));
+    }
+}

@@ -1,0 +1,104 @@
+//! The host mount: `ext4-virtiofsd mount IMG MOUNTPOINT` serves an image
+//! through the host kernel's /dev/fuse, with a worker per core. It ends
+//! when the mount point is unmounted or on SIGINT/SIGTERM (which unmount
+//! it), and always closes the image cleanly: journal committed and
+//! checkpointed, needs_recovery cleared.
+
+pub mod dev_fuse;
+pub mod groups;
+pub mod mount;
+
+use crate::adapter::attr::CachePolicy;
+use crate::adapter::{AdapterOptions, Ext4Fs};
+use crate::fuse::dispatch;
+use crate::fuse::server::{Server, ServerOptions};
+use dev_fuse::DevFuse;
+use ext4::{Ext4, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors of the host mount.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The image could not be opened or closed.
+    #[error("{path}: {source}")]
+    Image {
+        /// The image.
+        path: PathBuf,
+        /// What the core said.
+        #[source]
+        source: ext4::Error,
+    },
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Serve without ever writing the image.
+    pub read_only: bool,
+    /// What the kernel may cache.
+    pub cache: CachePolicy,
+    /// Worker threads (0: one per core, at least two).
+    pub threads: usize,
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and the threads it starts,
+/// and returns a thread that unmounts `target` when one arrives.
+fn watch_signals(target: PathBuf) -> Result<(), MountError> {
+    // SAFETY: plain libc signal-set manipulation on a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if r != 0 {
+            return Err(MountError::Os { what: "blocking signals".into(), source: std::io::Error::from_raw_os_error(r) });
+        }
+        let set_copy = set;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut sig = 0;
+                // SAFETY: waits for a signal of the blocked set.
+                if libc::sigwait(&set_copy, &mut sig) == 0 {
+                    log::info!("signal {sig}: unmounting {}", target.display());
+                    if let Err(e) = mount::unmount(&target) {
+                        log::error!("unmounting {}: {e}", target.display());
+                    }
+                }
+            })
+            .map_err(|source| MountError::Os { what: "starting the signal thread".into(), source })?;
+    }
+    Ok(())
+}
+
+/// Mounts `image` on `mountpoint` and serves it until unmounted.
+pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), MountError> {
+    let img_err = |source| MountError::Image { path: image.to_path_buf(), source };
+    let open = OpenOptions { read_only: opts.read_only, ..OpenOptions::default() };
+    let fs = Arc::new(Ext4::open(image, &open).map_err(img_err)?);
+    let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
+    let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions { cache: opts.cache }, Box::new(groups::ProcGroups)));
+    let server = Arc::new(Server::new(adapter.clone(), ServerOptions::default()));
+    let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
+    watch_signals(mountpoint.to_path_buf())?;
+    mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
+        .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
+    log::info!("serving {} on {}", image.display(), mountpoint.display());
+    let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) } else { opts.threads };
+    let served = dispatch::serve(server, dev, threads);
+    adapter.end_session();
+    drop(_timer);
+    fs.close().map_err(img_err)?;
+    served.map_err(|source| MountError::Os { what: "reading /dev/fuse".into(), source })
+}
