@@ -1,6 +1,6 @@
 //! Command-line interface definition.
 
-use crate::adapter::attr::CachePolicy;
+use ext4_virtiofsd::adapter::attr::CachePolicy;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -2,11 +2,10 @@
 //! virtio-fs, and offers offline image tools (`image ...`) that read and
 //! change images without mounting them.
 
-mod adapter;
 mod cli;
-mod fuse;
-mod host;
 mod image_tool;
+
+use ext4_virtiofsd::host;
 
 use clap::Parser;
 use std::process::ExitCode;

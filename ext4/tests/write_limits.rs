@@ -45,6 +45,32 @@ fn full_disk_in_the_middle_of_a_large_write() {
 }
 
 #[test]
+fn blocks_freed_but_not_yet_committed_are_reused_when_the_disk_is_full() {
+    let scratch = Scratch::new("limits-refill");
+    let src = scratch.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"").unwrap();
+    std::fs::write(src.join("g"), b"").unwrap();
+    let img = scratch.join("fs.img");
+    mkfs(&img, "16M", Some(&src), &["-t", "ext4", "-b", "4096"]);
+    let data = tree::pattern(2, 64 << 20);
+    {
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        let f = fs.resolve_path(b"/f", false).unwrap();
+        let g = fs.resolve_path(b"/g", false).unwrap();
+        let filled = fs.write(f, 0, &data).unwrap();
+        fs.sync().unwrap();
+        // Freed in the running transaction, which nothing commits...
+        fs.truncate(f, 0).unwrap();
+        // ...until the allocator finds nothing else and commits it.
+        let again = fs.write(g, 0, &data[..filled]).unwrap();
+        assert_eq!(again, filled, "the freed space is all usable at once");
+        fs.close().unwrap();
+    }
+    assert_fsck_clean(&img);
+}
+
+#[test]
 fn files_larger_than_the_format_allows() {
     for (tag, args, too_far) in [
         // Extents address 2^32 blocks of 4 KiB: 16 TiB.

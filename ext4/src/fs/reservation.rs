@@ -46,7 +46,23 @@ impl Ext4 {
     /// Reserves up to `len` contiguous free blocks near `goal` (at least
     /// one). Nothing is written: the blocks are only kept from every other
     /// allocation until the reservation is consumed or dropped.
+    ///
+    /// When the only free blocks left were freed by a transaction that is
+    /// not durable yet, it commits that transaction and tries again (as the
+    /// kernel's `ext4_should_retry_alloc` does), so deleting a file and
+    /// writing another never fails with a full disk that `statfs` calls free.
     pub fn allocate(&self, goal: u64, len: u64) -> Result<Reservation<'_>> {
+        let tx = self.tx()?;
+        match self.reserve_free(goal, len) {
+            Err(Error::NoSpace) if tx.has_pending_frees() => {
+                tx.commit()?;
+                self.reserve_free(goal, len)
+            }
+            r => r,
+        }
+    }
+
+    fn reserve_free(&self, goal: u64, len: u64) -> Result<Reservation<'_>> {
         let tx = self.tx()?;
         // A handle only to see the newest bitmaps; it stages nothing.
         let h = tx.begin();

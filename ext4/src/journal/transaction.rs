@@ -314,6 +314,14 @@ impl TxManager {
         running.freed.intersects(start, len) || committing.intersects(start, len)
     }
 
+    /// Whether blocks freed by a transaction wait for it to become durable:
+    /// a commit would make them allocatable.
+    pub fn has_pending_frees(&self) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let committing = self.committing_freed.lock().unwrap_or_else(|e| e.into_inner());
+        !running.freed.is_empty() || !committing.is_empty()
+    }
+
     /// Appends to `out` the blocks inside `start..end` that are free in the
     /// bitmaps but must not be allocated: freed by a transaction that is not
     /// durable yet, or reserved. Clipped `(start, end)` pairs, possibly

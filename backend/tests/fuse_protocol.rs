@@ -1,0 +1,381 @@
+//! The FUSE server driven directly, without a kernel: a well-formed
+//! session works end to end, and every kind of malformed request — a
+//! truncated header, a length that lies, an unknown opcode, a name without
+//! NUL, a short argument structure, node ids never looked up, stale or
+//! foreign handles — gets an error reply (or, without a header, none),
+//! changes nothing, and leaves the server serving. Then thousands of
+//! seeded random corruptions of valid requests; the image is
+//! `e2fsck -fn` clean at the end.
+
+mod common;
+
+use common::{Scratch, fsck_clean, mkfs};
+use ext4::{Ext4, OpenOptions};
+use ext4_virtiofsd::adapter::access::NoGroups;
+use ext4_virtiofsd::adapter::{AdapterOptions, Ext4Fs};
+use ext4_virtiofsd::fuse::server::{Outcome, Server, ServerOptions};
+use ext4_virtiofsd::fuse::wire::ReplyBuf;
+use fuse_abi::linux::*;
+use std::sync::Arc;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// A client that builds requests by hand.
+struct Client {
+    server: Arc<Server>,
+    fs: Arc<Ext4>,
+    unique: u64,
+    out: ReplyBuf,
+}
+
+/// A reply: errno (0 or positive) and body.
+#[derive(Debug)]
+struct Reply {
+    errno: i32,
+    body: Vec<u8>,
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+impl Client {
+    fn new(img: &std::path::Path) -> Client {
+        let fs = Arc::new(Ext4::open(img, &OpenOptions::default()).unwrap());
+        let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions::default(), Box::new(NoGroups)));
+        let server = Arc::new(Server::new(adapter, ServerOptions::default()));
+        Client { server, fs, unique: 0, out: ReplyBuf::new() }
+    }
+
+    fn request(&mut self, opcode: u32, node: u64, args: &[u8]) -> Vec<u8> {
+        self.unique += 2;
+        let hdr = fuse_in_header {
+            len: (std::mem::size_of::<fuse_in_header>() + args.len()) as u32,
+            opcode,
+            unique: self.unique,
+            nodeid: node,
+            uid: 0,
+            gid: 0,
+            pid: 0,
+            total_extlen: 0,
+            padding: 0,
+        };
+        cat(&[hdr.as_bytes(), args])
+    }
+
+    /// Sends raw bytes; `None` when the server sends no reply.
+    fn send_raw(&mut self, bytes: &[u8]) -> Option<Reply> {
+        match self.server.handle(bytes, &mut self.out) {
+            Outcome::Reply(r) => {
+                let (h, body) = fuse_out_header::read_from_prefix(r).unwrap();
+                assert_eq!(h.len as usize, r.len(), "reply length field");
+                assert!(h.error <= 0 && h.error > -4096, "error field {}", h.error);
+                if h.error != 0 {
+                    assert!(body.is_empty(), "error replies carry no body");
+                }
+                Some(Reply { errno: -h.error, body: body.to_vec() })
+            }
+            Outcome::NoReply => None,
+            Outcome::Deferred(job) => {
+                let mut out = ReplyBuf::new();
+                job(&mut out);
+                let r = out.bytes();
+                let (h, body) = fuse_out_header::read_from_prefix(r).unwrap();
+                Some(Reply { errno: -h.error, body: body.to_vec() })
+            }
+        }
+    }
+
+    fn call(&mut self, op: fuse_opcode, node: u64, args: &[u8]) -> Reply {
+        let req = self.request(op as u32, node, args);
+        self.send_raw(&req).expect("a reply")
+    }
+
+    fn ok(&mut self, op: fuse_opcode, node: u64, args: &[u8]) -> Vec<u8> {
+        let r = self.call(op, node, args);
+        assert_eq!(r.errno, 0, "{op:?} on node {node} failed");
+        r.body
+    }
+
+    fn errno(&mut self, op: fuse_opcode, node: u64, args: &[u8]) -> i32 {
+        self.call(op, node, args).errno
+    }
+
+    fn init(&mut self) -> fuse_init_out {
+        let init = fuse_init_in { major: 7, minor: 40, max_readahead: 1 << 17, flags: u32::MAX, flags2: u32::MAX, unused: [0; 11] };
+        let body = self.ok(fuse_opcode::FUSE_INIT, 0, init.as_bytes());
+        fuse_init_out::read_from_bytes(&body).unwrap()
+    }
+
+    fn lookup(&mut self, parent: u64, name: &str) -> Result<fuse_entry_out, i32> {
+        let r = self.call(fuse_opcode::FUSE_LOOKUP, parent, &cstr(name));
+        if r.errno != 0 {
+            return Err(r.errno);
+        }
+        Ok(fuse_entry_out::read_from_bytes(&r.body).unwrap())
+    }
+
+    fn create(&mut self, parent: u64, name: &str) -> (u64, u64) {
+        let c = fuse_create_in { flags: libc::O_RDWR as u32, mode: 0o100644, umask: 0o022, open_flags: 0 };
+        let body = self.ok(fuse_opcode::FUSE_CREATE, parent, &cat(&[c.as_bytes(), &cstr(name)]));
+        let (e, rest) = fuse_entry_out::read_from_prefix(&body).unwrap();
+        let o = fuse_open_out::read_from_bytes(rest).unwrap();
+        (e.nodeid, o.fh)
+    }
+
+    fn write(&mut self, node: u64, fh: u64, offset: u64, data: &[u8]) -> Reply {
+        let w = fuse_write_in { fh, offset, size: data.len() as u32, ..Default::default() };
+        self.call(fuse_opcode::FUSE_WRITE, node, &cat(&[w.as_bytes(), data]))
+    }
+
+    fn read(&mut self, node: u64, fh: u64, offset: u64, size: u32) -> Reply {
+        let r = fuse_read_in { fh, offset, size, ..Default::default() };
+        self.call(fuse_opcode::FUSE_READ, node, r.as_bytes())
+    }
+
+    fn release(&mut self, node: u64, fh: u64) -> i32 {
+        let r = fuse_release_in { fh, ..Default::default() };
+        self.errno(fuse_opcode::FUSE_RELEASE, node, r.as_bytes())
+    }
+
+    /// The names in the root directory, through OPENDIR/READDIR.
+    fn root_names(&mut self) -> Vec<String> {
+        let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
+        let fh = fuse_open_out::read_from_bytes(&self.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
+        let mut names = Vec::new();
+        let mut off = 0;
+        loop {
+            let r = fuse_read_in { fh, offset: off, size: 4096, ..Default::default() };
+            let body = self.ok(fuse_opcode::FUSE_READDIR, FUSE_ROOT_ID, r.as_bytes());
+            if body.is_empty() {
+                break;
+            }
+            let mut b = &body[..];
+            while !b.is_empty() {
+                let (d, rest) = fuse_dirent::read_from_prefix(b).unwrap();
+                names.push(String::from_utf8_lossy(&rest[..d.namelen as usize]).into_owned());
+                off = d.off;
+                let len = (std::mem::size_of::<fuse_dirent>() + d.namelen as usize).next_multiple_of(8);
+                b = &rest[len - std::mem::size_of::<fuse_dirent>()..];
+            }
+        }
+        let r = fuse_release_in { fh, ..Default::default() };
+        self.ok(fuse_opcode::FUSE_RELEASEDIR, FUSE_ROOT_ID, r.as_bytes());
+        names.sort();
+        names
+    }
+
+    fn finish(mut self) {
+        self.ok(fuse_opcode::FUSE_DESTROY, 0, &[]);
+        self.fs.close().unwrap();
+    }
+}
+
+fn image(tag: &str) -> (Scratch, std::path::PathBuf) {
+    let s = Scratch::new(tag);
+    let img = s.join("fs.img");
+    mkfs(&img, "64M", &["-t", "ext4", "-b", "4096", "-O", "inline_data"]);
+    (s, img)
+}
+
+#[test]
+fn a_wellformed_session_works_end_to_end() {
+    let (_s, img) = image("proto-ok");
+    let mut c = Client::new(&img);
+    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, &fuse_getattr_in::default().as_bytes()), libc::EIO, "before INIT");
+    let init = c.init();
+    assert_eq!((init.major, init.minor), (7, 40));
+    assert_eq!(init.max_write, 1 << 20);
+    assert_ne!(init.flags & FUSE_POSIX_ACL, 0);
+    assert_ne!(init.flags & FUSE_DO_READDIRPLUS, 0);
+    assert_eq!(init.flags & FUSE_WRITEBACK_CACHE, 0, "writeback is opt-in");
+    let (node, fh) = c.create(FUSE_ROOT_ID, "hello");
+    let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    let w = c.write(node, fh, 0, &data);
+    assert_eq!(w.errno, 0);
+    assert_eq!(fuse_write_out::read_from_bytes(&w.body).unwrap().size, 10_000);
+    assert_eq!(c.read(node, fh, 0, 1 << 20).body, data);
+    assert_eq!(c.release(node, fh), 0);
+    let e = c.lookup(FUSE_ROOT_ID, "hello").unwrap();
+    assert_eq!((e.nodeid, e.attr.size, e.attr.mode), (node, 10_000, 0o100644));
+    assert_eq!(c.root_names(), vec![".", "..", "hello", "lost+found"]);
+    c.finish();
+    fsck_clean(&img);
+}
+
+#[test]
+fn malformed_requests_get_errors_and_change_nothing() {
+    let (_s, img) = image("proto-bad");
+    let mut c = Client::new(&img);
+    c.init();
+    let (node, fh) = c.create(FUSE_ROOT_ID, "file");
+    assert_eq!(c.write(node, fh, 0, b"original").errno, 0);
+
+    // Shorter than a header: nothing to reply to.
+    assert!(c.send_raw(&[1, 2, 3]).is_none());
+    assert!(c.send_raw(&[]).is_none());
+    // A header whose length lies, both ways.
+    let mut req = c.request(fuse_opcode::FUSE_GETATTR as u32, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes());
+    req[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    assert_eq!(c.send_raw(&req).unwrap().errno, libc::EINVAL);
+    req[0..4].copy_from_slice(&20u32.to_le_bytes());
+    assert_eq!(c.send_raw(&req).unwrap().errno, libc::EINVAL);
+    // Extension length beyond the request.
+    let mut req = c.request(fuse_opcode::FUSE_GETATTR as u32, FUSE_ROOT_ID, &[]);
+    req[36..38].copy_from_slice(&200u16.to_le_bytes());
+    assert_eq!(c.send_raw(&req).unwrap().errno, libc::EINVAL);
+    // Unknown and unsupported opcodes.
+    for op in [0u32, 7, 19, 37, 40, 52, 999, 4096, u32::MAX] {
+        let req = c.request(op, FUSE_ROOT_ID, &[0; 64]);
+        assert_eq!(c.send_raw(&req).unwrap().errno, libc::ENOSYS, "opcode {op}");
+    }
+    // Names without their NUL.
+    assert_eq!(c.errno(fuse_opcode::FUSE_LOOKUP, FUSE_ROOT_ID, b"file"), libc::EINVAL);
+    let m = fuse_mkdir_in { mode: 0o755, umask: 0 };
+    assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), b"dir"])), libc::EINVAL);
+    assert_eq!(c.errno(fuse_opcode::FUSE_SYMLINK, FUSE_ROOT_ID, &cat(&[&cstr("l"), b"target"])), libc::EINVAL);
+    let r = fuse_rename_in { newdir: FUSE_ROOT_ID };
+    assert_eq!(c.errno(fuse_opcode::FUSE_RENAME, FUSE_ROOT_ID, &cat(&[r.as_bytes(), &cstr("file"), b"new"])), libc::EINVAL);
+    assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, FUSE_ROOT_ID, b"file"), libc::EINVAL);
+    // Names the file system cannot hold.
+    assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr(&"x".repeat(256))])), libc::ENAMETOOLONG);
+    assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("a/b")])), libc::EINVAL);
+    assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("")])), libc::EINVAL);
+    // Argument structures cut short.
+    assert_eq!(c.errno(fuse_opcode::FUSE_SETATTR, node, &[0; 40]), libc::EINVAL);
+    assert_eq!(c.errno(fuse_opcode::FUSE_READ, node, &[0; 8]), libc::EINVAL);
+    assert_eq!(c.errno(fuse_opcode::FUSE_WRITE, node, &[0; 16]), libc::EINVAL);
+    assert_eq!(c.errno(fuse_opcode::FUSE_GETLK, node, &[0; 20]), libc::EINVAL);
+    // A WRITE whose size says more than it carries.
+    let w = fuse_write_in { fh, offset: 0, size: 4096, ..Default::default() };
+    assert_eq!(c.errno(fuse_opcode::FUSE_WRITE, node, &cat(&[w.as_bytes(), b"short"])), libc::EINVAL);
+    // A SETXATTR whose value size lies.
+    let x = fuse_setxattr_in { size: 100, flags: 0, setxattr_flags: 0, padding: 0 };
+    assert_eq!(c.errno(fuse_opcode::FUSE_SETXATTR, node, &cat(&[x.as_bytes(), &cstr("user.k"), b"v"])), libc::EINVAL);
+    // Node ids never looked up, or beyond any inode number.
+    for bad in [3u64, 8, 11, 12345, 1 << 40, u64::MAX] {
+        assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, bad, fuse_getattr_in::default().as_bytes()), libc::ESTALE, "node {bad}");
+        assert_eq!(c.errno(fuse_opcode::FUSE_LOOKUP, bad, &cstr("x")), libc::ESTALE, "node {bad}");
+    }
+    let l = fuse_link_in { oldnodeid: 12345 };
+    assert_eq!(c.errno(fuse_opcode::FUSE_LINK, FUSE_ROOT_ID, &cat(&[l.as_bytes(), &cstr("ln")])), libc::ESTALE);
+    // Handles that were never opened, belong to another node, are of the
+    // wrong kind, or were released.
+    assert_eq!(c.read(node, 999, 0, 10).errno, libc::EBADF);
+    assert_eq!(c.write(node, 999, 0, b"x").errno, libc::EBADF);
+    assert_eq!(c.read(FUSE_ROOT_ID, fh, 0, 10).errno, libc::EBADF);
+    let rd = fuse_read_in { fh, size: 4096, ..Default::default() };
+    assert_eq!(c.errno(fuse_opcode::FUSE_READDIR, FUSE_ROOT_ID, rd.as_bytes()), libc::EBADF);
+    assert_eq!(c.release(node, fh), 0);
+    assert_eq!(c.release(node, fh), libc::EBADF);
+    assert_eq!(c.read(node, fh, 0, 10).errno, libc::EBADF);
+    assert_eq!(c.write(node, fh, 0, b"overwrite").errno, libc::EBADF);
+    // Forgetting what was never known, and a BATCH_FORGET that lies.
+    let f = fuse_forget_in { nlookup: 5 };
+    let req = c.request(fuse_opcode::FUSE_FORGET as u32, 777, f.as_bytes());
+    assert!(c.send_raw(&req).is_none());
+    let b = fuse_batch_forget_in { count: 1_000_000, dummy: 0 };
+    let one = fuse_forget_one { nodeid: 888, nlookup: 1 };
+    let req = c.request(fuse_opcode::FUSE_BATCH_FORGET as u32, 0, &cat(&[b.as_bytes(), one.as_bytes()]));
+    assert!(c.send_raw(&req).is_none());
+    // An enormous READ size is clamped, not allocated.
+    let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
+    let fh = fuse_open_out::read_from_bytes(&c.ok(fuse_opcode::FUSE_OPEN, node, o.as_bytes())).unwrap().fh;
+    assert_eq!(c.read(node, fh, 0, u32::MAX).body, b"original");
+    assert_eq!(c.release(node, fh), 0);
+
+    // Nothing of the above changed the file system.
+    assert_eq!(c.root_names(), vec![".", "..", "file", "lost+found"]);
+    let e = c.lookup(FUSE_ROOT_ID, "file").unwrap();
+    assert_eq!(e.attr.size, 8);
+    c.finish();
+    fsck_clean(&img);
+}
+
+/// A tiny deterministic generator (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn random_corruptions_of_valid_requests_never_break_the_server() {
+    let (_s, img) = image("proto-fuzz");
+    let mut c = Client::new(&img);
+    c.init();
+    let (node, fh) = c.create(FUSE_ROOT_ID, "victim");
+    assert_eq!(c.write(node, fh, 0, &[7u8; 9000]).errno, 0);
+    let m = fuse_mkdir_in { mode: 0o755, umask: 0 };
+    c.ok(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("dir")]));
+    let templates: Vec<Vec<u8>> = vec![
+        c.request(fuse_opcode::FUSE_LOOKUP as u32, FUSE_ROOT_ID, &cstr("victim")),
+        c.request(fuse_opcode::FUSE_GETATTR as u32, node, fuse_getattr_in::default().as_bytes()),
+        c.request(fuse_opcode::FUSE_READ as u32, node, fuse_read_in { fh, size: 4096, ..Default::default() }.as_bytes()),
+        c.request(fuse_opcode::FUSE_WRITE as u32, node, &cat(&[fuse_write_in { fh, offset: 100, size: 4, ..Default::default() }.as_bytes(), b"abcd"])),
+        c.request(fuse_opcode::FUSE_SETATTR as u32, node, fuse_setattr_in { valid: FATTR_MODE, mode: 0o100600, ..Default::default() }.as_bytes()),
+        c.request(fuse_opcode::FUSE_MKDIR as u32, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("d2")])),
+        c.request(fuse_opcode::FUSE_SETXATTR as u32, node, &cat(&[fuse_setxattr_in { size: 3, ..Default::default() }.as_bytes(), &cstr("user.x"), b"val"])),
+        c.request(fuse_opcode::FUSE_GETXATTR as u32, node, &cat(&[fuse_getxattr_in { size: 100, padding: 0 }.as_bytes(), &cstr("user.x")])),
+        c.request(fuse_opcode::FUSE_RENAME as u32, FUSE_ROOT_ID, &cat(&[fuse_rename_in { newdir: FUSE_ROOT_ID }.as_bytes(), &cstr("d2"), &cstr("d3")])),
+        c.request(fuse_opcode::FUSE_FALLOCATE as u32, node, fuse_fallocate_in { fh, offset: 0, length: 8192, mode: 0, padding: 0 }.as_bytes()),
+        c.request(fuse_opcode::FUSE_LSEEK as u32, node, fuse_lseek_in { fh, offset: 0, whence: libc::SEEK_HOLE as u32, padding: 0 }.as_bytes()),
+        c.request(fuse_opcode::FUSE_STATFS as u32, FUSE_ROOT_ID, &[]),
+        c.request(fuse_opcode::FUSE_SETLK as u32, node, fuse_lk_in { fh, owner: 1, lk: fuse_file_lock { start: 0, end: 10, type_: libc::F_WRLCK as u32, pid: 1 }, lk_flags: 0, padding: 0 }.as_bytes()),
+    ];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut replies = 0;
+    for _ in 0..20_000 {
+        let mut req = templates[rng.below(templates.len() as u64) as usize].clone();
+        for _ in 0..1 + rng.below(4) {
+            if req.is_empty() {
+                break;
+            }
+            match rng.below(4) {
+                0 => {
+                    // Flip a byte anywhere, the header included.
+                    let i = rng.below(req.len() as u64) as usize;
+                    req[i] ^= 1 << rng.below(8);
+                }
+                1 => {
+                    // Overwrite an argument byte.
+                    let last = req.len() - 1;
+                    let i = (40 + rng.below((req.len().saturating_sub(40)).max(1) as u64) as usize).min(last);
+                    req[i] = rng.next() as u8;
+                }
+                2 => req.truncate(rng.below(req.len() as u64 + 1) as usize),
+                _ => req.extend((0..rng.below(16)).map(|_| rng.next() as u8)),
+            }
+        }
+        // Keep the opcode away from DESTROY (which ends the session) most of the time.
+        if req.len() >= 8 && u32::from_le_bytes(req[4..8].try_into().unwrap()) == fuse_opcode::FUSE_DESTROY as u32 {
+            continue;
+        }
+        if c.send_raw(&req).is_some() {
+            replies += 1;
+        }
+    }
+    assert!(replies > 10_000, "most corrupted requests still get a reply ({replies})");
+    // Still serving: the victim (which random fallocates may have grown
+    // to fill the disk) goes away, and a fresh file works.
+    assert_eq!(c.release(node, fh), 0);
+    assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, FUSE_ROOT_ID, &cstr("victim")), 0);
+    let (n2, fh2) = c.create(FUSE_ROOT_ID, "after");
+    assert_eq!(c.write(n2, fh2, 0, b"still fine").errno, 0);
+    assert_eq!(c.read(n2, fh2, 0, 100).body, b"still fine");
+    assert_eq!(c.release(n2, fh2), 0);
+    c.finish();
+    fsck_clean(&img);
+}
