@@ -5,7 +5,7 @@ use super::access::{self, Caller, MAY_WRITE};
 use super::errno::{Errno, FsResult};
 use super::locks::{F_UNLCK, RangeLock};
 use super::Ext4Fs;
-use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE};
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP};
 use ext4::fs::setattr::SETTABLE_FLAGS;
 use fuse_abi::linux::{fuse_file_lock, fuse_kstatfs, fuse_lk_in};
 
@@ -17,6 +17,28 @@ pub const FS_IOC32_GETFLAGS: u32 = 0x8004_6601;
 pub const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
 /// FS_IOC32_SETFLAGS.
 pub const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+
+/// FS_IOC_FSGETXATTR (`_IOR('X', 31, struct fsxattr)`): the kernel asks it
+/// before every flag change.
+pub const FS_IOC_FSGETXATTR: u32 = 0x801C_581F;
+/// FS_IOC_FSSETXATTR (`_IOW('X', 32, struct fsxattr)`).
+pub const FS_IOC_FSSETXATTR: u32 = 0x401C_5820;
+/// Size of `struct fsxattr`.
+pub const FSXATTR_SIZE: usize = 28;
+
+/// `FS_XFLAG_*` bits and the inode flags they stand for.
+const XFLAGS: [(u32, u32); 4] = [(0x08, FL_IMMUTABLE), (0x10, FL_APPEND), (0x40, FL_NOATIME), (0x80, FL_NODUMP)];
+
+/// Inode flags as `FS_XFLAG_*` bits.
+pub fn xflags_of(flags: u32) -> u32 {
+    XFLAGS.iter().filter(|(_, f)| flags & f != 0).map(|(x, _)| x).sum()
+}
+
+/// `FS_XFLAG_*` bits as inode flags; `None` if a bit has no inode flag here.
+pub fn flags_of_xflags(xflags: u32) -> Option<u32> {
+    let known: u32 = XFLAGS.iter().map(|(x, _)| x).sum();
+    (xflags & !known == 0).then(|| XFLAGS.iter().filter(|(x, _)| xflags & x != 0).map(|(_, f)| f).sum())
+}
 
 /// Flags FS_IOC_GETFLAGS shows (ext4's `EXT4_FL_USER_VISIBLE`).
 const USER_VISIBLE_FLAGS: u32 = 0x705B_DFFF;
@@ -86,6 +108,15 @@ impl Ext4Fs {
     /// FS_IOC_GETFLAGS.
     pub fn get_flags(&self, node: u64) -> FsResult<u32> {
         Ok(self.inode(node)?.flags() & USER_VISIBLE_FLAGS)
+    }
+
+    /// FS_IOC_FSGETXATTR: `struct fsxattr` with the flags and project id.
+    pub fn get_fsxattr(&self, node: u64) -> FsResult<[u8; FSXATTR_SIZE]> {
+        let inode = self.inode(node)?;
+        let mut out = [0u8; FSXATTR_SIZE];
+        out[0..4].copy_from_slice(&xflags_of(inode.flags()).to_le_bytes());
+        out[12..16].copy_from_slice(&inode.projid().to_le_bytes());
+        Ok(out)
     }
 
     /// FS_IOC_SETFLAGS: the owner may change [`SETTABLE_FLAGS`], only root

@@ -17,7 +17,10 @@ mod misc_ops;
 mod namespace_ops;
 mod xattr_ops;
 
-pub use misc_ops::{FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS};
+pub use misc_ops::{
+    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSXATTR_SIZE,
+    flags_of_xflags,
+};
 pub use xattr_ops::XattrReply;
 
 use access::{Caller, GroupSource};

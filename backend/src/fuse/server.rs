@@ -7,7 +7,10 @@
 use super::wire::{ArgReader, ReplyBuf, WireError};
 use crate::adapter::Ext4Fs;
 use crate::adapter::errno::{Errno, FsResult};
-use crate::adapter::{FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, XattrReply};
+use crate::adapter::{
+    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSXATTR_SIZE,
+    XattrReply, flags_of_xflags,
+};
 use fuse_abi::linux::*;
 use std::sync::Arc;
 use zerocopy::FromBytes;
@@ -177,6 +180,9 @@ impl Server {
                 Err(Errno::ENOSYS)
             }
         };
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("{op:?} node {} unique {}: {:?}", hdr.nodeid, hdr.unique, result.map(|_| out.body_len()));
+        }
         Outcome::Reply(match result {
             Ok(()) => out.finish(hdr.unique, 0),
             Err(Errno(e)) => out.finish(hdr.unique, -e),
@@ -411,6 +417,7 @@ impl Server {
 
     fn ioctl(&self, c: &crate::adapter::access::Caller<'_>, node: u64, a: &mut ArgReader<'_>, out: &mut ReplyBuf) -> FsResult<()> {
         let io: fuse_ioctl_in = a.read("ioctl_in")?;
+        log::debug!("ioctl {io:?}, {} bytes in", a.rest().len());
         if io.flags & FUSE_IOCTL_UNRESTRICTED != 0 {
             return Err(Errno::ENOTTY);
         }
@@ -427,6 +434,21 @@ impl Server {
             FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS => {
                 let data = a.read_bytes(4, "ioctl flags")?;
                 self.fs.set_flags(c, node, u32::from_le_bytes(data.try_into().expect("4 bytes")))?;
+                out.push(&reply);
+                Ok(())
+            }
+            FS_IOC_FSGETXATTR => {
+                let fsx = self.fs.get_fsxattr(node)?;
+                out.push(&reply);
+                out.push_bytes(&fsx[..(io.out_size as usize).min(FSXATTR_SIZE)]);
+                Ok(())
+            }
+            FS_IOC_FSSETXATTR => {
+                let data = a.read_bytes(FSXATTR_SIZE, "fsxattr")?;
+                let xflags = u32::from_le_bytes(data[0..4].try_into().expect("4 bytes"));
+                let keep = self.fs.get_flags(node)? & !ext4::fs::setattr::SETTABLE_FLAGS;
+                let flags = flags_of_xflags(xflags).ok_or(Errno::EOPNOTSUPP)?;
+                self.fs.set_flags(c, node, keep | flags)?;
                 out.push(&reply);
                 Ok(())
             }
