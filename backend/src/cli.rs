@@ -35,6 +35,11 @@ pub enum Command {
         /// Worker threads (0: one per core, at least two).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Let the kernel cache writes and send them later (FUSE writeback
+        /// cache): faster small writes, but data reaches the image only
+        /// when the kernel flushes it.
+        #[arg(long)]
+        writeback: bool,
     },
 }
 

@@ -15,8 +15,9 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Image(cmd) => image_tool::run(cmd).map_err(|e| e.to_string()),
-        cli::Command::Mount { image, mountpoint, read_only, cache, threads } => {
-            host::run(&image, &mountpoint, &host::MountOptions { read_only, cache, threads }).map_err(|e| e.to_string())
+        cli::Command::Mount { image, mountpoint, read_only, cache, threads, writeback } => {
+            host::run(&image, &mountpoint, &host::MountOptions { read_only, cache, threads, writeback })
+                .map_err(|e| e.to_string())
         }
     };
     match result {

@@ -1,10 +1,12 @@
 //! What the client may cache, and the attributes it caches: ext4 inodes
 //! as FUSE attributes and entries, with timeouts from the cache policy.
 
+use super::AdapterOptions;
 use super::nodes::node_of;
+use ext4::disk::inode::FL_DAX;
 use ext4::disk::features::RoCompat;
 use ext4::{Ext4, FileType, Inode};
-use fuse_abi::linux::{FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, fuse_attr, fuse_attr_out, fuse_entry_out};
+use fuse_abi::linux::{FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ATTR_DAX, fuse_attr, fuse_attr_out, fuse_entry_out};
 use std::time::Duration;
 
 /// How long the client may trust names, attributes and file data, named
@@ -42,8 +44,9 @@ impl CachePolicy {
     }
 }
 
-/// The FUSE attributes of `inode`.
-pub fn fuse_attr_of(fs: &Ext4, inode: &Inode) -> fuse_attr {
+/// The FUSE attributes of `inode`; with a DAX window, inodes with the
+/// DAX flag are marked for per-inode DAX (`-o dax=inode`).
+pub fn fuse_attr_of(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_attr {
     let huge = fs.superblock().ro_compat().has(RoCompat::HUGE_FILE);
     let (a, m, c) = (inode.atime(), inode.mtime(), inode.ctime());
     let rdev = match inode.file_type() {
@@ -66,19 +69,19 @@ pub fn fuse_attr_of(fs: &Ext4, inode: &Inode) -> fuse_attr {
         gid: inode.gid(),
         rdev,
         blksize: fs.block_size(),
-        flags: 0,
+        flags: if opts.dax && inode.has_flag(FL_DAX) { FUSE_ATTR_DAX } else { 0 },
     }
 }
 
 /// GETATTR / SETATTR reply for `inode`.
-pub fn attr_out(fs: &Ext4, inode: &Inode, policy: CachePolicy) -> fuse_attr_out {
-    let t = policy.timeout();
-    fuse_attr_out { attr_valid: t.as_secs(), attr_valid_nsec: t.subsec_nanos(), dummy: 0, attr: fuse_attr_of(fs, inode) }
+pub fn attr_out(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_attr_out {
+    let t = opts.cache.timeout();
+    fuse_attr_out { attr_valid: t.as_secs(), attr_valid_nsec: t.subsec_nanos(), dummy: 0, attr: fuse_attr_of(fs, inode, opts) }
 }
 
 /// LOOKUP-style reply for `inode` (the caller counts the lookup).
-pub fn entry_out(fs: &Ext4, inode: &Inode, policy: CachePolicy) -> fuse_entry_out {
-    let t = policy.timeout();
+pub fn entry_out(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_entry_out {
+    let t = opts.cache.timeout();
     fuse_entry_out {
         nodeid: node_of(inode.ino),
         generation: inode.generation() as u64,
@@ -86,7 +89,7 @@ pub fn entry_out(fs: &Ext4, inode: &Inode, policy: CachePolicy) -> fuse_entry_ou
         attr_valid: t.as_secs(),
         entry_valid_nsec: t.subsec_nanos(),
         attr_valid_nsec: t.subsec_nanos(),
-        attr: fuse_attr_of(fs, inode),
+        attr: fuse_attr_of(fs, inode, opts),
     }
 }
 

@@ -41,7 +41,7 @@ impl Ext4Fs {
             let mut entry = None;
             if plus && !dot {
                 match self.child(e.ino) {
-                    Ok(inode) => entry = Some(entry_out(&self.fs, &inode, self.opts.cache)),
+                    Ok(inode) => entry = Some(entry_out(&self.fs, &inode, &self.opts)),
                     Err(x) => {
                         err = Some(x);
                         return false;

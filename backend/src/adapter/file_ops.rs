@@ -39,7 +39,7 @@ impl Ext4Fs {
     /// GETATTR.
     pub fn getattr(&self, node: u64) -> FsResult<fuse_attr_out> {
         let inode = self.inode(node)?;
-        Ok(attr_out(&self.fs, &inode, self.opts.cache))
+        Ok(attr_out(&self.fs, &inode, &self.opts))
     }
 
     /// SETATTR: chmod, chown, truncate, utimes, with the VFS's rules.
@@ -104,7 +104,7 @@ impl Ext4Fs {
         }
         sa.mode = mode.filter(|&m| m != inode.mode() || v & FATTR_MODE != 0);
         let inode = self.fs.setattr(inode.ino, &sa)?;
-        Ok(attr_out(&self.fs, &inode, self.opts.cache))
+        Ok(attr_out(&self.fs, &inode, &self.opts))
     }
 
     /// OPEN of a regular file.

@@ -44,6 +44,10 @@ const APPEND_STRIPES: usize = 64;
 pub struct AdapterOptions {
     /// What the client may cache.
     pub cache: CachePolicy,
+    /// The client runs a writeback cache (negotiated FUSE_WRITEBACK_CACHE).
+    pub writeback: bool,
+    /// The transport has a DAX window: inodes flagged DAX are marked for it.
+    pub dax: bool,
 }
 
 /// FUSE file system semantics over one open ext4 image.

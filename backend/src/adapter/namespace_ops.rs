@@ -21,7 +21,7 @@ impl Ext4Fs {
     /// Registers one lookup of `inode` and builds its entry reply.
     fn entry(&self, inode: &Inode) -> fuse_entry_out {
         self.nodes.add_lookup(&self.fs, inode.ino);
-        entry_out(&self.fs, inode, self.opts.cache)
+        entry_out(&self.fs, inode, &self.opts)
     }
 
     /// `inode_init_owner`: uid of the caller; gid of the caller, or of a
@@ -220,11 +220,14 @@ impl Ext4Fs {
     /// Records a handle on `ino` (whose open reference the caller took).
     pub(super) fn register_handle(&self, ino: u32, flags: u32, dir: bool) -> fuse_open_out {
         let acc = flags as i32 & libc::O_ACCMODE;
+        // With the writeback cache the client reads pages of files opened
+        // write-only and computes append offsets itself.
+        let wb = self.opts.writeback;
         let h = Handle {
             ino,
-            read: acc != libc::O_WRONLY,
+            read: acc != libc::O_WRONLY || wb,
             write: acc != libc::O_RDONLY,
-            append: flags as i32 & libc::O_APPEND != 0,
+            append: flags as i32 & libc::O_APPEND != 0 && !wb,
             dir,
         };
         let mut open_flags = self.opts.cache.open_flags(dir);

@@ -49,10 +49,12 @@ pub struct MountOptions {
     pub cache: CachePolicy,
     /// Worker threads (0: one per core, at least two).
     pub threads: usize,
+    /// Let the kernel cache writes (FUSE writeback cache).
+    pub writeback: bool,
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and the threads it starts,
-/// and returns a thread that unmounts `target` when one arrives.
+/// Blocks SIGINT and SIGTERM in this thread and the threads it starts
+/// later, and starts a thread that unmounts `target` when one arrives.
 fn watch_signals(target: PathBuf) -> Result<(), MountError> {
     // SAFETY: plain libc signal-set manipulation on a local sigset_t.
     unsafe {
@@ -84,14 +86,16 @@ fn watch_signals(target: PathBuf) -> Result<(), MountError> {
 
 /// Mounts `image` on `mountpoint` and serves it until unmounted.
 pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), MountError> {
+    // First, before any thread exists: every thread must block the signals
+    // so that only the watcher receives them.
+    watch_signals(mountpoint.to_path_buf())?;
     let img_err = |source| MountError::Image { path: image.to_path_buf(), source };
     let open = OpenOptions { read_only: opts.read_only, ..OpenOptions::default() };
     let fs = Arc::new(Ext4::open(image, &open).map_err(img_err)?);
     let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
-    let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions { cache: opts.cache }, Box::new(groups::ProcGroups)));
-    let server = Arc::new(Server::new(adapter.clone(), ServerOptions::default()));
+    let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions { cache: opts.cache, writeback: opts.writeback, dax: false }, Box::new(groups::ProcGroups)));
+    let server = Arc::new(Server::new(adapter.clone(), ServerOptions { writeback: opts.writeback, ..ServerOptions::default() }));
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
-    watch_signals(mountpoint.to_path_buf())?;
     mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
     log::info!("serving {} on {}", image.display(), mountpoint.display());

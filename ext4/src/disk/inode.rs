@@ -33,6 +33,8 @@ pub const FL_APPEND: u32 = 0x0000_0020;
 pub const FL_NODUMP: u32 = 0x0000_0040;
 /// Inode flag: atime is not updated.
 pub const FL_NOATIME: u32 = 0x0000_0080;
+/// Inode flag: file data accessed directly (DAX) where the mount allows.
+pub const FL_DAX: u32 = 0x0200_0000;
 /// Inode flag: data stored inline.
 pub const FL_INLINE_DATA: u32 = 0x1000_0000;
 /// Inode flag: case-folded directory.

@@ -1,0 +1,179 @@
+//! The host mount's life cycle and modes: SIGTERM and SIGINT end it with a
+//! clean image (journal checkpointed, needs_recovery cleared, files
+//! unlinked while open freed), also while a file is still open on it; a
+//! read-only mount never changes a byte of the image; every cache policy
+//! and the writeback cache serve the same data; many threads at once work.
+//! Each image is judged by `e2fsck -fn` and read back with the ext4 crate.
+
+mod common;
+
+use common::{HostMount, Scratch, fsck_clean, mkfs, mounted_fstype};
+use ext4::{Ext4, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Reads `path` from the image with our reader (read-only, in memory).
+fn image_file(img: &Path, path: &str) -> Vec<u8> {
+    let fs = Ext4::open(img, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
+    assert!(fs.recovery_report().is_none(), "the image was left needing journal recovery");
+    let ino = fs.resolve_path(path.as_bytes(), false).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let inode = fs.read_inode(ino).unwrap();
+    let mut buf = vec![0u8; inode.size() as usize];
+    fs.read(&inode, 0, &mut buf).unwrap();
+    buf
+}
+
+/// Whether debugfs lists `needs_recovery` among the features.
+fn needs_recovery(img: &Path) -> bool {
+    let out = Command::new("dumpe2fs").arg("-h").arg(img).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("Filesystem features") && l.contains("needs_recovery"))
+}
+
+#[test]
+fn signals_end_the_mount_with_a_clean_image() {
+    if !HostMount::usable_or_skip("host mount signal handling") {
+        return;
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let s = Scratch::new("mount-sig");
+        let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+        mkfs(&img, "128M", &["-t", "ext4"]);
+        std::fs::create_dir(&mnt).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd"))
+            .arg("mount")
+            .arg(&img)
+            .arg(&mnt)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while mounted_fstype(&mnt).as_deref() != Some(HostMount::FSTYPE) {
+            assert!(Instant::now() < deadline, "no mount appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(mnt.join("kept"), &data).unwrap();
+        std::fs::create_dir(mnt.join("dir")).unwrap();
+        // Unlinked while open: an orphan until the daemon lets go of it.
+        let mut orphan = std::fs::File::create(mnt.join("orphan")).unwrap();
+        orphan.write_all(&vec![1u8; 1 << 20]).unwrap();
+        std::fs::remove_file(mnt.join("orphan")).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        // The open file keeps the mount busy: it is detached and ends with
+        // its last user.
+        std::thread::sleep(Duration::from_millis(300));
+        orphan.seek(SeekFrom::Start(0)).unwrap();
+        drop(orphan);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit after signal {sig}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "daemon exit status after signal {sig}: {status}");
+        assert_ne!(mounted_fstype(&mnt).as_deref(), Some(HostMount::FSTYPE), "still mounted");
+        assert!(!needs_recovery(&img), "needs_recovery still set after signal {sig}");
+        fsck_clean(&img);
+        assert!(image_file(&img, "/kept") == data, "file contents after signal {sig}");
+    }
+}
+
+#[test]
+fn a_read_only_mount_never_writes_the_image() {
+    if !HostMount::usable_or_skip("read-only host mount") {
+        return;
+    }
+    let s = Scratch::new("mount-ro");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    let src = s.join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), b"contents").unwrap();
+    mkfs(&img, "64M", &["-t", "ext4", "-d", src.to_str().unwrap()]);
+    let before = std::fs::read(&img).unwrap();
+    let m = HostMount::new(&img, &mnt, &["--read-only"]).unwrap();
+    assert_eq!(std::fs::read(mnt.join("d/f")).unwrap(), b"contents");
+    let err = std::fs::write(mnt.join("new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = std::fs::OpenOptions::new().write(true).open(mnt.join("d/f")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert_eq!(std::fs::remove_file(mnt.join("d/f")).unwrap_err().raw_os_error(), Some(libc::EROFS));
+    m.unmount().unwrap();
+    assert!(std::fs::read(&img).unwrap() == before, "a read-only mount changed the image");
+}
+
+#[test]
+fn every_cache_mode_serves_the_same_data() {
+    if !HostMount::usable_or_skip("host mount cache modes") {
+        return;
+    }
+    for args in [&["--cache", "never"][..], &["--cache", "auto"], &["--cache", "always"], &["--writeback"]] {
+        let s = Scratch::new("mount-cache");
+        let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+        mkfs(&img, "64M", &["-t", "ext4", "-O", "inline_data"]);
+        let m = HostMount::new(&img, &mnt, args).unwrap();
+        let f = mnt.join("f");
+        std::fs::write(&f, b"0123456789").unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&f).unwrap();
+        file.write_at(b"abc", 3).unwrap();
+        file.write_at(b"tail", 20_000).unwrap();
+        let mut back = vec![0u8; 20_004];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back[..10], b"012abc6789", "{args:?}");
+        assert!(back[10..20_000].iter().all(|&b| b == 0), "{args:?}: the hole reads as zeros");
+        let mut app = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        app.write_all(b"+end").unwrap();
+        drop((file, app));
+        std::fs::rename(&f, mnt.join("g")).unwrap();
+        let got = std::fs::read(mnt.join("g")).unwrap();
+        assert_eq!(got.len(), 20_008, "{args:?}");
+        assert_eq!(&got[20_000..], b"tail+end", "{args:?}: O_APPEND goes to the end");
+        m.unmount().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        fsck_clean(&img);
+        assert!(image_file(&img, "/g") == got, "{args:?}: the image holds what the mount showed");
+    }
+}
+
+#[test]
+fn many_threads_at_once() {
+    if !HostMount::usable_or_skip("concurrent host mount") {
+        return;
+    }
+    let s = Scratch::new("mount-mt");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "256M", &["-t", "ext4"]);
+    let m = HostMount::new(&img, &mnt, &[]).unwrap();
+    std::thread::scope(|sc| {
+        for t in 0..6u8 {
+            let dir = mnt.join(format!("t{t}"));
+            sc.spawn(move || {
+                std::fs::create_dir(&dir).unwrap();
+                for i in 0..150u32 {
+                    let body = vec![t.wrapping_add(i as u8); (i as usize * 97) % 20_000];
+                    std::fs::write(dir.join(format!("f{i}")), &body).unwrap();
+                    if i % 3 == 0 {
+                        std::fs::rename(dir.join(format!("f{i}")), dir.join(format!("r{i}"))).unwrap();
+                    }
+                    if i % 10 == 0 {
+                        assert!(std::fs::read_dir(&dir).unwrap().count() > 0);
+                    }
+                }
+            });
+        }
+    });
+    for t in 0..6u8 {
+        let names = std::fs::read_dir(mnt.join(format!("t{t}"))).unwrap().count();
+        assert_eq!(names, 150);
+    }
+    m.unmount().unwrap();
+    fsck_clean(&img);
+    for t in 0..6u8 {
+        let body = image_file(&img, &format!("/t{t}/r147"));
+        assert_eq!(body, vec![t.wrapping_add(147); 147 * 97 % 20_000]);
+    }
+}
