@@ -187,7 +187,7 @@ fn image(tag: &str) -> (Scratch, std::path::PathBuf) {
 fn a_wellformed_session_works_end_to_end() {
     let (_s, img) = image("proto-ok");
     let mut c = Client::new(&img);
-    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, &fuse_getattr_in::default().as_bytes()), libc::EIO, "before INIT");
+    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()), libc::EIO, "before INIT");
     let init = c.init();
     assert_eq!((init.major, init.minor), (7, 40));
     assert_eq!(init.max_write, 1 << 20);

@@ -92,12 +92,6 @@ impl From<WireError> for Errno {
     }
 }
 
-/// An empty successful reply.
-fn ok(out: &mut ReplyBuf) -> FsResult<()> {
-    let _ = out;
-    Ok(())
-}
-
 impl Server {
     /// A server for `fs`.
     pub fn new(fs: Arc<Ext4Fs>, opts: ServerOptions) -> Self {
@@ -229,43 +223,43 @@ impl Server {
             FUSE_DESTROY => {
                 fs.end_session();
                 self.destroyed.store(true, Ordering::Release);
-                ok(out)
+                Ok(())
             }
             FUSE_LOOKUP => {
                 let name = a.read_cstr("name")?;
                 out.push(&fs.lookup(c, node, name)?);
-                ok(out)
+                Ok(())
             }
             FUSE_GETATTR => {
                 out.push(&fs.getattr(node)?);
-                ok(out)
+                Ok(())
             }
             FUSE_SETATTR => {
                 let s: fuse_setattr_in = a.read("setattr_in")?;
                 out.push(&fs.setattr(c, node, &s)?);
-                ok(out)
+                Ok(())
             }
             FUSE_READLINK => {
                 out.push_bytes(&fs.readlink(node)?);
-                ok(out)
+                Ok(())
             }
             FUSE_SYMLINK => {
                 let name = a.read_cstr("name")?;
                 let target = a.read_cstr("link target")?;
                 out.push(&fs.symlink(c, node, name, target)?);
-                ok(out)
+                Ok(())
             }
             FUSE_MKNOD => {
                 let m: fuse_mknod_in = a.read_compat("mknod_in", FUSE_COMPAT_MKNOD_IN_SIZE as usize)?;
                 let name = a.read_cstr("name")?;
                 out.push(&fs.mknod(c, node, name, m.mode, m.rdev, m.umask)?);
-                ok(out)
+                Ok(())
             }
             FUSE_MKDIR => {
                 let m: fuse_mkdir_in = a.read("mkdir_in")?;
                 let name = a.read_cstr("name")?;
                 out.push(&fs.mkdir(c, node, name, m.mode, m.umask)?);
-                ok(out)
+                Ok(())
             }
             FUSE_UNLINK => fs.unlink(c, node, a.read_cstr("name")?),
             FUSE_RMDIR => fs.rmdir(c, node, a.read_cstr("name")?),
@@ -283,12 +277,12 @@ impl Server {
                 let l: fuse_link_in = a.read("link_in")?;
                 let name = a.read_cstr("name")?;
                 out.push(&fs.link(c, l.oldnodeid, node, name)?);
-                ok(out)
+                Ok(())
             }
             FUSE_OPEN => {
                 let o: fuse_open_in = a.read("open_in")?;
                 out.push(&fs.open(c, node, o.flags, o.open_flags)?);
-                ok(out)
+                Ok(())
             }
             FUSE_READ => {
                 let r: fuse_read_in = a.read("read_in")?;
@@ -299,11 +293,11 @@ impl Server {
                 let data = a.read_bytes(w.size as usize, "write data")?;
                 let n = fs.write(node, w.fh, w.offset, data, w.write_flags)?;
                 out.push(&fuse_write_out { size: n, padding: 0 });
-                ok(out)
+                Ok(())
             }
             FUSE_STATFS => {
                 out.push(&fuse_statfs_out { st: fs.statfs()? });
-                ok(out)
+                Ok(())
             }
             FUSE_RELEASE => {
                 let r: fuse_release_in = a.read("release_in")?;
@@ -344,7 +338,7 @@ impl Server {
             FUSE_OPENDIR => {
                 let o: fuse_open_in = a.read("open_in")?;
                 out.push(&fs.opendir(c, node, o.flags)?);
-                ok(out)
+                Ok(())
             }
             FUSE_READDIR | FUSE_READDIRPLUS => {
                 let r: fuse_read_in = a.read("read_in")?;
@@ -364,14 +358,14 @@ impl Server {
                 let (entry, open) = fs.create(c, node, name, cr.mode, cr.flags, cr.umask)?;
                 out.push(&entry);
                 out.push(&open);
-                ok(out)
+                Ok(())
             }
             FUSE_TMPFILE => {
                 let cr: fuse_create_in = a.read("create_in")?;
                 let (entry, open) = fs.tmpfile(c, node, cr.mode, cr.flags, cr.umask)?;
                 out.push(&entry);
                 out.push(&open);
-                ok(out)
+                Ok(())
             }
             FUSE_GETLK => {
                 let lk: fuse_lk_in = a.read("lk_in")?;
@@ -379,7 +373,7 @@ impl Server {
                     return Err(Errno::ENOSYS);
                 }
                 out.push(&fuse_lk_out { lk: fs.getlk(node, &lk)? });
-                ok(out)
+                Ok(())
             }
             FUSE_SETLK => {
                 let lk: fuse_lk_in = a.read("lk_in")?;
@@ -395,12 +389,12 @@ impl Server {
             FUSE_LSEEK => {
                 let l: fuse_lseek_in = a.read("lseek_in")?;
                 out.push(&fuse_lseek_out { offset: fs.lseek(node, l.fh, l.offset, l.whence)? });
-                ok(out)
+                Ok(())
             }
             FUSE_COPY_FILE_RANGE => {
                 let cp: fuse_copy_file_range_in = a.read("copy_file_range_in")?;
                 out.push(&fuse_write_out { size: fs.copy_file_range(&cp, node)?, padding: 0 });
-                ok(out)
+                Ok(())
             }
             FUSE_IOCTL => self.ioctl(c, node, &mut a, out),
             _ => Err(Errno::ENOSYS),
