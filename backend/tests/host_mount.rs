@@ -177,3 +177,30 @@ fn many_threads_at_once() {
         assert_eq!(body, vec![t.wrapping_add(147); 147 * 97]);
     }
 }
+
+/// pjdfstest's `link::link_count_max` cannot run on any FUSE mount (glibc's
+/// pathconf(_PC_LINK_MAX) answers 127, "unknown", for FUSE's f_type), so
+/// the same check runs here: ext4's 65 000 links, then EMLINK.
+#[test]
+fn link_count_max_gives_emlink() {
+    if !HostMount::usable_or_skip("LINK_MAX through the host mount") {
+        return;
+    }
+    let s = Scratch::new("mount-linkmax");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "256M", &["-t", "ext4"]);
+    let m = HostMount::new(&img, &mnt, &[]).unwrap();
+    let dir = mnt.join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let f = dir.join("f");
+    std::fs::write(&f, b"x").unwrap();
+    for i in 1..65_000 {
+        std::fs::hard_link(&f, dir.join(format!("l{i}"))).unwrap_or_else(|e| panic!("link {i}: {e}"));
+    }
+    let err = std::fs::hard_link(&f, dir.join("one-too-many")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMLINK));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&f).unwrap().nlink(), 65_000);
+    m.unmount().unwrap();
+    fsck_clean(&img);
+}
