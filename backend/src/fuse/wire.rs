@@ -95,72 +95,89 @@ impl<'a> ArgReader<'a> {
 pub const OUT_HEADER_SIZE: usize = std::mem::size_of::<fuse_out_header>();
 
 /// A reply under construction: the header slot, then the body. One buffer
-/// per worker, reused; file data is read straight into its tail.
+/// per worker, reused; file data is read straight into its tail. The
+/// buffer only grows: bytes past the reply's length are stale and never
+/// sent, so a large read does not pay for zeroing its space first.
 #[derive(Debug, Default)]
 pub struct ReplyBuf {
     buf: Vec<u8>,
+    len: usize,
 }
 
 impl ReplyBuf {
     /// An empty reply buffer.
     pub fn new() -> Self {
-        ReplyBuf { buf: Vec::with_capacity(64 << 10) }
+        ReplyBuf { buf: Vec::with_capacity(64 << 10), len: 0 }
+    }
+
+    /// Makes `n` more bytes available past the current length.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let end = self.len + n;
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        &mut self.buf[self.len..end]
     }
 
     /// Starts a new reply (clears the body, reserves the header).
     pub fn start(&mut self) {
-        self.buf.clear();
-        self.buf.resize(OUT_HEADER_SIZE, 0);
+        self.len = 0;
+        self.room(OUT_HEADER_SIZE).fill(0);
+        self.len = OUT_HEADER_SIZE;
     }
 
     /// Appends a structure.
     pub fn push<T: IntoBytes + Immutable>(&mut self, v: &T) {
-        self.buf.extend_from_slice(v.as_bytes());
+        self.push_bytes(v.as_bytes());
     }
 
     /// Appends raw bytes.
     pub fn push_bytes(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(b);
+        self.room(b.len()).copy_from_slice(b);
+        self.len += b.len();
     }
 
     /// Appends zero bytes up to the next multiple of 8 (dirent padding).
     pub fn pad8(&mut self) {
-        let body = self.buf.len() - OUT_HEADER_SIZE;
-        self.buf.resize(OUT_HEADER_SIZE + body.next_multiple_of(8), 0);
+        let pad = self.body_len().next_multiple_of(8) - self.body_len();
+        self.room(pad).fill(0);
+        self.len += pad;
     }
 
     /// Body length so far.
     pub fn body_len(&self) -> usize {
-        self.buf.len() - OUT_HEADER_SIZE
+        self.len - OUT_HEADER_SIZE
     }
 
-    /// Grows the body by `len` zeroed bytes and returns them, for a read
-    /// to fill in place; [`ReplyBuf::truncate_body`] trims what was not used.
+    /// Grows the body by `len` bytes of unspecified content and returns
+    /// them, for a read to fill in place; [`ReplyBuf::truncate_body`] trims
+    /// what was not filled.
     pub fn tail(&mut self, len: usize) -> &mut [u8] {
-        let start = self.buf.len();
-        self.buf.resize(start + len, 0);
-        &mut self.buf[start..]
+        self.room(len);
+        let start = self.len;
+        self.len += len;
+        &mut self.buf[start..start + len]
     }
 
     /// Cuts the body back to `len` bytes.
     pub fn truncate_body(&mut self, len: usize) {
-        self.buf.truncate(OUT_HEADER_SIZE + len);
+        self.len = self.len.min(OUT_HEADER_SIZE + len);
     }
 
     /// The reply as last finished.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.len]
     }
 
     /// Fills in the header and returns the whole reply. `error` is 0 or a
     /// negative errno; an error reply carries no body.
     pub fn finish(&mut self, unique: u64, error: i32) -> &[u8] {
         if error != 0 {
-            self.buf.truncate(OUT_HEADER_SIZE);
+            self.len = OUT_HEADER_SIZE;
         }
-        let hdr = fuse_out_header { len: self.buf.len() as u32, error, unique };
+        let hdr = fuse_out_header { len: self.len as u32, error, unique };
         self.buf[..OUT_HEADER_SIZE].copy_from_slice(hdr.as_bytes());
-        &self.buf
+        &self.buf[..self.len]
     }
 }
 
@@ -187,6 +204,23 @@ mod tests {
         let mut r = ArgReader::new(&[1, 0, 0, 0, 2, 0, 0, 0]);
         let v: fuse_abi::linux::fuse_mknod_in = r.read_compat("mknod", 8).unwrap();
         assert_eq!((v.mode, v.rdev, v.umask), (1, 2, 0));
+    }
+
+    #[test]
+    fn stale_tail_bytes_are_never_sent() {
+        let mut b = ReplyBuf::new();
+        b.start();
+        b.tail(100).fill(0xAA);
+        let _ = b.finish(1, 0);
+        b.start();
+        let t = b.tail(100);
+        t[..3].copy_from_slice(b"abc");
+        b.truncate_body(3);
+        assert_eq!(&b.finish(2, 0)[OUT_HEADER_SIZE..], b"abc");
+        b.start();
+        b.push_bytes(b"x");
+        b.pad8();
+        assert_eq!(&b.finish(3, 0)[OUT_HEADER_SIZE..], b"x\0\0\0\0\0\0\0");
     }
 
     #[test]
