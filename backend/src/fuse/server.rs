@@ -115,6 +115,11 @@ impl Server {
         &self.opts
     }
 
+    /// Whether INIT has been answered (the session is serving).
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Acquire)
+    }
+
     /// Whether the client sent DESTROY (the session is over).
     pub fn is_destroyed(&self) -> bool {
         self.destroyed.load(Ordering::Acquire)

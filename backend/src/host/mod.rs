@@ -84,6 +84,23 @@ fn watch_signals(target: PathBuf) -> Result<(), MountError> {
     Ok(())
 }
 
+/// Once the kernel has answered INIT (which resets the mount's read-ahead
+/// to at most its default), raises read-ahead to `kib`, so sequential
+/// reads arrive as READs of max_write instead of 128 KiB.
+fn raise_readahead_after_init(server: Arc<Server>, mountpoint: PathBuf, kib: u32) {
+    std::thread::spawn(move || {
+        for _ in 0..1000 {
+            if server.is_initialized() {
+                if let Err(e) = mount::set_readahead(&mountpoint, kib) {
+                    log::warn!("cannot raise read-ahead of {} to {kib} KiB: {e}", mountpoint.display());
+                }
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+}
+
 /// Mounts `image` on `mountpoint` and serves it until unmounted.
 pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), MountError> {
     // First, before any thread exists: every thread must block the signals
@@ -94,10 +111,12 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     let fs = Arc::new(Ext4::open(image, &open).map_err(img_err)?);
     let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
     let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions { cache: opts.cache, writeback: opts.writeback, dax: false }, Box::new(groups::ProcGroups)));
-    let server = Arc::new(Server::new(adapter.clone(), ServerOptions { writeback: opts.writeback, ..ServerOptions::default() }));
+    let server_opts = ServerOptions { writeback: opts.writeback, ..ServerOptions::default() };
+    let server = Arc::new(Server::new(adapter.clone(), server_opts));
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
     mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
+    raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), server_opts.max_write / 1024);
     log::info!("serving {} on {}", image.display(), mountpoint.display());
     let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) } else { opts.threads };
     let served = dispatch::serve(server, dev, threads);
