@@ -123,11 +123,18 @@ impl Ext4 {
         }
         let t = now();
         let ino = self.alloc_inode(h, parent, is_dir)?;
-        let mut inode = self.fresh_inode(h, ino, attr, t)?;
-        if let Some(umask) = attr.umask {
-            self.inherit_acls_in(h, &dir, &mut inode, umask)?;
-        }
+        let inode = self.fresh_inode(h, ino, attr, t)?;
         Ok((dir, inode, t))
+    }
+
+    /// Applies the parent's default ACL or the umask when `attr` asks for
+    /// ACL semantics; after the inode's own structure (a directory's first
+    /// block) exists, since an inherited ACL may need an xattr block.
+    fn inherit_acls(&self, h: &mut Handle<'_>, dir: &Inode, inode: &mut Inode, attr: &NewInode) -> Result<()> {
+        match attr.umask {
+            Some(umask) => self.inherit_acls_in(h, dir, inode, umask),
+            None => Ok(()),
+        }
     }
 
     /// Creates a regular file, device node, FIFO or socket `name` in
@@ -141,6 +148,7 @@ impl Ext4 {
         let mut h = self.begin()?;
         let (mut dir, mut inode, t) = self.start_create(&mut h, parent, name, &attr, false)?;
         let ino = inode.ino;
+        self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
         self.write_inode(&mut h, &mut inode)?;
         let ft = inode.file_type().map(file_type_code).unwrap_or(0);
         self.add_entry(&mut h, &mut dir, name, ino, ft)?;
@@ -158,6 +166,7 @@ impl Ext4 {
         let ino = inode.ino;
         inode.raw.links_count = 2;
         self.new_directory(&mut h, &mut inode, parent)?;
+        self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
         self.write_inode(&mut h, &mut inode)?;
         self.add_entry(&mut h, &mut dir, name, ino, crate::disk::dir_entry::FT_DIR)?;
         // ".." of the child links the parent; past LINK_MAX dir_nlink says 1.
@@ -220,9 +229,7 @@ impl Ext4 {
         let dir = self.parent_dir_in(&h, parent)?;
         let ino = self.alloc_inode(&mut h, parent, false)?;
         let mut inode = self.fresh_inode(&h, ino, &attr, now())?;
-        if let Some(umask) = attr.umask {
-            self.inherit_acls_in(&mut h, &dir, &mut inode, umask)?;
-        }
+        self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
         inode.raw.links_count = 0;
         self.orphan_new_in(&mut h, &mut inode)?;
         h.finish();
