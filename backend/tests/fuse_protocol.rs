@@ -46,9 +46,13 @@ fn cstr(s: &str) -> Vec<u8> {
 
 impl Client {
     fn new(img: &std::path::Path) -> Client {
+        Self::with_options(img, ServerOptions::default())
+    }
+
+    fn with_options(img: &std::path::Path, opts: ServerOptions) -> Client {
         let fs = Arc::new(Ext4::open(img, &OpenOptions::default()).unwrap());
         let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions::default(), Box::new(NoGroups)));
-        let server = Arc::new(Server::new(adapter, ServerOptions::default()));
+        let server = Arc::new(Server::new(adapter, opts));
         Client { server, fs, unique: 0, out: ReplyBuf::new() }
     }
 
@@ -204,6 +208,47 @@ fn a_wellformed_session_works_end_to_end() {
     let e = c.lookup(FUSE_ROOT_ID, "hello").unwrap();
     assert_eq!((e.nodeid, e.attr.size, e.attr.mode), (node, 10_000, 0o100644));
     assert_eq!(c.root_names(), vec![".", "..", "hello", "lost+found"]);
+    c.finish();
+    fsck_clean(&img);
+}
+
+#[test]
+fn init_negotiation() {
+    let (_s, img) = image("proto-init");
+    let init = |c: &mut Client, major, minor, flags: u64| {
+        let i = fuse_init_in {
+            major,
+            minor,
+            max_readahead: 1 << 17,
+            flags: flags as u32 | FUSE_INIT_EXT,
+            flags2: (flags >> 32) as u32,
+            unused: [0; 11],
+        };
+        c.call(fuse_opcode::FUSE_INIT, 0, i.as_bytes())
+    };
+    let mut c = Client::new(&img);
+    // Too old a client, a future major (answered with ours, to retry), then 7.31.
+    assert_eq!(init(&mut c, 7, 30, u64::MAX).errno, libc::EPROTO);
+    assert_eq!(init(&mut c, 6, 40, u64::MAX).errno, libc::EPROTO);
+    let r = init(&mut c, 8, 0, u64::MAX);
+    let out = fuse_init_out::read_from_bytes(&r.body).unwrap();
+    assert_eq!((r.errno, out.major, out.minor), (0, 7, 40));
+    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()), libc::EIO, "not initialised yet");
+    let r = init(&mut c, 7, 31, (FUSE_POSIX_ACL | FUSE_ASYNC_READ) as u64);
+    let out = fuse_init_out::read_from_bytes(&r.body).unwrap();
+    assert_eq!(out.minor, 31);
+    assert_eq!(out.flags & !FUSE_INIT_EXT, FUSE_POSIX_ACL | FUSE_ASYNC_READ, "only what both sides offer");
+    assert_eq!(out.max_pages, 256);
+    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()), 0);
+    c.finish();
+    // With a DAX window and the writeback cache configured.
+    let mut c = Client::with_options(&img, ServerOptions { writeback: true, dax: true, ..ServerOptions::default() });
+    let r = init(&mut c, 7, 40, u64::MAX);
+    let out = fuse_init_out::read_from_bytes(&r.body).unwrap();
+    assert_ne!(out.flags & FUSE_WRITEBACK_CACHE, 0);
+    assert_ne!(out.flags & FUSE_MAP_ALIGNMENT, 0);
+    assert_ne!(((out.flags2 as u64) << 32) & FUSE_HAS_INODE_DAX, 0);
+    assert_eq!(out.map_alignment, 12, "pages of 4 KiB");
     c.finish();
     fsck_clean(&img);
 }
