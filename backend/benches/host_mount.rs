@@ -52,7 +52,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Fuse2fsMount, HostMount, KernelMount, Scratch};
+use common::{Fuse2fsMount, HostMount, KernelMount, Rng, Scratch};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -106,27 +106,6 @@ impl Drop for ShmDir {
 }
 
 // ---------------------------------------------------------------- the tree
-
-/// xorshift64*: deterministic, fast, good enough for sizes and contents.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for c in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-    }
-}
 
 /// Writes the tree under `root`: 20 top directories of 10 subdirectories of
 /// 4 leaf directories (1 020 directories with files), 18 000 files spread
@@ -391,7 +370,7 @@ fn main() {
             }
             let image = work.join(format!("{}.img", peer.name()));
             if peer == Peer::Ours && r == runs - 1 {
-                our_fsck = Some(std::panic::catch_unwind(|| common::fsck_clean(&image)).is_ok());
+                our_fsck = Some(std::panic::catch_unwind(|| common::assert_fsck_clean(&image)).is_ok());
             }
             let _ = std::fs::remove_file(&image);
         }

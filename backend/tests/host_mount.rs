@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{HostMount, Scratch, fsck_clean, mkfs, mounted_fstype};
+use common::{HostMount, Scratch, assert_fsck_clean, mkfs, mounted_fstype};
 use ext4::{Ext4, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -79,7 +79,7 @@ fn signals_end_the_mount_with_a_clean_image() {
         assert!(status.success(), "daemon exit status after signal {sig}: {status}");
         assert_ne!(mounted_fstype(&mnt).as_deref(), Some(HostMount::FSTYPE), "still mounted");
         assert!(!needs_recovery(&img), "needs_recovery still set after signal {sig}");
-        fsck_clean(&img);
+        assert_fsck_clean(&img);
         assert!(image_file(&img, "/kept") == data, "file contents after signal {sig}");
     }
 }
@@ -134,7 +134,7 @@ fn every_cache_mode_serves_the_same_data() {
         assert_eq!(got.len(), 20_008, "{args:?}");
         assert_eq!(&got[20_000..], b"tail+end", "{args:?}: O_APPEND goes to the end");
         m.unmount().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        fsck_clean(&img);
+        assert_fsck_clean(&img);
         assert!(image_file(&img, "/g") == got, "{args:?}: the image holds what the mount showed");
     }
 }
@@ -171,7 +171,7 @@ fn many_threads_at_once() {
         assert_eq!(names, 150);
     }
     m.unmount().unwrap();
-    fsck_clean(&img);
+    assert_fsck_clean(&img);
     for t in 0..6u8 {
         let body = image_file(&img, &format!("/t{t}/r147"));
         assert_eq!(body, vec![t.wrapping_add(147); 147 * 97]);
@@ -202,5 +202,5 @@ fn link_count_max_gives_emlink() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&f).unwrap().nlink(), 65_000);
     m.unmount().unwrap();
-    fsck_clean(&img);
+    assert_fsck_clean(&img);
 }

@@ -384,7 +384,7 @@ fn pjdfstest_ours_vs_kernel() {
         ours.cases.len(),
         fuse2fs.as_ref().map_or(String::new(), |f| format!(", fuse2fs {}/{}", f.count(Outcome::Pass), f.cases.len()))
     );
-    common::fsck_clean(&oimg);
+    common::assert_fsck_clean(&oimg);
     let missed: Vec<&String> =
         kernel.cases.keys().filter(|n| kernel.outcome(n) == pass && ours.outcome(n) != pass && !excused.contains(&n.as_str())).collect();
     assert!(missed.is_empty(), "cases the kernel passes and ours does not: {missed:?}");

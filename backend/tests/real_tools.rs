@@ -58,7 +58,7 @@ fn remount(s: &Scratch, img: &Path) -> HostMount {
 /// Unmounts (the daemon must exit 0) and checks the image with e2fsck.
 fn unmount_and_check(m: HostMount, img: &Path) {
     m.unmount().unwrap_or_else(|e| panic!("unmount: {e}"));
-    common::fsck_clean(img);
+    common::assert_fsck_clean(img);
 }
 
 // ---------------------------------------------------------------- manifests

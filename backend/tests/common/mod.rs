@@ -20,60 +20,8 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(20);
 /// mount point is unmounted.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A scratch directory removed on drop (kept when `EXT4_TEST_KEEP` is set).
-pub struct Scratch {
-    pub path: PathBuf,
-}
-
-impl Scratch {
-    /// A fresh, empty directory named after `tag`. The name is short
-    /// (`$TMPDIR/e4vfs-TAG-PID-N`): mount points inside it hold Unix sockets,
-    /// whose paths may not exceed 107 bytes.
-    pub fn new(tag: &str) -> Scratch {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("e4vfs-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        Scratch { path }
-    }
-
-    /// A path inside the scratch directory.
-    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
-        self.path.join(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::env::var_os("EXT4_TEST_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-/// Whether the process runs with effective uid 0 (mounts, /dev/fuse).
-pub fn is_root() -> bool {
-    // Second field of "Uid:" is the effective uid; no libc needed.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
-/// Reports a loud skip notice: tests never pass silently for what they did
-/// not check. The test harness captures test output, so the notice also goes
-/// to the file named by `EXT4_SKIP_LOG` (scripts/test.sh prints it at the end).
-pub fn skip(what: &str, why: &str) {
-    let line = format!("SKIPPED: {what}: {why}");
-    eprintln!("{line}");
-    if let Some(path) = std::env::var_os("EXT4_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use testkit::{Rng, Scratch, assert_fsck_clean, is_root, run, skip};
 
 /// Whether FUSE mounts can be made here: root and a usable /dev/fuse.
 pub fn fuse_usable() -> Result<(), String> {
@@ -110,21 +58,6 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
 }
 
-/// Runs a command, panicking with its status and output if it fails;
-/// returns its standard output.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Creates the image file `img` of `size` (e.g. "256M") with mke2fs and extra
 /// arguments such as `["-t", "ext4"]`.
 pub fn mkfs(img: &Path, size: &str, args: &[&str]) {
@@ -132,19 +65,6 @@ pub fn mkfs(img: &Path, size: &str, args: &[&str]) {
     let mut cmd = Command::new("mke2fs");
     cmd.args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1"]).args(args).arg(img).arg(size);
     run(&mut cmd);
-}
-
-/// Asserts that `e2fsck -fn` finds nothing to fix in `img` (exit status 0),
-/// with e2fsck's output in the panic message.
-pub fn fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().expect("run e2fsck");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {img:?} is not clean ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The file system type mounted exactly at `dir` (the last mount there), from

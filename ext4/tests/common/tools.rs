@@ -3,19 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Runs a command, panicking with its output if it fails.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+#[allow(unused_imports)]
+pub use testkit::{assert_fsck_clean, fsck, run};
 
 /// Builds `image` of `size` (e.g. "256M") from `src` with `mke2fs -d`, with
 /// extra mke2fs arguments such as `["-t", "ext4", "-b", "1024", "-O", "inline_data"]`.
@@ -37,19 +26,6 @@ pub fn mkfs(image: &Path, size: &str, src: Option<&Path>, args: &[&str]) {
 /// Runs `debugfs -R REQUEST IMAGE` and returns its standard output.
 pub fn debugfs(image: &Path, request: &str) -> String {
     run(Command::new("debugfs").arg("-R").arg(request).arg(image))
-}
-
-/// Runs `e2fsck -fn` and returns (clean, output).
-pub fn fsck(image: &Path) -> (bool, String) {
-    let out = Command::new("e2fsck").arg("-fn").arg(image).output().expect("run e2fsck");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-/// Asserts that `e2fsck -fn` finds nothing to fix.
-pub fn assert_fsck_clean(image: &Path) {
-    let (ok, text) = fsck(image);
-    assert!(ok, "e2fsck -fn {image:?} is not clean:\n{text}");
 }
 
 /// Builds hash indexes for every directory large enough (`e2fsck -fyD`):
