@@ -289,6 +289,31 @@ impl Drop for FuseMount {
     }
 }
 
+/// True when `ready` is Ok; otherwise reports a loud skip for `what`.
+fn usable_or_skip(ready: Result<(), String>, what: &str) -> bool {
+    match ready {
+        Ok(()) => true,
+        Err(why) => {
+            skip(what, &why);
+            false
+        }
+    }
+}
+
+impl std::ops::Deref for HostMount {
+    type Target = FuseMount;
+    fn deref(&self) -> &FuseMount {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Fuse2fsMount {
+    type Target = FuseMount;
+    fn deref(&self) -> &FuseMount {
+        &self.0
+    }
+}
+
 /// Our daemon serving an image on a host mount point:
 /// `ext4-virtiofsd mount IMG DIR [args]` (fstype `fuse.ext4-virtiofsd`).
 pub struct HostMount(FuseMount);
@@ -309,23 +334,7 @@ impl HostMount {
     /// Whether host mounts can be made here; otherwise reports a loud skip
     /// for `what` and returns false.
     pub fn usable_or_skip(what: &str) -> bool {
-        match fuse_usable() {
-            Ok(()) => true,
-            Err(why) => {
-                skip(what, &why);
-                false
-            }
-        }
-    }
-
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// The daemon's output so far.
-    pub fn output(&self) -> String {
-        self.0.output()
+        usable_or_skip(fuse_usable(), what)
     }
 
     /// Unmounts and waits for the daemon to exit with status 0 (a clean close
@@ -362,18 +371,7 @@ impl Fuse2fsMount {
         let r = fuse_usable().and_then(|()| {
             if have_program("fuse2fs") { Ok(()) } else { Err("fuse2fs is not installed (scripts/setup.sh)".into()) }
         });
-        match r {
-            Ok(()) => true,
-            Err(why) => {
-                skip(what, &why);
-                false
-            }
-        }
-    }
-
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        self.0.path()
+        usable_or_skip(r, what)
     }
 
     /// Unmounts and waits for fuse2fs to exit with status 0.
