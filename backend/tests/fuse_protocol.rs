@@ -309,6 +309,19 @@ fn malformed_requests_get_errors_and_change_nothing() {
     }
     let l = fuse_link_in { oldnodeid: 12345 };
     assert_eq!(c.errno(fuse_opcode::FUSE_LINK, FUSE_ROOT_ID, &cat(&[l.as_bytes(), &cstr("ln")])), libc::ESTALE);
+    // Offsets at the end of the 64-bit range.
+    let (node2, fh2) = c.create(FUSE_ROOT_ID, "other");
+    let cp = fuse_copy_file_range_in { fh_in: fh, off_in: u64::MAX - 1, nodeid_out: node2, fh_out: fh2, off_out: 0, len: 100, flags: 0 };
+    assert_eq!(c.errno(fuse_opcode::FUSE_COPY_FILE_RANGE, node, cp.as_bytes()), libc::EINVAL);
+    let cp = fuse_copy_file_range_in { off_in: 0, off_out: u64::MAX, ..cp };
+    assert_eq!(c.errno(fuse_opcode::FUSE_COPY_FILE_RANGE, node, cp.as_bytes()), libc::EINVAL);
+    assert_ne!(c.write(node, fh, u64::MAX - 2, b"abcd").errno, 0);
+    let fa = fuse_fallocate_in { fh, offset: u64::MAX - 10, length: 100, mode: 0, padding: 0 };
+    assert_eq!(c.errno(fuse_opcode::FUSE_FALLOCATE, node, fa.as_bytes()), libc::EINVAL);
+    let lk = fuse_lk_in { fh, owner: 1, lk: fuse_file_lock { start: 10, end: 5, type_: libc::F_WRLCK as u32, pid: 1 }, lk_flags: 0, padding: 0 };
+    assert_eq!(c.errno(fuse_opcode::FUSE_SETLK, node, lk.as_bytes()), libc::EINVAL);
+    assert_eq!(c.release(node2, fh2), 0);
+    assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, FUSE_ROOT_ID, &cstr("other")), 0);
     // Handles that were never opened, belong to another node, are of the
     // wrong kind, or were released.
     assert_eq!(c.read(node, 999, 0, 10).errno, libc::EBADF);

@@ -289,6 +289,9 @@ impl Ext4Fs {
             return Err(Errno::EPERM);
         }
         let len = a.len.min(COPY_MAX).min(u32::MAX as u64);
+        if a.off_in.checked_add(len).is_none() || a.off_out.checked_add(len).is_none() {
+            return Err(Errno::EINVAL);
+        }
         if src.ino == dst.ino && a.off_in < a.off_out.saturating_add(len) && a.off_out < a.off_in.saturating_add(len) {
             return Err(Errno::EINVAL);
         }
