@@ -47,6 +47,8 @@ impl Errno {
     pub const EINTR: Errno = Errno(libc::EINTR);
     /// Resource temporarily unavailable (a lock held by someone else).
     pub const EAGAIN: Errno = Errno(libc::EAGAIN);
+    /// No locks available (too many blocked lock requests).
+    pub const ENOLCK: Errno = Errno(libc::ENOLCK);
     /// Deadlock would occur.
     pub const EDEADLK: Errno = Errno(libc::EDEADLK);
     /// Protocol error.

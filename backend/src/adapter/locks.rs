@@ -45,9 +45,17 @@ impl RangeLock {
 /// may arrive before its F_SETLKW starts to wait.
 const INTERRUPTS_KEPT: usize = 4096;
 
+/// Most F_SETLKW requests blocked at once: each holds a thread, so a
+/// client cannot pile up more (ENOLCK beyond).
+const MAX_WAITERS: usize = 1024;
+
 #[derive(Debug, Default)]
 struct State {
     locks: HashMap<u32, Vec<RangeLock>>,
+    /// F_SETLKW requests waiting now.
+    waiters: usize,
+    /// Bumped when a session ends: its waiters give up.
+    session: u64,
     /// Requests (by unique) the client interrupted, oldest first.
     interrupted: HashSet<u64>,
     interrupt_order: VecDeque<u64>,
@@ -132,19 +140,36 @@ impl LockTable {
 
     /// F_SETLKW: like [`LockTable::set`] but waits until the lock can be
     /// taken, or until request `unique` is interrupted (EINTR).
+    /// At most [`MAX_WAITERS`] wait at once (ENOLCK beyond), and all of
+    /// them give up (EINTR) when the session ends.
     pub fn set_wait(&self, ino: u32, want: &RangeLock, unique: u64) -> FsResult<()> {
         validate(want)?;
         let mut st = self.state.lock().unwrap();
-        loop {
-            if st.interrupted.remove(&unique) {
-                return Err(Errno::EINTR);
+        if st.waiters >= MAX_WAITERS {
+            return Err(Errno::ENOLCK);
+        }
+        st.waiters += 1;
+        let session = st.session;
+        let result = loop {
+            if st.interrupted.remove(&unique) || st.session != session {
+                break Err(Errno::EINTR);
             }
             if Self::try_set(&mut st, ino, want) {
                 self.changed.notify_all();
-                return Ok(());
+                break Ok(());
             }
             st = self.changed.wait(st).unwrap();
-        }
+        };
+        st.waiters -= 1;
+        result
+    }
+
+    /// The end of a session: every lock is gone and every waiter gives up.
+    pub fn end_session(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.locks.clear();
+        st.session += 1;
+        self.changed.notify_all();
     }
 
     /// INTERRUPT of request `unique`: a waiting F_SETLKW under that id
@@ -220,9 +245,25 @@ mod tests {
         let w = std::thread::spawn(move || t3.set_wait(7, &lk(5, 6, F_RDLCK, 3), 43));
         t.interrupt(43);
         assert_eq!(w.join().unwrap(), Err(Errno::EINTR), "interrupted before or while waiting");
+        let t4 = t.clone();
+        let w = std::thread::spawn(move || t4.set_wait(7, &lk(0, 1, F_WRLCK, 4), 44));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        t.end_session();
+        assert_eq!(w.join().unwrap(), Err(Errno::EINTR), "the session's end wakes waiters");
+        assert!(t.state.lock().unwrap().locks.is_empty());
         for u in 0..(INTERRUPTS_KEPT as u64 + 10) {
             t.interrupt(1000 + u);
         }
         assert!(t.state.lock().unwrap().interrupted.len() <= INTERRUPTS_KEPT);
+    }
+
+    #[test]
+    fn waiters_are_bounded() {
+        let t = LockTable::default();
+        t.set(3, &lk(0, 9, F_WRLCK, 1)).unwrap();
+        t.state.lock().unwrap().waiters = MAX_WAITERS;
+        assert_eq!(t.set_wait(3, &lk(0, 9, F_WRLCK, 2), 9), Err(Errno::ENOLCK));
+        t.state.lock().unwrap().waiters = 0;
+        assert_eq!(t.set_wait(3, &lk(20, 29, F_WRLCK, 2), 9), Ok(()), "no conflict: no wait");
     }
 }

@@ -90,9 +90,11 @@ impl Ext4Fs {
         self.nodes.len()
     }
 
-    /// Releases every node and handle the client held (DESTROY, or the
-    /// transport went away): orphans whose last user that was are freed.
+    /// Releases every node, handle and lock the client held (DESTROY, or
+    /// the transport went away): orphans whose last user that was are
+    /// freed, blocked lock requests give up.
     pub fn end_session(&self) {
+        self.locks.end_session();
         for h in self.handles.drain() {
             if let Err(e) = self.fs.close_inode(h.ino) {
                 log::error!("closing inode {} at session end: {e}", h.ino);
