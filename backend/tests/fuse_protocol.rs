@@ -249,6 +249,12 @@ fn init_negotiation() {
     assert_eq!(out.flags & !FUSE_INIT_EXT, FUSE_POSIX_ACL | FUSE_ASYNC_READ, "only what both sides offer");
     assert_eq!(out.max_pages, 256);
     assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()), 0);
+    // Without FUSE_SETXATTR_EXT, SETXATTR carries the 8-byte structure.
+    let x = fuse_setxattr_in { size: 5, flags: 0, ..Default::default() };
+    let req = cat(&[&x.as_bytes()[..8], &cstr("user.old"), b"value"]);
+    assert_eq!(c.errno(fuse_opcode::FUSE_SETXATTR, FUSE_ROOT_ID, &req), 0);
+    let g = fuse_getxattr_in { size: 64, padding: 0 };
+    assert_eq!(c.ok(fuse_opcode::FUSE_GETXATTR, FUSE_ROOT_ID, &cat(&[g.as_bytes(), &cstr("user.old")])), b"value");
     c.finish();
     // With a DAX window and the writeback cache configured.
     let mut c = Client::with_options(&img, ServerOptions { writeback: true, dax: true, ..ServerOptions::default() });

@@ -255,7 +255,7 @@ impl Server {
                 Ok(())
             }
             FUSE_MKNOD => {
-                let m: fuse_mknod_in = a.read_compat("mknod_in", FUSE_COMPAT_MKNOD_IN_SIZE as usize)?;
+                let m: fuse_mknod_in = a.read("mknod_in")?;
                 let name = a.read_cstr("name")?;
                 out.push(&fs.mknod(c, node, name, m.mode, m.rdev, m.umask)?);
                 Ok(())
@@ -294,7 +294,7 @@ impl Server {
                 fs.read(node, r.fh, r.offset, r.size.min(self.opts.max_write), out)
             }
             FUSE_WRITE => {
-                let w: fuse_write_in = a.read_compat("write_in", FUSE_COMPAT_WRITE_IN_SIZE as usize)?;
+                let w: fuse_write_in = a.read("write_in")?;
                 let data = a.read_bytes(w.size as usize, "write data")?;
                 let n = fs.write(node, w.fh, w.offset, data, w.write_flags)?;
                 out.push(&fuse_write_out { size: n, padding: 0 });
@@ -323,7 +323,7 @@ impl Server {
                     let s: fuse_setxattr_in = a.read("setxattr_in")?;
                     (s.size, s.flags, s.setxattr_flags)
                 } else {
-                    let s: fuse_setxattr_in = a.read_compat("setxattr_in", FUSE_COMPAT_SETXATTR_IN_SIZE as usize)?;
+                    let s: fuse_setxattr_in = a.read_sized("setxattr_in", FUSE_COMPAT_SETXATTR_IN_SIZE as usize)?;
                     (s.size, s.flags, 0)
                 };
                 let name = a.read_cstr("xattr name")?;

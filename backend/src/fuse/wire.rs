@@ -47,23 +47,33 @@ impl<'a> ArgReader<'a> {
         }
     }
 
-    /// The next `T` when the client sent at least `min` bytes of it (older
-    /// protocol minors send shorter structures); missing fields are zero.
+    /// The next `T` when the client sent at least `min` bytes of it and
+    /// nothing after it (INIT of older protocol minors is shorter); missing
+    /// fields are zero.
     pub fn read_compat<T: FromBytes + KnownLayout + Immutable + IntoBytes + Default>(
         &mut self,
         what: &'static str,
         min: usize,
     ) -> Result<T, WireError> {
-        let full = std::mem::size_of::<T>();
-        if self.buf.len() >= full {
-            return self.read(what);
-        }
-        if self.buf.len() < min {
+        let len = self.buf.len().min(std::mem::size_of::<T>());
+        if len < min {
             return Err(WireError::Short { what, need: min, have: self.buf.len() });
         }
+        self.read_sized(what, len)
+    }
+
+    /// The next `len` bytes as the start of a `T` whose other fields are
+    /// zero: a structure that an older form of the request sends shorter,
+    /// with more arguments after it.
+    pub fn read_sized<T: FromBytes + KnownLayout + Immutable + IntoBytes + Default>(
+        &mut self,
+        what: &'static str,
+        len: usize,
+    ) -> Result<T, WireError> {
+        let len = len.min(std::mem::size_of::<T>());
+        let bytes = self.read_bytes(len, what)?;
         let mut v = T::default();
-        v.as_mut_bytes()[..self.buf.len()].copy_from_slice(self.buf);
-        self.buf = &[];
+        v.as_mut_bytes()[..len].copy_from_slice(bytes);
         Ok(v)
     }
 
@@ -204,6 +214,11 @@ mod tests {
         let mut r = ArgReader::new(&[1, 0, 0, 0, 2, 0, 0, 0]);
         let v: fuse_abi::linux::fuse_mknod_in = r.read_compat("mknod", 8).unwrap();
         assert_eq!((v.mode, v.rdev, v.umask), (1, 2, 0));
+        // A short structure followed by more arguments takes only its bytes.
+        let mut r = ArgReader::new(b"\x05\0\0\0\x01\0\0\0user.k\0value");
+        let v: fuse_abi::linux::fuse_setxattr_in = r.read_sized("setxattr", 8).unwrap();
+        assert_eq!((v.size, v.flags, v.setxattr_flags), (5, 1, 0));
+        assert_eq!(r.read_cstr("name").unwrap(), b"user.k");
     }
 
     #[test]
