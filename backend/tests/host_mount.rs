@@ -10,7 +10,7 @@ mod common;
 use common::{HostMount, Scratch, assert_fsck_clean, mkfs, mounted_fstype};
 use ext4::{Ext4, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,9 +133,20 @@ fn every_cache_mode_serves_the_same_data() {
         let got = std::fs::read(mnt.join("g")).unwrap();
         assert_eq!(got.len(), 20_008, "{args:?}");
         assert_eq!(&got[20_000..], b"tail+end", "{args:?}: O_APPEND goes to the end");
+        // A writer that does not own the file: writes, fsync and touch work
+        // (with the writeback cache the kernel sends its times explicitly).
+        let shared = mnt.join("shared");
+        std::fs::write(&shared, b"").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let script = format!("echo data | dd of={0} conv=notrunc,fsync status=none && touch {0}", shared.display());
+        let out = Command::new("su").args(["nobody", "-s", "/bin/sh", "-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: non-owner write/fsync/touch: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&shared).unwrap(), b"data\n", "{args:?}");
         m.unmount().unwrap_or_else(|e| panic!("{args:?}: {e}"));
         assert_fsck_clean(&img);
         assert!(image_file(&img, "/g") == got, "{args:?}: the image holds what the mount showed");
+        assert_eq!(image_file(&img, "/shared"), b"data\n", "{args:?}");
     }
 }
 
