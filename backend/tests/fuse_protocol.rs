@@ -446,3 +446,97 @@ fn random_corruptions_of_valid_requests_never_break_the_server() {
     let fs = Ext4::open(&img, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
     assert!(fs.statfs().unwrap().free_blocks > 10_000, "the session's orphans were freed at its end");
 }
+
+/// An in-memory transport: requests queued by the test, replies collected.
+struct Queue {
+    requests: std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>,
+    replies: std::sync::Mutex<Vec<Vec<u8>>>,
+    more: std::sync::Condvar,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl ext4_virtiofsd::fuse::dispatch::Transport for Queue {
+    fn receive(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        let mut q = self.requests.lock().unwrap();
+        loop {
+            if let Some(r) = q.pop_front() {
+                buf[..r.len()].copy_from_slice(&r);
+                return Ok(Some(r.len()));
+            }
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(None);
+            }
+            q = self.more.wait_timeout(q, std::time::Duration::from_millis(20)).unwrap().0;
+        }
+    }
+
+    fn send(&self, reply: &[u8]) -> std::io::Result<()> {
+        self.replies.lock().unwrap().push(reply.to_vec());
+        Ok(())
+    }
+}
+
+/// The worker pool over a transport: every request answered once, a
+/// blocked F_SETLKW answered when the conflicting lock goes (while the pool
+/// keeps serving), and `serve` returning when the transport closes.
+#[test]
+fn the_worker_pool_serves_and_lock_waits_do_not_block_it() {
+    let (_s, img) = image("proto-pool");
+    let mut c = Client::new(&img);
+    let init = fuse_init_in { major: 7, minor: 40, max_readahead: 1 << 17, flags: u32::MAX, flags2: u32::MAX, unused: [0; 11] };
+    let q = Arc::new(Queue {
+        requests: Default::default(),
+        replies: Default::default(),
+        more: Default::default(),
+        closed: Default::default(),
+    });
+    let server = c.server.clone();
+    let t = q.clone();
+    let pool = std::thread::spawn(move || ext4_virtiofsd::fuse::dispatch::serve(server, t, 2));
+    let push = |q: &Queue, r: Vec<u8>| {
+        q.requests.lock().unwrap().push_back(r);
+        q.more.notify_all();
+    };
+    let wait_replies = |q: &Queue, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while q.replies.lock().unwrap().len() < n {
+            assert!(std::time::Instant::now() < deadline, "replies stalled at {}", q.replies.lock().unwrap().len());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    push(&q, c.request(fuse_opcode::FUSE_INIT as u32, 0, init.as_bytes()));
+    wait_replies(&q, 1);
+    // The file is made directly on the same server; the rest goes through the pool.
+    let (node, fh) = c.create(FUSE_ROOT_ID, "locked");
+    let lock = |owner: u64, typ: i32| fuse_lk_in {
+        fh,
+        owner,
+        lk: fuse_file_lock { start: 0, end: 99, type_: typ as u32, pid: owner as u32 },
+        lk_flags: 0,
+        padding: 0,
+    };
+    push(&q, c.request(fuse_opcode::FUSE_SETLK as u32, node, lock(1, libc::F_WRLCK).as_bytes()));
+    wait_replies(&q, 2);
+    let waiter = c.request(fuse_opcode::FUSE_SETLKW as u32, node, lock(2, libc::F_WRLCK).as_bytes());
+    let waiter_unique = fuse_in_header::read_from_prefix(&waiter).unwrap().0.unique;
+    push(&q, waiter);
+    // The pool keeps serving while that request waits.
+    for _ in 0..50 {
+        push(&q, c.request(fuse_opcode::FUSE_GETATTR as u32, node, fuse_getattr_in::default().as_bytes()));
+    }
+    wait_replies(&q, 52);
+    assert!(
+        q.replies.lock().unwrap().iter().all(|r| fuse_out_header::read_from_prefix(r).unwrap().0.unique != waiter_unique),
+        "the waiter is not answered while the lock is held"
+    );
+    push(&q, c.request(fuse_opcode::FUSE_SETLK as u32, node, lock(1, libc::F_UNLCK).as_bytes()));
+    wait_replies(&q, 54);
+    let replies = q.replies.lock().unwrap().clone();
+    let got = replies.iter().map(|r| fuse_out_header::read_from_prefix(r).unwrap().0).find(|h| h.unique == waiter_unique);
+    assert_eq!(got.map(|h| h.error), Some(0), "the waiter got the lock once it was free");
+    q.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    pool.join().unwrap().unwrap();
+    assert_eq!(c.release(node, fh), 0);
+    c.finish();
+    assert_fsck_clean(&img);
+}

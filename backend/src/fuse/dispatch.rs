@@ -41,15 +41,44 @@ pub fn serve(server: Arc<Server>, transport: Arc<dyn Transport>, threads: usize)
     first_err
 }
 
+/// What a handled request asks of the worker (the reply itself stays in
+/// the worker's buffer).
+enum Step {
+    Reply,
+    NoReply,
+    Deferred(super::server::DeferredJob),
+}
+
 fn worker(server: &Arc<Server>, transport: Arc<dyn Transport>) -> io::Result<()> {
     let mut buf = vec![0u8; server.options().request_buffer_size()];
     let mut out = ReplyBuf::new();
     loop {
         let Some(n) = transport.receive(&mut buf)? else { return Ok(()) };
-        match server.handle(&buf[..n], &mut out) {
-            Outcome::Reply(bytes) => send_reply(transport.as_ref(), bytes),
-            Outcome::NoReply => {}
-            Outcome::Deferred(job) => {
+        let req = &buf[..n];
+        // A bug in an operation must not take a worker (and with the last
+        // one, the daemon) down: the request fails with EIO, and the
+        // operation's unfinished journal handle was discarded on unwind.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match server.handle(req, &mut out) {
+            Outcome::Reply(_) => Step::Reply,
+            Outcome::NoReply => Step::NoReply,
+            Outcome::Deferred(job) => Step::Deferred(job),
+        }));
+        let step = match step {
+            Ok(step) => step,
+            Err(_) => {
+                log::error!("request of {n} bytes (opcode {:?}) panicked; answered EIO", req.get(4..8));
+                if let Some(unique) = req.get(8..16) {
+                    let unique = u64::from_le_bytes(unique.try_into().expect("8 bytes"));
+                    out.start();
+                    send_reply(transport.as_ref(), out.finish(unique, -libc::EIO));
+                }
+                continue;
+            }
+        };
+        match step {
+            Step::Reply => send_reply(transport.as_ref(), out.bytes()),
+            Step::NoReply => {}
+            Step::Deferred(job) => {
                 let t = transport.clone();
                 std::thread::spawn(move || {
                     let mut out = ReplyBuf::new();
