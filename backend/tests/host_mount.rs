@@ -215,3 +215,130 @@ fn link_count_max_gives_emlink() {
     m.unmount().unwrap();
     assert_fsck_clean(&img);
 }
+
+/// Operations pjdfstest does not reach, through the kernel: SEEK_DATA and
+/// SEEK_HOLE, copy_file_range, fallocate (keep-size, punch), chattr +i/+a,
+/// O_TMPFILE with linkat, and POSIX locks between two processes.
+#[test]
+fn file_operations_through_the_kernel() {
+    if !HostMount::usable_or_skip("file operations through the host mount") {
+        return;
+    }
+    let s = Scratch::new("mount-ops");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "64M", &["-t", "ext4", "-b", "4096"]);
+    let m = HostMount::new(&img, &mnt, &[]).unwrap();
+    let cpath = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    use std::os::fd::AsRawFd;
+
+    // A sparse file: data at 0..4096 and at 1 MiB..1 MiB+4096.
+    let sparse = mnt.join("sparse");
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&sparse).unwrap();
+    f.write_at(&[1u8; 4096], 0).unwrap();
+    f.write_at(&[2u8; 4096], 1 << 20).unwrap();
+    let fd = f.as_raw_fd();
+    // SAFETY: lseek on a descriptor we own.
+    let seek = |off: i64, whence: i32| unsafe { libc::lseek(fd, off, whence) };
+    assert_eq!(seek(0, libc::SEEK_DATA), 0);
+    assert_eq!(seek(0, libc::SEEK_HOLE), 4096);
+    assert_eq!(seek(4096, libc::SEEK_DATA), 1 << 20);
+    assert_eq!(seek(1 << 20, libc::SEEK_HOLE), (1 << 20) + 4096);
+    assert_eq!(seek((1 << 20) + 4096, libc::SEEK_DATA), -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENXIO));
+
+    // copy_file_range within the mount.
+    let copy = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(mnt.join("copy")).unwrap();
+    let (mut off_in, mut off_out) = (0i64, 0i64);
+    // SAFETY: both descriptors are open; the offsets are our locals.
+    let n = unsafe { libc::copy_file_range(fd, &mut off_in, copy.as_raw_fd(), &mut off_out, 8192, 0) };
+    assert_eq!(n, 8192);
+    let mut back = vec![0u8; 8192];
+    copy.read_exact_at(&mut back, 0).unwrap();
+    assert!(back[..4096].iter().all(|&b| b == 1) && back[4096..].iter().all(|&b| b == 0));
+    drop(copy);
+
+    // fallocate: keep-size preallocation, then a punched hole.
+    // SAFETY: fallocate on a descriptor we own.
+    assert_eq!(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 4 << 20, 1 << 20) }, 0);
+    assert_eq!(f.metadata().unwrap().len(), (1 << 20) + 4096, "keep-size leaves the size");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, 4096) }, 0);
+    let mut first = vec![9u8; 4096];
+    f.read_exact_at(&mut first, 0).unwrap();
+    assert!(first.iter().all(|&b| b == 0), "the punched range reads as zeros");
+    drop(f);
+
+    // chattr +i and +a.
+    let flagged = mnt.join("flagged");
+    std::fs::write(&flagged, b"x").unwrap();
+    common::run(Command::new("chattr").arg("+i").arg(&flagged));
+    assert!(common::run(Command::new("lsattr").arg(&flagged)).starts_with("----i"));
+    let err = std::fs::OpenOptions::new().append(true).open(&flagged).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    assert_eq!(std::fs::remove_file(&flagged).unwrap_err().raw_os_error(), Some(libc::EPERM));
+    common::run(Command::new("chattr").arg("-i").arg("+a").arg(&flagged));
+    std::fs::OpenOptions::new().append(true).open(&flagged).unwrap().write_all(b"y").unwrap();
+    let err = std::fs::OpenOptions::new().write(true).open(&flagged).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "append-only: no plain write open");
+    common::run(Command::new("chattr").arg("-a").arg(&flagged));
+    assert_eq!(std::fs::read(&flagged).unwrap(), b"xy");
+
+    // O_TMPFILE, then linkat through /proc/self/fd.
+    // SAFETY: open with a valid path; the descriptor is closed below.
+    let tfd = unsafe { libc::open(cpath(&mnt).as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o600) };
+    assert!(tfd >= 0, "O_TMPFILE: {}", std::io::Error::last_os_error());
+    // SAFETY: writing from a valid buffer to our descriptor.
+    assert_eq!(unsafe { libc::write(tfd, b"tmp".as_ptr().cast(), 3) }, 3);
+    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{tfd}")).unwrap();
+    let named = mnt.join("named");
+    // SAFETY: valid NUL-terminated paths.
+    let r = unsafe { libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, cpath(&named).as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    assert_eq!(r, 0, "linkat: {}", std::io::Error::last_os_error());
+    // SAFETY: closing our descriptor.
+    unsafe { libc::close(tfd) };
+    assert_eq!(std::fs::read(&named).unwrap(), b"tmp");
+    // A second one that is never linked disappears on close.
+    // SAFETY: as above.
+    let tfd = unsafe { libc::open(cpath(&mnt).as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o600) };
+    assert!(tfd >= 0);
+    // SAFETY: closing our descriptor.
+    unsafe { libc::close(tfd) };
+
+    // POSIX locks: another process holds a write lock; ours is refused,
+    // then granted once that process is gone.
+    let lockfile = mnt.join("lockfile");
+    std::fs::write(&lockfile, b"locked").unwrap();
+    let mut holder = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import fcntl,sys,time\nf=open({:?},'r+')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('held',flush=True)\nsys.stdin.read()",
+            lockfile
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    let lf = std::fs::OpenOptions::new().read(true).write(true).open(&lockfile).unwrap();
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    // SAFETY: fcntl with a valid flock structure on our descriptor.
+    assert_eq!(unsafe { libc::fcntl(lf.as_raw_fd(), libc::F_SETLK, &fl) }, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN));
+    let mut probe = fl;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::fcntl(lf.as_raw_fd(), libc::F_GETLK, &mut probe) }, 0);
+    assert_eq!(probe.l_pid as u32, holder.id(), "F_GETLK names the holder");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::fcntl(lf.as_raw_fd(), libc::F_SETLKW, &fl) }, 0, "granted once the holder is gone");
+    drop(lf);
+
+    m.unmount().unwrap();
+    assert_fsck_clean(&img);
+    assert_eq!(image_file(&img, "/named"), b"tmp");
+}
