@@ -54,10 +54,13 @@ impl Ext4Fs {
                 return false;
             }
             if plus {
-                // "." and ".." carry node id 0: the client takes no reference.
-                out.push(&entry.unwrap_or_default());
-                if entry.is_some() {
-                    self.nodes.add_lookup(&self.fs, e.ino);
+                match &entry {
+                    Some(en) => {
+                        out.push(en);
+                        self.nodes.add_lookup(&self.fs, e.ino);
+                    }
+                    // "." and ".." carry node id 0: the client takes no reference.
+                    None => out.push(&fuse_entry_out::default()),
                 }
             }
             out.push_bytes(dirent.as_bytes());

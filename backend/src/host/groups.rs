@@ -14,6 +14,8 @@ impl GroupSource for ProcGroups {
     }
 }
 
+/// The ids of the `Groups:` line; none when the line is missing (a
+/// process that exited: only its primary group then counts).
 fn parse_groups(status: &str) -> Vec<u32> {
     status
         .lines()
