@@ -9,14 +9,22 @@ use common::tools::{assert_fsck_clean, mkfs};
 use common::{Scratch, tree};
 use ext4::{Ext4, OpenOptions};
 
-#[test]
-fn full_disk_in_the_middle_of_a_large_write() {
-    let scratch = Scratch::new("limits-full");
+/// A 16 MiB ext4 image (4 KiB blocks) holding the empty files `names`.
+fn small_image(tag: &str, names: &[&str]) -> (Scratch, std::path::PathBuf) {
+    let scratch = Scratch::new(tag);
     let src = scratch.join("src");
     std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"").unwrap();
+    for n in names {
+        std::fs::write(src.join(n), b"").unwrap();
+    }
     let img = scratch.join("fs.img");
     mkfs(&img, "16M", Some(&src), &["-t", "ext4", "-b", "4096"]);
+    (scratch, img)
+}
+
+#[test]
+fn full_disk_in_the_middle_of_a_large_write() {
+    let (_scratch, img) = small_image("limits-full", &["f"]);
     let data = tree::pattern(1, 64 << 20);
     let written;
     {
@@ -46,13 +54,7 @@ fn full_disk_in_the_middle_of_a_large_write() {
 
 #[test]
 fn blocks_freed_but_not_yet_committed_are_reused_when_the_disk_is_full() {
-    let scratch = Scratch::new("limits-refill");
-    let src = scratch.join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"").unwrap();
-    std::fs::write(src.join("g"), b"").unwrap();
-    let img = scratch.join("fs.img");
-    mkfs(&img, "16M", Some(&src), &["-t", "ext4", "-b", "4096"]);
+    let (_scratch, img) = small_image("limits-refill", &["f", "g"]);
     let data = tree::pattern(2, 64 << 20);
     {
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
