@@ -225,3 +225,39 @@ fn namespace_tools_change_the_image_cleanly() {
     assert!(!success && err.contains("exists"), "{err}");
     fsck_clean(img);
 }
+
+/// The image lock: while this process holds the image open for writing,
+/// `image put`, `image ls` and `mount` are refused with a message naming
+/// the image; while it holds it read-only, the read commands work and the
+/// writing ones are still refused; once it lets go, `put` works.
+#[test]
+fn a_locked_image_is_refused_with_a_clear_message() {
+    let f = fixture("locked", &["-t", "ext4"]);
+    let img = &f.img;
+    let host = f.dir.join("host.bin");
+    std::fs::write(&host, b"new data").unwrap();
+    let refused = |args: &[&str], held: &str| {
+        let (success, _, stderr) = tool(args, img);
+        assert!(!success, "image {args:?} ran while the image was held for {held}");
+        let want = format!("image {} is in use: another process has it open for {held}", img.display());
+        assert!(stderr.contains(&want), "image {args:?}: {stderr}");
+    };
+    let writer = ext4::Ext4::open(img, &ext4::OpenOptions::default()).unwrap();
+    refused(&["put", host.to_str().unwrap(), "/new.bin"], "writing");
+    refused(&["ls", "/"], "writing");
+    let mnt = f.dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd")).arg("mount").arg(img).arg(&mnt).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mount ran on a locked image");
+    assert!(stderr.contains("another process has it open for writing"), "mount: {stderr}");
+    drop(writer);
+
+    let reader = ext4::Ext4::open(img, &ext4::OpenOptions { read_only: true, ..Default::default() }).unwrap();
+    assert!(ok(&["ls", "/"], img).contains("hello.txt"), "readers share the image");
+    refused(&["put", host.to_str().unwrap(), "/new.bin"], "reading");
+    drop(reader);
+    ok(&["put", host.to_str().unwrap(), "/new.bin"], img);
+    assert_eq!(ok(&["cat", "/new.bin"], img), "new data");
+    fsck_clean(img);
+}

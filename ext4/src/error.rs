@@ -131,6 +131,17 @@ pub enum Error {
     /// No free inode is left to allocate (ENOSPC).
     #[error("no free inodes left on the file system")]
     NoInodes,
+    /// Another process (or another open in this one) holds the image's
+    /// lock: a writer excludes everyone, readers exclude writers.
+    #[error("image {} is in use: another process has it open for {}, so it cannot be opened for {}", path.display(), gerund(held), gerund(wanted))]
+    ImageLocked {
+        /// The image file.
+        path: std::path::PathBuf,
+        /// What this open wanted: "read" or "write".
+        wanted: &'static str,
+        /// What the holder has it open for: "read" or "write".
+        held: &'static str,
+    },
 }
 
 impl Error {
@@ -138,6 +149,11 @@ impl Error {
     pub fn corrupt(what: &'static str, location: Location, reason: impl Into<String>) -> Self {
         Error::Corrupt { what, location, reason: reason.into() }
     }
+}
+
+/// "writing" for "write", "reading" for "read" (error messages).
+fn gerund(what: &str) -> &'static str {
+    if what == "write" { "writing" } else { "reading" }
 }
 
 /// Result type of the ext4 core.

@@ -83,7 +83,7 @@ impl From<Error> for Errno {
             Error::FileTooBig(_) => libc::EFBIG,
             Error::TooManyLinks(_) => libc::EMLINK,
             Error::NotEmpty(_) => libc::ENOTEMPTY,
-            Error::Busy(_) => libc::EBUSY,
+            Error::Busy(_) | Error::ImageLocked { .. } => libc::EBUSY,
             Error::NoSpace | Error::NoInodes => libc::ENOSPC,
         };
         Errno(n)

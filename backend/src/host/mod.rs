@@ -29,6 +29,9 @@ pub enum MountError {
         #[source]
         source: ext4::Error,
     },
+    /// The image is locked by another process (the message names it).
+    #[error("{0}")]
+    Locked(#[source] ext4::Error),
     /// A system call failed.
     #[error("{what}: {source}")]
     Os {
@@ -108,7 +111,10 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     watch_signals(mountpoint.to_path_buf())?;
     let img_err = |source| MountError::Image { path: image.to_path_buf(), source };
     let open = OpenOptions { read_only: opts.read_only, ..OpenOptions::default() };
-    let fs = Arc::new(Ext4::open(image, &open).map_err(img_err)?);
+    let fs = match Ext4::open(image, &open) {
+        Err(e @ ext4::Error::ImageLocked { .. }) => return Err(MountError::Locked(e)),
+        r => Arc::new(r.map_err(img_err)?),
+    };
     let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
     let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions { cache: opts.cache, writeback: opts.writeback, dax: false }, Box::new(groups::ProcGroups)));
     let server_opts = ServerOptions { writeback: opts.writeback, ..ServerOptions::default() };

@@ -23,6 +23,9 @@ pub enum ToolError {
         #[source]
         source: ext4::Error,
     },
+    /// The image is locked by another process (the message names it).
+    #[error("{0}")]
+    Locked(#[source] ext4::Error),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
@@ -37,17 +40,26 @@ fn ctx<T>(path: &str, r: ext4::Result<T>) -> Result<T> {
     r.map_err(|source| ToolError::Ext4 { path: path.to_string(), source })
 }
 
+/// Opens `image`, locked ([`ext4::io::image_lock`]): shared when
+/// `read_only`, exclusive otherwise.
+fn open_image(image: &Path, read_only: bool) -> Result<Ext4> {
+    match Ext4::open(image, &OpenOptions { read_only, ..Default::default() }) {
+        Err(e @ ext4::Error::ImageLocked { .. }) => Err(ToolError::Locked(e)),
+        r => ctx(&image.display().to_string(), r),
+    }
+}
+
 fn open(image: &Path) -> Result<Ext4> {
     // Read-only: inspecting never changes the image; a journal that needs
     // recovery is replayed in memory.
-    ctx(&image.display().to_string(), Ext4::open(image, &OpenOptions { read_only: true, ..Default::default() }))
+    open_image(image, true)
 }
 
 /// Opens `image` writable, runs `f`, then writes everything home and closes
 /// the image cleanly (journal checkpointed, needs_recovery cleared).
 fn modify(image: &Path, f: impl FnOnce(&Ext4) -> Result<()>) -> Result<()> {
     let shown = image.display().to_string();
-    let fs = ctx(&shown, Ext4::open(image, &OpenOptions::default()))?;
+    let fs = open_image(image, false)?;
     let r = f(&fs);
     let closed = ctx(&shown, fs.close());
     r.and(closed)

@@ -15,17 +15,21 @@ pub struct FileDevice {
 }
 
 impl FileDevice {
-    /// Opens the image at `path`, for writing too unless `read_only`.
+    /// Opens the image at `path`, for writing too unless `read_only`, and
+    /// locks it for as long as the device lives ([`super::image_lock`]):
+    /// exclusively for writing, shared for reading;
+    /// [`Error::ImageLocked`] when another open holds a conflicting lock.
     pub fn open(path: &Path, read_only: bool) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
             .open(path)
             .map_err(|source| Error::Io { offset: 0, source })?;
+        super::image_lock::lock(&file, path, !read_only)?;
         Self::from_file(file)
     }
 
-    /// Wraps an already open file.
+    /// Wraps an already open file (unlocked: locking it is the caller's business).
     pub fn from_file(file: File) -> Result<Self> {
         let len = file.metadata().map_err(|source| Error::Io { offset: 0, source })?.len();
         Ok(FileDevice { file, len })

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod device;
 pub mod file_device;
+pub mod image_lock;
 pub mod mem_device;
 pub mod overlay;
 pub mod recording_device;
