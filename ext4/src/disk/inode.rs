@@ -140,13 +140,46 @@ impl Timestamp {
         }
     }
 
-    /// Encodes into a seconds field and an `_extra` field.
+    /// This time as a record can hold it, like the kernel's
+    /// `timestamp_truncate`: seconds clamped to [`TIME_MIN`] and
+    /// [`EXTRA_TIME_MAX`] (`extra`: the record has the `_extra` field) or
+    /// [`TIME_MAX`]; nanoseconds below 10^9, and zero at either bound.
+    pub fn clamp(self, extra: bool) -> Timestamp {
+        let max = if extra { EXTRA_TIME_MAX } else { TIME_MAX };
+        let secs = self.secs.clamp(TIME_MIN, max);
+        let nsecs = if secs == TIME_MIN || secs == max { 0 } else { self.nsecs.min(999_999_999) };
+        Timestamp { secs, nsecs }
+    }
+
+    /// Encodes into a seconds field and an `_extra` field, clamped first to
+    /// what the two fields hold ([`Timestamp::clamp`] with `extra`).
     pub fn encode(self) -> (u32, u32) {
-        let secs = self.secs as u32;
-        let epoch = ((self.secs - (self.secs as i32 as i64)) >> 32) as u32 & 3;
-        (secs, (self.nsecs << 2) | epoch)
+        let t = self.clamp(true);
+        let secs = t.secs as u32;
+        // In range, the difference is a multiple of 2^32 in 0..=3 * 2^32.
+        let epoch = ((t.secs - (t.secs as i32 as i64)) >> 32) as u32 & 3;
+        (secs, (t.nsecs << 2) | epoch)
     }
 }
+
+/// Earliest second an ext4 timestamp holds: the signed 32-bit field.
+pub const TIME_MIN: i64 = i32::MIN as i64;
+/// Latest second of a timestamp without an `_extra` field (128-byte inodes).
+pub const TIME_MAX: i64 = i32::MAX as i64;
+/// Latest second of a timestamp with an `_extra` field: the signed 32-bit
+/// seconds plus 2 epoch bits times 2^32, i.e. 2^34 - 2^31 - 1 (the kernel's
+/// `EXT4_EXTRA_TIMESTAMP_MAX`, in the year 2446).
+pub const EXTRA_TIME_MAX: i64 = (1i64 << 34) - 1 + TIME_MIN;
+
+/// The four timestamps of an inode: (seconds field, `_extra` field, the
+/// `_extra` field's offset) accessors for [`Inode::fit_times`].
+type TimeFields = fn(&mut RawInode) -> (&mut u32, &mut u32);
+const TIME_FIELDS: [(TimeFields, usize); 4] = [
+    (|r| (&mut r.ctime, &mut r.ctime_extra), 0x84),
+    (|r| (&mut r.mtime, &mut r.mtime_extra), 0x88),
+    (|r| (&mut r.atime, &mut r.atime_extra), 0x8C),
+    (|r| (&mut r.crtime, &mut r.crtime_extra), 0x94),
+];
 
 /// File type of an inode, from `i_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,6 +355,22 @@ impl Inode {
         }
         n
     }
+    /// Clamps every timestamp whose record has no `_extra` field to the
+    /// 32-bit range ([`Timestamp::clamp`] without extra) and zeroes that
+    /// absent field: [`Timestamp::encode`] fills both fields, but a 128-byte
+    /// inode (or a short `i_extra_isize`) stores only the seconds, which
+    /// alone would read back as a different time. Called before encoding.
+    pub fn fit_times(&mut self) {
+        for (fields, extra_off) in TIME_FIELDS {
+            if self.extra_has(extra_off, 4) {
+                continue;
+            }
+            let (secs, extra) = fields(&mut self.raw);
+            let t = Timestamp::decode(*secs, Some(*extra)).clamp(false);
+            *secs = t.secs as i32 as u32;
+            *extra = 0;
+        }
+    }
     fn extra_has(&self, offset: usize, len: usize) -> bool {
         GOOD_OLD_INODE_SIZE + self.raw.extra_isize as usize >= offset + len
     }
@@ -396,6 +445,60 @@ mod tests {
         let (s, x) = neg.encode();
         assert_eq!(Timestamp::decode(s, Some(x)), neg);
         assert_eq!(Timestamp::decode(0xFFFF_FFFF, None).secs, -1);
+    }
+
+    #[test]
+    fn timestamps_clamp_to_the_format_like_timestamp_truncate() {
+        let ts = |secs, nsecs| Timestamp { secs, nsecs };
+        // With the extra field: [-2^31, 2^34 - 2^31 - 1], ns zero at the bounds.
+        assert_eq!(EXTRA_TIME_MAX, 15_032_385_535);
+        assert_eq!(ts(i64::MAX, 5).clamp(true), ts(EXTRA_TIME_MAX, 0));
+        assert_eq!(ts(i64::MIN, 5).clamp(true), ts(TIME_MIN, 0));
+        assert_eq!(ts(EXTRA_TIME_MAX - 1, 7).clamp(true), ts(EXTRA_TIME_MAX - 1, 7));
+        assert_eq!(ts(TIME_MIN + 1, 7).clamp(true), ts(TIME_MIN + 1, 7));
+        assert_eq!(ts(0, u32::MAX).clamp(true), ts(0, 999_999_999));
+        // Without: the signed 32-bit range.
+        assert_eq!(ts(i64::MAX, 5).clamp(false), ts(TIME_MAX, 0));
+        assert_eq!(ts(TIME_MAX + 1, 0).clamp(false), ts(TIME_MAX, 0));
+        assert_eq!(ts(i64::MIN, 0).clamp(false), ts(TIME_MIN, 0));
+    }
+
+    #[test]
+    fn encode_never_overflows_and_round_trips_in_range() {
+        for secs in [i64::MAX, i64::MAX - 1, i64::MIN, i64::MIN + 1, EXTRA_TIME_MAX + 1, TIME_MIN - 1] {
+            let (s, x) = Timestamp { secs, nsecs: 999_999_999 }.encode();
+            let back = Timestamp::decode(s, Some(x));
+            assert_eq!(back, Timestamp { secs, nsecs: 999_999_999 }.clamp(true), "{secs}");
+        }
+        assert_eq!(Timestamp { secs: i64::MAX, nsecs: 0 }.encode(), (0x7FFF_FFFF, 3));
+        assert_eq!(Timestamp { secs: i64::MIN, nsecs: 0 }.encode(), (0x8000_0000, 0));
+        for secs in [TIME_MIN + 1, -1, 0, 1, TIME_MAX, TIME_MAX + 1, 1 << 32, (1 << 33) + 12345, EXTRA_TIME_MAX - 1] {
+            for nsecs in [0, 1, 999_999_999] {
+                let t = Timestamp { secs, nsecs };
+                let (s, x) = t.encode();
+                assert_eq!(Timestamp::decode(s, Some(x)), t, "{secs}.{nsecs}");
+            }
+        }
+    }
+
+    #[test]
+    fn records_without_extra_fields_keep_32_bit_times() {
+        let bytes = vec![0u8; 128];
+        let mut small = Inode::parse(12, &bytes, None).unwrap();
+        let (s, x) = Timestamp { secs: i64::MAX, nsecs: 0 }.encode();
+        (small.raw.mtime, small.raw.mtime_extra) = (s, x);
+        let (s, x) = Timestamp { secs: -7, nsecs: 0 }.encode();
+        (small.raw.atime, small.raw.atime_extra) = (s, x);
+        small.fit_times();
+        assert_eq!(small.mtime(), Timestamp { secs: TIME_MAX, nsecs: 0 });
+        assert_eq!(small.atime(), Timestamp { secs: -7, nsecs: 0 });
+        // A large inode keeps the extended range.
+        let mut big_bytes = vec![0u8; 256];
+        RawInode { extra_isize: 32, ..Default::default() }.encode(&mut big_bytes);
+        let mut big = Inode::parse(12, &big_bytes, None).unwrap();
+        (big.raw.mtime, big.raw.mtime_extra) = Timestamp { secs: i64::MAX, nsecs: 0 }.encode();
+        big.fit_times();
+        assert_eq!(big.mtime(), Timestamp { secs: EXTRA_TIME_MAX, nsecs: 0 });
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl Ext4 {
 /// holds them (128 bytes, or 128 + i_extra_isize).
 fn encode_fields(inode: &mut Inode) {
     use crate::disk::inode::RawInode;
+    inode.fit_times();
     let mut full = [0u8; RawInode::SIZE];
     let n = inode.bytes.len().min(RawInode::SIZE);
     full[..n].copy_from_slice(&inode.bytes[..n]);
