@@ -40,6 +40,10 @@ pub enum Command {
         /// when the kernel flushes it.
         #[arg(long)]
         writeback: bool,
+        /// Most F_SETLKW requests blocked at once, each waiting on a thread
+        /// of its own; more are refused with ENOLCK.
+        #[arg(long, default_value_t = ext4_virtiofsd::fuse::server::DEFAULT_MAX_LOCK_WAITERS)]
+        max_lock_waiters: usize,
     },
 }
 

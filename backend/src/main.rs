@@ -15,8 +15,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Image(cmd) => image_tool::run(cmd).map_err(|e| e.to_string()),
-        cli::Command::Mount { image, mountpoint, read_only, cache, threads, writeback } => {
-            host::run(&image, &mountpoint, &host::MountOptions { read_only, cache, threads, writeback })
+        cli::Command::Mount { image, mountpoint, read_only, cache, threads, writeback, max_lock_waiters } => {
+            host::run(&image, &mountpoint, &host::MountOptions { read_only, cache, threads, writeback, max_lock_waiters })
                 .map_err(|e| e.to_string())
         }
     };

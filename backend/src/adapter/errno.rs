@@ -59,6 +59,8 @@ impl Errno {
     pub const ENXIO: Errno = Errno(libc::ENXIO);
     /// File too large.
     pub const EFBIG: Errno = Errno(libc::EFBIG);
+    /// Too many open files (the session's handle table is full).
+    pub const EMFILE: Errno = Errno(libc::EMFILE);
 }
 
 impl From<Error> for Errno {

@@ -11,7 +11,7 @@ use crate::fuse::wire::ReplyBuf;
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
 use ext4::fs::fallocate::FallocMode;
 use ext4::fs::setattr::SetAttr;
-use ext4::{Inode, Timestamp};
+use ext4::{Inode, Mapping, Timestamp};
 use fuse_abi::linux::*;
 
 /// Largest COPY_FILE_RANGE one request performs (the caller loops).
@@ -133,6 +133,9 @@ impl Ext4Fs {
             }
         }
         access::check(&self.fs, &inode, caller, mask)?;
+        if !self.handles.has_room() {
+            return Err(Errno::EMFILE);
+        }
         if trunc && inode.is_reg() && inode.size() != 0 {
             let mut sa = SetAttr { size: Some(0), ..SetAttr::default() };
             if open_flags & FUSE_OPEN_KILL_SUIDGID != 0 && inode.mode() & (S_ISUID | S_ISGID) != 0 {
@@ -141,7 +144,7 @@ impl Ext4Fs {
             self.fs.setattr(inode.ino, &sa)?;
         }
         self.fs.open_inode(inode.ino);
-        Ok(self.register_handle(inode.ino, flags, false))
+        self.register_handle(inode.ino, flags, false)
     }
 
     /// RELEASE of a file handle; the owner's POSIX locks go with it when
@@ -238,42 +241,35 @@ impl Ext4Fs {
         if offset >= size {
             return Err(Errno::ENXIO);
         }
-        let data = self.data_ranges(&inode)?;
         match whence as i32 {
-            libc::SEEK_DATA => data.iter().find(|&&(_, e)| e > offset).map(|&(s, _)| s.max(offset)).ok_or(Errno::ENXIO),
-            libc::SEEK_HOLE => {
-                let mut pos = offset;
-                for &(s, e) in &data {
-                    if s > pos {
-                        break;
-                    }
-                    pos = pos.max(e);
-                }
-                Ok(pos.min(size))
-            }
+            libc::SEEK_DATA => self.seek_run(&inode, offset, true)?.ok_or(Errno::ENXIO),
+            libc::SEEK_HOLE => Ok(self.seek_run(&inode, offset, false)?.unwrap_or(size)),
             _ => Err(Errno::EINVAL),
         }
     }
 
-    /// Byte ranges of `inode` holding written data, in order, clipped to its size.
-    fn data_ranges(&self, inode: &Inode) -> FsResult<Vec<(u64, u64)>> {
+    /// The first byte at or after `offset` (below the file's size) that is
+    /// data (`data`) or a hole (`!data`), walking the mapping run by run
+    /// from `offset` and stopping at the first hit.
+    fn seek_run(&self, inode: &Inode, offset: u64, data: bool) -> FsResult<Option<u64>> {
         let size = inode.size();
         if inode.has_flag(FL_INLINE_DATA) {
-            return Ok(vec![(0, size)]);
+            return Ok(data.then_some(offset));
         }
         let bs = self.fs.block_size() as u64;
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        for x in self.fs.file_extents(inode)?.into_iter().filter(|x| !x.unwritten) {
-            let (s, e) = (x.lblk * bs, ((x.lblk + x.len) * bs).min(size));
-            if s >= e {
-                continue;
+        let end = size.div_ceil(bs);
+        let mut lblk = offset / bs;
+        while lblk < end {
+            let (is_data, len) = match self.fs.map_block(inode, lblk)? {
+                Mapping::Hole { len } => (false, len),
+                Mapping::Mapped { len, unwritten, .. } => (!unwritten, len),
+            };
+            if is_data == data {
+                return Ok(Some((lblk * bs).max(offset).min(size)));
             }
-            match out.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => out.push((s, e)),
-            }
+            lblk = lblk.saturating_add(len.max(1));
         }
-        Ok(out)
+        Ok(None)
     }
 
     /// COPY_FILE_RANGE: copies through a bounce buffer (ext4 has no

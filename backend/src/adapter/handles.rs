@@ -22,25 +22,53 @@ pub struct Handle {
     pub dir: bool,
 }
 
-/// The handles the client holds.
+/// Default bound of open handles per session.
+pub const DEFAULT_MAX_HANDLES: usize = 65_536;
+
+/// The handles the client holds, at most a configured number at once.
 #[derive(Debug)]
 pub struct HandleTable {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Handle>>,
+    max: usize,
 }
 
 impl Default for HandleTable {
     fn default() -> Self {
-        HandleTable { next: AtomicU64::new(1), open: Mutex::new(HashMap::new()) }
+        Self::new(DEFAULT_MAX_HANDLES)
     }
 }
 
 impl HandleTable {
-    /// Registers a new handle and returns its id.
-    pub fn insert(&self, h: Handle) -> u64 {
+    /// A table holding at most `max` handles at once.
+    pub fn new(max: usize) -> Self {
+        HandleTable { next: AtomicU64::new(1), open: Mutex::new(HashMap::new()), max }
+    }
+
+    /// Registers a new handle and returns its id; EMFILE when the table is full.
+    pub fn insert(&self, h: Handle) -> FsResult<u64> {
+        let mut open = self.open.lock().unwrap();
+        if open.len() >= self.max {
+            return Err(Errno::EMFILE);
+        }
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        self.open.lock().unwrap().insert(fh, h);
-        fh
+        open.insert(fh, h);
+        Ok(fh)
+    }
+
+    /// Whether another handle fits now.
+    pub fn has_room(&self) -> bool {
+        self.open.lock().unwrap().len() < self.max
+    }
+
+    /// Number of open handles.
+    pub fn len(&self) -> usize {
+        self.open.lock().unwrap().len()
+    }
+
+    /// Whether no handle is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The handle `fh` of inode `ino`; EBADF when it does not exist or

@@ -2,8 +2,17 @@
 //! daemon per inode: the client kernel forwards them because the server
 //! negotiates FUSE_POSIX_LOCKS, so processes on different clients of the
 //! same image see each other's locks. Ranges are inclusive, as on the wire.
+//!
+//! Each inode's locks are disjoint segments in a [`RangeMap`], each with
+//! the owners holding it (one writer, or any number of readers), so a test,
+//! set or unlock costs O(log n + overlaps); each owner's coverage is kept
+//! too, so that closing a descriptor finds its locks without a scan. The
+//! number of lock records (segment holders) of a session is bounded
+//! (ENOLCK beyond); the number of F_SETLKW waiters is bounded by the
+//! server, before it starts a thread for one.
 
 use super::errno::{Errno, FsResult};
+use super::range_map::RangeMap;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 
@@ -13,6 +22,9 @@ pub const F_RDLCK: u32 = libc::F_RDLCK as u32;
 pub const F_WRLCK: u32 = libc::F_WRLCK as u32;
 /// Unlock.
 pub const F_UNLCK: u32 = libc::F_UNLCK as u32;
+
+/// Default bound of lock records per session.
+pub const DEFAULT_MAX_RECORDS: usize = 65_536;
 
 /// One lock held by an owner on a byte range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +41,77 @@ pub struct RangeLock {
     pub pid: u32,
 }
 
-impl RangeLock {
-    fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.start <= end && start <= self.end
+/// One owner's hold on a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Holder {
+    owner: u64,
+    typ: u32,
+    pid: u32,
+}
+
+impl Holder {
+    fn conflicts(&self, want: &RangeLock) -> bool {
+        self.owner != want.owner && (self.typ == F_WRLCK || want.typ == F_WRLCK)
+    }
+}
+
+/// The locks of one inode.
+#[derive(Debug, Default)]
+struct InodeLocks {
+    /// Disjoint segments and their holders, sorted by owner.
+    segs: RangeMap<Vec<Holder>>,
+    /// What each owner holds, whatever the type.
+    owned: HashMap<u64, RangeMap<()>>,
+}
+
+impl InodeLocks {
+    fn is_empty(&self) -> bool {
+        self.segs.is_empty()
     }
 
-    fn conflicts(&self, other: &RangeLock) -> bool {
-        self.owner != other.owner
-            && self.overlaps(other.start, other.end)
-            && (self.typ == F_WRLCK || other.typ == F_WRLCK)
+    /// The first lock of another owner that blocks `want`, as that owner's
+    /// whole contiguous lock of that type.
+    fn conflict(&self, want: &RangeLock) -> Option<RangeLock> {
+        let (s, e, h) = self
+            .segs
+            .overlapping(want.start, want.end)
+            .find_map(|(s, e, hs)| hs.iter().find(|h| h.conflicts(want)).map(|h| (s, e, *h)))?;
+        let holds = |hs: &Vec<Holder>| hs.contains(&h);
+        let (mut start, mut end) = (s, e);
+        while let Some((ps, _, _)) = self.segs.left_neighbour(start).filter(|(_, _, hs)| holds(hs)) {
+            start = ps;
+        }
+        while let Some((_, ne, _)) = self.segs.right_neighbour(end).filter(|(_, _, hs)| holds(hs)) {
+            end = ne;
+        }
+        Some(RangeLock { start, end, typ: h.typ, owner: h.owner, pid: h.pid })
+    }
+
+    /// Sets (or with `F_UNLCK` removes) `want`'s owner's lock on its range;
+    /// returns the change in lock records, or ENOLCK (changing nothing)
+    /// when a lock would take the session past `room` more records.
+    fn apply(&mut self, want: &RangeLock, room: usize) -> FsResult<isize> {
+        let new = (want.typ != F_UNLCK).then_some(Holder { owner: want.owner, typ: want.typ, pid: want.pid });
+        let undo = self.segs.update(want.start, want.end, |hs| {
+            let mut hs: Vec<Holder> = hs.map(|v| v.iter().copied().filter(|h| h.owner != want.owner).collect()).unwrap_or_default();
+            if let Some(n) = new {
+                let at = hs.partition_point(|h| h.owner < n.owner);
+                hs.insert(at, n);
+            }
+            (!hs.is_empty()).then_some(hs)
+        });
+        let before: usize = undo.old.iter().map(|(_, _, hs)| hs.len()).sum();
+        let after: usize = self.segs.window(&undo).map(|(_, _, hs)| hs.len()).sum();
+        if new.is_some() && after > before && after - before > room {
+            self.segs.undo(undo);
+            return Err(Errno::ENOLCK);
+        }
+        let cover = self.owned.entry(want.owner).or_default();
+        cover.update(want.start, want.end, |_| new.map(|_| ()));
+        if cover.is_empty() {
+            self.owned.remove(&want.owner);
+        }
+        Ok(after as isize - before as isize)
     }
 }
 
@@ -45,15 +119,11 @@ impl RangeLock {
 /// may arrive before its F_SETLKW starts to wait.
 const INTERRUPTS_KEPT: usize = 4096;
 
-/// Most F_SETLKW requests blocked at once: each holds a thread, so a
-/// client cannot pile up more (ENOLCK beyond).
-const MAX_WAITERS: usize = 1024;
-
 #[derive(Debug, Default)]
 struct State {
-    locks: HashMap<u32, Vec<RangeLock>>,
-    /// F_SETLKW requests waiting now.
-    waiters: usize,
+    locks: HashMap<u32, InodeLocks>,
+    /// Lock records (segment holders) of every inode.
+    records: usize,
     /// Bumped when a session ends: its waiters give up.
     session: u64,
     /// Requests (by unique) the client interrupted, oldest first.
@@ -62,75 +132,56 @@ struct State {
 }
 
 /// Every inode's locks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LockTable {
     state: Mutex<State>,
     changed: Condvar,
+    max_records: usize,
 }
 
-/// Removes `owner`'s locks on `start..=end` from `v`, splitting ranges
-/// that stick out.
-fn cut(v: &mut Vec<RangeLock>, owner: u64, start: u64, end: u64) {
-    let mut out = Vec::with_capacity(v.len() + 1);
-    for l in v.drain(..) {
-        if l.owner != owner || !l.overlaps(start, end) {
-            out.push(l);
-            continue;
-        }
-        if l.start < start {
-            out.push(RangeLock { end: start - 1, ..l });
-        }
-        if l.end > end {
-            out.push(RangeLock { start: end + 1, ..l });
-        }
+impl Default for LockTable {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_RECORDS)
     }
-    *v = out;
-}
-
-/// Adds `new` to `v` (after [`cut`]), merging it with the owner's
-/// adjacent locks of the same type.
-fn insert_merged(v: &mut Vec<RangeLock>, mut new: RangeLock) {
-    v.retain(|l| {
-        let adjacent = l.owner == new.owner
-            && l.typ == new.typ
-            && (l.end.checked_add(1) == Some(new.start) || new.end.checked_add(1) == Some(l.start));
-        if adjacent {
-            new.start = new.start.min(l.start);
-            new.end = new.end.max(l.end);
-        }
-        !adjacent
-    });
-    v.push(new);
 }
 
 impl LockTable {
+    /// A table that holds at most `max_records` lock records at once.
+    pub fn new(max_records: usize) -> Self {
+        LockTable { state: Mutex::new(State::default()), changed: Condvar::new(), max_records }
+    }
+
     /// F_GETLK: the first lock that would block `want`, if any.
     pub fn test(&self, ino: u32, want: &RangeLock) -> Option<RangeLock> {
         let st = self.state.lock().unwrap();
-        st.locks.get(&ino)?.iter().find(|l| l.conflicts(want)).copied()
+        st.locks.get(&ino)?.conflict(want)
     }
 
-    fn try_set(st: &mut State, ino: u32, want: &RangeLock) -> bool {
-        let v = st.locks.entry(ino).or_default();
-        if want.typ != F_UNLCK && v.iter().any(|l| l.conflicts(want)) {
-            return false;
+    /// Takes the lock if nothing blocks it: Ok(false) when something does.
+    fn try_set(&self, st: &mut State, ino: u32, want: &RangeLock) -> FsResult<bool> {
+        let room = self.max_records.saturating_sub(st.records);
+        let il = st.locks.entry(ino).or_default();
+        if want.typ != F_UNLCK && il.conflict(want).is_some() {
+            if il.is_empty() {
+                st.locks.remove(&ino);
+            }
+            return Ok(false);
         }
-        cut(v, want.owner, want.start, want.end);
-        if want.typ != F_UNLCK {
-            insert_merged(v, *want);
-        }
-        if v.is_empty() {
+        let r = il.apply(want, room);
+        if il.is_empty() {
             st.locks.remove(&ino);
         }
-        true
+        st.records = st.records.saturating_add_signed(r?);
+        Ok(true)
     }
 
     /// F_SETLK: takes, changes or releases (`F_UNLCK`) a lock; EAGAIN when
-    /// another owner's lock conflicts.
+    /// another owner's lock conflicts, ENOLCK when the session holds too
+    /// many lock records.
     pub fn set(&self, ino: u32, want: &RangeLock) -> FsResult<()> {
         validate(want)?;
         let mut st = self.state.lock().unwrap();
-        if Self::try_set(&mut st, ino, want) {
+        if self.try_set(&mut st, ino, want)? {
             self.changed.notify_all();
             Ok(())
         } else {
@@ -139,35 +190,29 @@ impl LockTable {
     }
 
     /// F_SETLKW: like [`LockTable::set`] but waits until the lock can be
-    /// taken, or until request `unique` is interrupted (EINTR).
-    /// At most [`MAX_WAITERS`] wait at once (ENOLCK beyond), and all of
-    /// them give up (EINTR) when the session ends.
+    /// taken, or until request `unique` is interrupted (EINTR). Every
+    /// waiter gives up (EINTR) when the session ends.
     pub fn set_wait(&self, ino: u32, want: &RangeLock, unique: u64) -> FsResult<()> {
         validate(want)?;
         let mut st = self.state.lock().unwrap();
-        if st.waiters >= MAX_WAITERS {
-            return Err(Errno::ENOLCK);
-        }
-        st.waiters += 1;
         let session = st.session;
-        let result = loop {
+        loop {
             if st.interrupted.remove(&unique) || st.session != session {
-                break Err(Errno::EINTR);
+                return Err(Errno::EINTR);
             }
-            if Self::try_set(&mut st, ino, want) {
+            if self.try_set(&mut st, ino, want)? {
                 self.changed.notify_all();
-                break Ok(());
+                return Ok(());
             }
             st = self.changed.wait(st).unwrap();
-        };
-        st.waiters -= 1;
-        result
+        }
     }
 
     /// The end of a session: every lock is gone and every waiter gives up.
     pub fn end_session(&self) {
         let mut st = self.state.lock().unwrap();
         st.locks.clear();
+        st.records = 0;
         st.session += 1;
         self.changed.notify_all();
     }
@@ -191,13 +236,24 @@ impl LockTable {
     /// FLUSH and RELEASE carry the owner).
     pub fn release_owner(&self, ino: u32, owner: u64) {
         let mut st = self.state.lock().unwrap();
-        if let Some(v) = st.locks.get_mut(&ino) {
-            v.retain(|l| l.owner != owner);
-            if v.is_empty() {
-                st.locks.remove(&ino);
-            }
-            self.changed.notify_all();
+        let Some(il) = st.locks.get_mut(&ino) else { return };
+        let Some(cover) = il.owned.get(&owner) else { return };
+        let ranges: Vec<(u64, u64)> = cover.iter().map(|(s, e, _)| (s, e)).collect();
+        let mut delta = 0isize;
+        for (start, end) in ranges {
+            let unlock = RangeLock { start, end, typ: F_UNLCK, owner, pid: 0 };
+            delta += il.apply(&unlock, usize::MAX).expect("unlocking always fits");
         }
+        if il.is_empty() {
+            st.locks.remove(&ino);
+        }
+        st.records = st.records.saturating_add_signed(delta);
+        self.changed.notify_all();
+    }
+
+    /// Lock records held now (segment holders over every inode).
+    pub fn records(&self) -> usize {
+        self.state.lock().unwrap().records
     }
 }
 
@@ -228,8 +284,89 @@ mod tests {
         t.set(1, &lk(40, 59, F_WRLCK, 1)).unwrap_err();
         t.release_owner(1, 2);
         t.set(1, &lk(40, 59, F_WRLCK, 1)).unwrap();
-        let st = t.state.lock().unwrap();
-        assert_eq!(st.locks[&1], vec![lk(0, 99, F_WRLCK, 1)], "adjacent ranges merge back");
+        assert_eq!(t.test(1, &lk(70, 70, F_RDLCK, 3)), Some(lk(0, 99, F_WRLCK, 1)), "adjacent ranges merge back");
+        assert_eq!(t.records(), 1);
+        // Readers sharing a range split it; F_GETLK still reports each whole lock.
+        t.set(2, &lk(0, u64::MAX, F_RDLCK, 1)).unwrap();
+        t.set(2, &lk(50, 60, F_RDLCK, 2)).unwrap();
+        assert_eq!(t.test(2, &lk(0, 0, F_WRLCK, 3)), Some(lk(0, u64::MAX, F_RDLCK, 1)));
+        assert_eq!(t.test(2, &lk(55, 55, F_WRLCK, 1)), Some(lk(50, 60, F_RDLCK, 2)));
+        t.release_owner(2, 1);
+        t.release_owner(2, 2);
+        t.release_owner(1, 1);
+        assert_eq!(t.records(), 0);
+        assert!(t.state.lock().unwrap().locks.is_empty());
+    }
+
+    /// Random operations on 64 bytes against a byte-by-byte model.
+    #[test]
+    fn agrees_with_a_byte_model() {
+        let t = LockTable::default();
+        // model[owner][byte]: 0 none, else the lock type + 1.
+        let mut model = [[0u32; 64]; 4];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (next(64), next(64));
+            let (start, end) = (a.min(b), a.max(b));
+            let owner = next(4);
+            let typ = [F_RDLCK, F_WRLCK, F_UNLCK][next(3) as usize];
+            let want = lk(start, end, typ, owner);
+            let blocked = |model: &[[u32; 64]; 4]| {
+                (0..4u64).filter(|&o| o != owner).any(|o| {
+                    (start..=end).any(|b| {
+                        let held = model[o as usize][b as usize];
+                        held != 0 && (held - 1 == F_WRLCK || typ == F_WRLCK)
+                    })
+                })
+            };
+            if next(5) == 0 {
+                t.release_owner(9, owner);
+                model[owner as usize] = [0; 64];
+                continue;
+            }
+            let expect = typ != F_UNLCK && blocked(&model);
+            let got = if typ == F_UNLCK { None } else { t.test(9, &want) };
+            assert_eq!(got.is_some(), expect, "test of {want:?}");
+            if let Some(l) = got {
+                assert!(l.owner != owner && l.start <= end && start <= l.end, "{l:?} vs {want:?}");
+                assert!((l.start..=l.end).all(|b| model[l.owner as usize][b as usize] == l.typ + 1), "{l:?} is held whole");
+            }
+            let r = t.set(9, &want);
+            assert_eq!(r.is_err(), expect);
+            if r.is_ok() {
+                for b in start..=end {
+                    model[owner as usize][b as usize] = if typ == F_UNLCK { 0 } else { typ + 1 };
+                }
+            }
+        }
+        for o in 0..4 {
+            t.release_owner(9, o);
+        }
+        assert_eq!(t.records(), 0);
+    }
+
+    #[test]
+    fn lock_records_are_bounded() {
+        let t = LockTable::new(100);
+        for i in 0..100u64 {
+            t.set(1, &lk(i * 2, i * 2, F_WRLCK, 1)).unwrap();
+        }
+        assert_eq!(t.set(1, &lk(1000, 1000, F_WRLCK, 1)), Err(Errno::ENOLCK));
+        assert_eq!(t.set_wait(2, &lk(0, 0, F_RDLCK, 2), 5), Err(Errno::ENOLCK), "no wait for room");
+        assert_eq!(t.test(1, &lk(1000, 1000, F_WRLCK, 2)), None, "the refused lock changed nothing");
+        assert_eq!(t.records(), 100);
+        t.set(1, &lk(0, 9, F_WRLCK, 1)).unwrap();
+        assert_eq!(t.records(), 95, "a lock merging records always fits (0..=10 are one now)");
+        t.set(1, &lk(4, 4, F_UNLCK, 1)).unwrap();
+        t.release_owner(1, 1);
+        assert_eq!(t.records(), 0);
+        t.set(1, &lk(1000, 1000, F_WRLCK, 1)).unwrap();
     }
 
     #[test]
@@ -255,15 +392,5 @@ mod tests {
             t.interrupt(1000 + u);
         }
         assert!(t.state.lock().unwrap().interrupted.len() <= INTERRUPTS_KEPT);
-    }
-
-    #[test]
-    fn waiters_are_bounded() {
-        let t = LockTable::default();
-        t.set(3, &lk(0, 9, F_WRLCK, 1)).unwrap();
-        t.state.lock().unwrap().waiters = MAX_WAITERS;
-        assert_eq!(t.set_wait(3, &lk(0, 9, F_WRLCK, 2), 9), Err(Errno::ENOLCK));
-        t.state.lock().unwrap().waiters = 0;
-        assert_eq!(t.set_wait(3, &lk(20, 29, F_WRLCK, 2), 9), Ok(()), "no conflict: no wait");
     }
 }

@@ -10,6 +10,7 @@ pub mod errno;
 pub mod handles;
 pub mod locks;
 pub mod nodes;
+pub mod range_map;
 
 mod dir_ops;
 mod file_ops;
@@ -39,8 +40,36 @@ const NAME_MAX: usize = 255;
 /// Stripes of the lock that serialises appends to one inode.
 const APPEND_STRIPES: usize = 64;
 
+/// Stripes of the locks that make a removal or rename's permission
+/// check and the change itself one step (see [`DirStripes`]).
+const DIR_STRIPES: usize = 64;
+
+/// Locks by directory inode, striped. UNLINK, RMDIR and RENAME hold the
+/// stripes of the directories whose names they remove or replace from
+/// their look at the victim (sticky and owner checks) until the core has
+/// changed the directory: every such change goes through them (the image
+/// lock keeps other processes out), so no other removal or rename can
+/// swap the victim in between — as the VFS holds the parent's i_rwsem
+/// across `may_delete` and the unlink.
+struct DirStripes(Vec<Mutex<()>>);
+
+impl DirStripes {
+    fn new() -> Self {
+        DirStripes((0..DIR_STRIPES).map(|_| Mutex::new(())).collect())
+    }
+
+    /// Locks the stripes of directories `a` and `b`, in stripe order.
+    fn lock(&self, a: u32, b: u32) -> (std::sync::MutexGuard<'_, ()>, Option<std::sync::MutexGuard<'_, ()>>) {
+        let (i, j) = (a as usize % DIR_STRIPES, b as usize % DIR_STRIPES);
+        let (lo, hi) = (i.min(j), i.max(j));
+        let first = self.0[lo].lock().unwrap_or_else(|p| p.into_inner());
+        let second = (hi != lo).then(|| self.0[hi].lock().unwrap_or_else(|p| p.into_inner()));
+        (first, second)
+    }
+}
+
 /// Settings of the adapter.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct AdapterOptions {
     /// What the client may cache.
     pub cache: CachePolicy,
@@ -48,6 +77,22 @@ pub struct AdapterOptions {
     pub writeback: bool,
     /// The transport has a DAX window: inodes flagged DAX are marked for it.
     pub dax: bool,
+    /// Most file and directory handles open at once (EMFILE beyond).
+    pub max_handles: usize,
+    /// Most POSIX lock records held at once (ENOLCK beyond).
+    pub max_lock_records: usize,
+}
+
+impl Default for AdapterOptions {
+    fn default() -> Self {
+        AdapterOptions {
+            cache: CachePolicy::default(),
+            writeback: false,
+            dax: false,
+            max_handles: handles::DEFAULT_MAX_HANDLES,
+            max_lock_records: locks::DEFAULT_MAX_RECORDS,
+        }
+    }
 }
 
 /// FUSE file system semantics over one open ext4 image.
@@ -59,6 +104,7 @@ pub struct Ext4Fs {
     locks: LockTable,
     groups: Box<dyn GroupSource>,
     append: Vec<Mutex<()>>,
+    dir_stripes: DirStripes,
 }
 
 impl Ext4Fs {
@@ -68,10 +114,11 @@ impl Ext4Fs {
             fs,
             opts,
             nodes: NodeTable::default(),
-            handles: HandleTable::default(),
-            locks: LockTable::default(),
+            handles: HandleTable::new(opts.max_handles),
+            locks: LockTable::new(opts.max_lock_records),
             groups,
             append: (0..APPEND_STRIPES).map(|_| Mutex::new(())).collect(),
+            dir_stripes: DirStripes::new(),
         }
     }
 
@@ -88,6 +135,16 @@ impl Ext4Fs {
     /// Number of nodes the client holds.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Number of handles the client holds open.
+    pub fn handle_count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Number of POSIX lock records held.
+    pub fn lock_records(&self) -> usize {
+        self.locks.records()
     }
 
     /// Releases every node, handle and lock the client held (DESTROY, or

@@ -17,6 +17,9 @@ const RENAME_NOREPLACE: u32 = 1;
 /// RENAME_EXCHANGE.
 const RENAME_EXCHANGE: u32 = 2;
 
+/// How often a lookup racing with changes to the name is retried.
+const LOOKUP_ATTEMPTS: usize = 4;
+
 impl Ext4Fs {
     /// Registers one lookup of `inode` and builds its entry reply.
     fn entry(&self, inode: &Inode) -> fuse_entry_out {
@@ -59,9 +62,41 @@ impl Ext4Fs {
         check_name(name)?;
         let dir = self.dir(parent)?;
         access::check(&self.fs, &dir, caller, MAY_EXEC)?;
-        let e = self.fs.lookup(&dir, name)?.ok_or(Errno::ENOENT)?;
-        let inode = self.child(e.ino)?;
-        Ok(self.entry(&inode))
+        let inode = self.lookup_counted(&dir, name)?;
+        Ok(entry_out(&self.fs, &inode, &self.opts))
+    }
+
+    /// Looks `name` up in `dir` and counts one lookup of the inode found,
+    /// whose reference keeps its number from being reused from then on.
+    /// The name is looked up again once the reference is held: the inode
+    /// is returned only if the name still leads to it with the generation
+    /// read before, so a lookup racing an unlink and the reuse of the
+    /// number never answers the new file under the old name. Retried a
+    /// few times, then ENOENT.
+    pub(super) fn lookup_counted(&self, dir: &Inode, name: &[u8]) -> FsResult<Inode> {
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let e = self.fs.lookup(dir, name)?.ok_or(Errno::ENOENT)?;
+            let first = match self.child(e.ino) {
+                Ok(i) => i,
+                // Freed under us (the name went meanwhile), or really broken.
+                Err(err) if self.name_leads_to(dir.ino, name, e.ino)? => return Err(err),
+                Err(_) => continue,
+            };
+            self.nodes.add_lookup(&self.fs, e.ino);
+            let now = self.fs.read_inode(e.ino).ok().filter(|i| i.generation() == first.generation() && i.file_type().is_some());
+            match now {
+                Some(inode) if self.name_leads_to(dir.ino, name, e.ino)? => return Ok(inode),
+                _ => self.nodes.forget(&self.fs, super::nodes::node_of(e.ino), 1),
+            }
+        }
+        log::warn!("lookup of {:?} in inode {} kept racing with changes", String::from_utf8_lossy(name), dir.ino);
+        Err(Errno::ENOENT)
+    }
+
+    /// Whether `name` in directory `dir_ino` (read afresh) leads to inode `ino` now.
+    pub(super) fn name_leads_to(&self, dir_ino: u32, name: &[u8], ino: u32) -> FsResult<bool> {
+        let dir = self.fs.read_inode(dir_ino)?;
+        Ok(self.fs.lookup(&dir, name)?.is_some_and(|e| e.ino == ino))
     }
 
     /// A directory entry's inode, which must be a live, ordinary one: a
@@ -126,6 +161,8 @@ impl Ext4Fs {
     }
 
     /// The entry `name` of `dir` that a caller wants to remove or move.
+    /// The caller holds `dir`'s stripe of [`super::DirStripes`], so the
+    /// name still leads to the inode checked here when the core removes it.
     fn removable(&self, caller: &Caller<'_>, dir: &Inode, name: &[u8]) -> FsResult<Inode> {
         check_name(name)?;
         access::check(&self.fs, dir, caller, MAY_WRITE | MAY_EXEC)?;
@@ -140,6 +177,7 @@ impl Ext4Fs {
     /// UNLINK.
     pub fn unlink(&self, caller: &Caller<'_>, parent: u64, name: &[u8]) -> FsResult<()> {
         let dir = self.dir(parent)?;
+        let _names = self.dir_stripes.lock(dir.ino, dir.ino);
         let victim = self.removable(caller, &dir, name)?;
         if victim.is_dir() {
             return Err(Errno::EISDIR);
@@ -156,6 +194,7 @@ impl Ext4Fs {
             return Err(Errno(libc::ENOTEMPTY));
         }
         let dir = self.dir(parent)?;
+        let _names = self.dir_stripes.lock(dir.ino, dir.ino);
         let victim = self.removable(caller, &dir, name)?;
         if !victim.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -170,6 +209,7 @@ impl Ext4Fs {
         }
         check_name(new_name)?;
         let (old_dir, new_dir) = (self.dir(parent)?, self.dir(new_parent)?);
+        let _names = self.dir_stripes.lock(old_dir.ino, new_dir.ino);
         let source = self.removable(caller, &old_dir, name)?;
         access::check(&self.fs, &new_dir, caller, MAY_WRITE | MAY_EXEC)?;
         let target = match self.fs.lookup(&new_dir, new_name)? {
@@ -198,27 +238,35 @@ impl Ext4Fs {
     pub fn tmpfile(&self, caller: &Caller<'_>, parent: u64, mode: u32, flags: u32, umask: u32) -> FsResult<(fuse_entry_out, fuse_open_out)> {
         let dir = self.dir(parent)?;
         access::check(&self.fs, &dir, caller, MAY_WRITE | MAY_EXEC)?;
+        if !self.handles.has_room() {
+            return Err(Errno::EMFILE);
+        }
         let attr = self.new_inode(&dir, caller, S_IFREG | (mode as u16 & !S_IFMT), umask as u16);
         // The core holds the inode open once for us: that reference is the handle's.
         let inode = self.fs.tmpfile(dir.ino, attr)?;
         let entry = self.entry(&inode);
-        let open = self.register_handle(inode.ino, flags, false);
+        let open = self.register_handle(inode.ino, flags, false).inspect_err(|_| self.forget(entry.nodeid, 1))?;
         Ok((entry, open))
     }
 
     /// CREATE: a new regular file, opened.
     pub fn create(&self, caller: &Caller<'_>, parent: u64, name: &[u8], mode: u32, flags: u32, umask: u32) -> FsResult<(fuse_entry_out, fuse_open_out)> {
         let dir = self.creatable_parent(caller, parent, name)?;
+        if !self.handles.has_room() {
+            return Err(Errno::EMFILE);
+        }
         let attr = self.new_inode(&dir, caller, S_IFREG | (mode as u16 & !S_IFMT), umask as u16);
         let inode = self.fs.create(dir.ino, name, attr)?;
         let entry = self.entry(&inode);
         self.fs.open_inode(inode.ino);
-        let open = self.register_handle(inode.ino, flags, false);
+        // Full after all (a race): the file stays, the client learns nothing of it.
+        let open = self.register_handle(inode.ino, flags, false).inspect_err(|_| self.forget(entry.nodeid, 1))?;
         Ok((entry, open))
     }
 
-    /// Records a handle on `ino` (whose open reference the caller took).
-    pub(super) fn register_handle(&self, ino: u32, flags: u32, dir: bool) -> fuse_open_out {
+    /// Records a handle on `ino`, whose open reference the caller took;
+    /// when the handle table is full (EMFILE) that reference is given back.
+    pub(super) fn register_handle(&self, ino: u32, flags: u32, dir: bool) -> FsResult<fuse_open_out> {
         let acc = flags as i32 & libc::O_ACCMODE;
         // With the writeback cache the client reads pages of files opened
         // write-only and computes append offsets itself.
@@ -234,6 +282,14 @@ impl Ext4Fs {
         if !dir && flags as i32 & libc::O_DIRECT != 0 {
             open_flags |= fuse_abi::linux::FOPEN_DIRECT_IO;
         }
-        fuse_open_out { fh: self.handles.insert(h), open_flags, backing_id: 0 }
+        match self.handles.insert(h) {
+            Ok(fh) => Ok(fuse_open_out { fh, open_flags, backing_id: 0 }),
+            Err(e) => {
+                if let Err(x) = self.fs.close_inode(ino) {
+                    log::error!("closing inode {ino} after a refused open: {x}");
+                }
+                Err(e)
+            }
+        }
     }
 }

@@ -63,12 +63,12 @@ fn worker(server: &Arc<Server>, transport: Arc<dyn Transport>) -> io::Result<()>
             Outcome::NoReply => Step::NoReply,
             Outcome::Deferred(job) => Step::Deferred(job),
         }));
+        let unique = req.get(8..16).map(|u| u64::from_le_bytes(u.try_into().expect("8 bytes")));
         let step = match step {
             Ok(step) => step,
             Err(_) => {
                 log::error!("request of {n} bytes (opcode {:?}) panicked; answered EIO", req.get(4..8));
-                if let Some(unique) = req.get(8..16) {
-                    let unique = u64::from_le_bytes(unique.try_into().expect("8 bytes"));
+                if let Some(unique) = unique {
                     out.start();
                     send_reply(transport.as_ref(), out.finish(unique, -libc::EIO));
                 }
@@ -79,13 +79,31 @@ fn worker(server: &Arc<Server>, transport: Arc<dyn Transport>) -> io::Result<()>
             Step::Reply => send_reply(transport.as_ref(), out.bytes()),
             Step::NoReply => {}
             Step::Deferred(job) => {
+                // Deferred requests always have a whole header.
+                let unique = unique.unwrap_or_default();
                 let t = transport.clone();
-                std::thread::spawn(move || {
-                    let mut out = ReplyBuf::new();
-                    job(&mut out);
-                    send_reply(t.as_ref(), out.bytes());
-                });
+                let spawned = std::thread::Builder::new().name("fuse-lock-wait".into()).spawn(move || run_deferred(job, unique, t.as_ref()));
+                if let Err(e) = spawned {
+                    // The job (and the server's waiter slot it holds) is gone with the closure.
+                    log::error!("cannot start a thread for a lock wait: {e}; answered ENOLCK");
+                    out.start();
+                    send_reply(transport.as_ref(), out.finish(unique, -libc::ENOLCK));
+                }
             }
+        }
+    }
+}
+
+/// Runs a deferred request (on its own thread) and sends its reply; a
+/// panic in it is answered EIO, like a panic on a worker.
+fn run_deferred(job: super::server::DeferredJob, unique: u64, t: &dyn Transport) {
+    let mut out = ReplyBuf::new();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut out))) {
+        Ok(()) => send_reply(t, out.bytes()),
+        Err(_) => {
+            log::error!("deferred request {unique} panicked; answered EIO");
+            out.start();
+            send_reply(t, out.finish(unique, -libc::EIO));
         }
     }
 }
@@ -95,5 +113,45 @@ fn worker(server: &Arc<Server>, transport: Arc<dyn Transport>) -> io::Result<()>
 fn send_reply(t: &dyn Transport, bytes: &[u8]) {
     if let Err(e) = t.send(bytes) {
         log::debug!("reply not delivered: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<Vec<u8>>>);
+
+    impl Transport for Sink {
+        fn receive(&self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
+            Ok(None)
+        }
+        fn send(&self, reply: &[u8]) -> io::Result<()> {
+            self.0.lock().unwrap().push(reply.to_vec());
+            Ok(())
+        }
+    }
+
+    fn header(reply: &[u8]) -> (i32, u64) {
+        let error = i32::from_le_bytes(reply[4..8].try_into().unwrap());
+        (error, u64::from_le_bytes(reply[8..16].try_into().unwrap()))
+    }
+
+    #[test]
+    fn a_panicking_deferred_request_is_answered_eio() {
+        let sink = Sink::default();
+        run_deferred(Box::new(|_out: &mut ReplyBuf| panic!("a bug in a lock wait")), 77, &sink);
+        run_deferred(
+            Box::new(|out: &mut ReplyBuf| {
+                out.start();
+                out.finish(78, 0);
+            }),
+            78,
+            &sink,
+        );
+        let replies = sink.0.lock().unwrap();
+        assert_eq!(replies.iter().map(|r| header(r)).collect::<Vec<_>>(), vec![(-libc::EIO, 77), (0, 78)]);
     }
 }

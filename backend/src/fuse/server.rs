@@ -14,7 +14,7 @@ use crate::adapter::{
 use fuse_abi::linux::*;
 use std::sync::Arc;
 use zerocopy::FromBytes;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// Oldest protocol minor served (7.31: the first with everything virtio-fs needs).
 pub const MIN_MINOR: u32 = 31;
@@ -34,11 +34,17 @@ pub struct ServerOptions {
     pub writeback: bool,
     /// The transport has a DAX window: offer map alignment and per-inode DAX.
     pub dax: bool,
+    /// Most F_SETLKW requests waiting at once, each on a thread of its own
+    /// (ENOLCK beyond, answered before any thread is started).
+    pub max_lock_waiters: usize,
 }
+
+/// Default of [`ServerOptions::max_lock_waiters`].
+pub const DEFAULT_MAX_LOCK_WAITERS: usize = 1024;
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_write: 1 << 20, writeback: false, dax: false }
+        ServerOptions { max_write: 1 << 20, writeback: false, dax: false, max_lock_waiters: DEFAULT_MAX_LOCK_WAITERS }
     }
 }
 
@@ -65,6 +71,25 @@ pub enum Outcome<'a> {
 /// the buffer it is given.
 pub type DeferredJob = Box<dyn FnOnce(&mut ReplyBuf) + Send>;
 
+/// One of the server's F_SETLKW slots, given back when dropped (the job
+/// finished, panicked, or was never run).
+struct WaiterSlot(Arc<Server>);
+
+impl WaiterSlot {
+    /// Takes a slot; ENOLCK when [`ServerOptions::max_lock_waiters`] are taken.
+    fn take(server: &Arc<Server>) -> FsResult<WaiterSlot> {
+        let max = server.opts.max_lock_waiters;
+        server.waiters.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).map_err(|_| Errno::ENOLCK)?;
+        Ok(WaiterSlot(server.clone()))
+    }
+}
+
+impl Drop for WaiterSlot {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A FUSE session over one ext4 adapter.
 pub struct Server {
     fs: Arc<Ext4Fs>,
@@ -73,6 +98,8 @@ pub struct Server {
     destroyed: AtomicBool,
     minor: AtomicU32,
     setxattr_ext: AtomicBool,
+    /// F_SETLKW requests deferred and not finished.
+    waiters: AtomicUsize,
 }
 
 /// The parts of a request header every operation uses.
@@ -102,6 +129,7 @@ impl Server {
             destroyed: AtomicBool::new(false),
             minor: AtomicU32::new(0),
             setxattr_ext: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
         }
     }
 
@@ -118,6 +146,11 @@ impl Server {
     /// Whether INIT has been answered (the session is serving).
     pub fn is_initialized(&self) -> bool {
         self.initialized.load(Ordering::Acquire)
+    }
+
+    /// F_SETLKW requests deferred to threads of their own and not finished.
+    pub fn lock_waiters(&self) -> usize {
+        self.waiters.load(Ordering::Acquire)
     }
 
     /// Whether the client sent DESTROY (the session is over).
@@ -205,8 +238,11 @@ impl Server {
         if lk.lk_flags & FUSE_LK_FLOCK != 0 {
             return Err(Errno::ENOSYS);
         }
+        // Counted before the caller starts a thread for it.
+        let slot = WaiterSlot::take(self)?;
         let (me, node, unique) = (self.clone(), req.node, req.unique);
         Ok(Box::new(move |out: &mut ReplyBuf| {
+            let _slot = slot;
             out.start();
             let e = match me.fs.setlk(node, &lk, true, unique) {
                 Ok(()) => 0,

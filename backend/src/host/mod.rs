@@ -54,6 +54,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// Let the kernel cache writes (FUSE writeback cache).
     pub writeback: bool,
+    /// Most F_SETLKW requests waiting at once (ENOLCK beyond).
+    pub max_lock_waiters: usize,
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and the threads it starts
@@ -116,8 +118,9 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
         r => Arc::new(r.map_err(img_err)?),
     };
     let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
-    let adapter = Arc::new(Ext4Fs::new(fs.clone(), AdapterOptions { cache: opts.cache, writeback: opts.writeback, dax: false }, Box::new(groups::ProcGroups)));
-    let server_opts = ServerOptions { writeback: opts.writeback, ..ServerOptions::default() };
+    let adapter_opts = AdapterOptions { cache: opts.cache, writeback: opts.writeback, ..AdapterOptions::default() };
+    let adapter = Arc::new(Ext4Fs::new(fs.clone(), adapter_opts, Box::new(groups::ProcGroups)));
+    let server_opts = ServerOptions { writeback: opts.writeback, max_lock_waiters: opts.max_lock_waiters, ..ServerOptions::default() };
     let server = Arc::new(Server::new(adapter.clone(), server_opts));
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
     mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
