@@ -7,6 +7,8 @@
 //! `#[path = "../tests/common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
