@@ -84,6 +84,51 @@ fn signals_end_the_mount_with_a_clean_image() {
     }
 }
 
+/// SIGTERM while a process keeps its working directory inside the mount:
+/// the mount is detached lazily and the daemon keeps serving that user,
+/// but the image is committed, checkpointed and marked clean at once, so
+/// a SIGKILL afterwards leaves an image that needs no journal replay.
+#[test]
+fn sigterm_while_busy_closes_the_image_at_once() {
+    if !HostMount::usable_or_skip("host mount SIGTERM while busy") {
+        return;
+    }
+    let s = Scratch::new("mount-busy");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "128M", &["-t", "ext4"]);
+    std::fs::create_dir(&mnt).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd")).arg("mount").arg(&img).arg(&mnt).stdin(Stdio::null()).spawn().unwrap();
+    let mut polls = 0;
+    while mounted_fstype(&mnt).as_deref() != Some(HostMount::FSTYPE) {
+        polls += 1;
+        assert!(polls < 1000, "no mount appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut f = std::fs::File::create(mnt.join("kept")).unwrap();
+    f.write_all(&data).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert!(needs_recovery(&img), "a mounted image with committed changes needs recovery");
+    let mut sleeper = Command::new("sleep").arg("1000").current_dir(&mnt).spawn().unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    let mut polls = 0;
+    while needs_recovery(&img) {
+        polls += 1;
+        assert!(polls < 600, "needs_recovery still set after SIGTERM with a user left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon keeps serving the remaining user");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert!(!needs_recovery(&img), "killed after the close: no journal replay needed");
+    assert_fsck_clean(&img);
+    assert!(image_file(&img, "/kept") == data, "file contents after SIGTERM and SIGKILL");
+}
+
 #[test]
 fn a_read_only_mount_never_writes_the_image() {
     if !HostMount::usable_or_skip("read-only host mount") {

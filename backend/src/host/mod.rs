@@ -1,8 +1,9 @@
 //! The host mount: `ext4-virtiofsd mount IMG MOUNTPOINT` serves an image
 //! through the host kernel's /dev/fuse, with a worker per core. It ends
 //! when the mount point is unmounted or on SIGINT/SIGTERM (which unmount
-//! it), and always closes the image cleanly: journal committed and
-//! checkpointed, needs_recovery cleared.
+//! it, lazily while it is busy, and close the image at once), and always
+//! closes the image cleanly: journal committed and checkpointed,
+//! needs_recovery cleared.
 
 pub mod dev_fuse;
 pub mod groups;
@@ -15,7 +16,7 @@ use crate::fuse::server::{Server, ServerOptions};
 use dev_fuse::DevFuse;
 use ext4::{Ext4, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Errors of the host mount.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +60,12 @@ pub struct MountOptions {
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and the threads it starts
-/// later, and starts a thread that unmounts `target` when one arrives.
-fn watch_signals(target: PathBuf) -> Result<(), MountError> {
+/// later, and starts a thread that, when one arrives, unmounts `target`
+/// (lazily when busy) and closes the image in `served` at once: journal
+/// committed and checkpointed, needs_recovery cleared, so that the image
+/// is clean even if the daemon is killed while users remain. Their later
+/// changes make it dirty again until the final close.
+fn watch_signals(target: PathBuf, served: Arc<OnceLock<Arc<Ext4>>>) -> Result<(), MountError> {
     // SAFETY: plain libc signal-set manipulation on a local sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -81,6 +86,11 @@ fn watch_signals(target: PathBuf) -> Result<(), MountError> {
                     log::info!("signal {sig}: unmounting {}", target.display());
                     if let Err(e) = mount::unmount(&target) {
                         log::error!("unmounting {}: {e}", target.display());
+                    }
+                    match served.get().map(|fs| fs.close()) {
+                        Some(Ok(())) => log::info!("image closed clean; serving the remaining users until they leave"),
+                        Some(Err(e)) => log::error!("closing the image after signal {sig}: {e}"),
+                        None => log::warn!("signal {sig} before the image was open"),
                     }
                 }
             })
@@ -110,13 +120,15 @@ fn raise_readahead_after_init(server: Arc<Server>, mountpoint: PathBuf, kib: u32
 pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), MountError> {
     // First, before any thread exists: every thread must block the signals
     // so that only the watcher receives them.
-    watch_signals(mountpoint.to_path_buf())?;
+    let served = Arc::new(OnceLock::new());
+    watch_signals(mountpoint.to_path_buf(), served.clone())?;
     let img_err = |source| MountError::Image { path: image.to_path_buf(), source };
     let open = OpenOptions { read_only: opts.read_only, ..OpenOptions::default() };
     let fs = match Ext4::open(image, &open) {
         Err(e @ ext4::Error::ImageLocked { .. }) => return Err(MountError::Locked(e)),
         r => Arc::new(r.map_err(img_err)?),
     };
+    let _ = served.set(fs.clone());
     let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
     let adapter_opts = AdapterOptions { cache: opts.cache, writeback: opts.writeback, ..AdapterOptions::default() };
     let adapter = Arc::new(Ext4Fs::new(fs.clone(), adapter_opts, Box::new(groups::ProcGroups)));
