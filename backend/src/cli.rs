@@ -37,7 +37,8 @@ pub enum Command {
         threads: usize,
         /// Let the kernel cache writes and send them later (FUSE writeback
         /// cache): faster small writes, but data reaches the image only
-        /// when the kernel flushes it.
+        /// when the kernel flushes it. A full file system shows only at
+        /// fsync/close (write() may accept more than fits).
         #[arg(long)]
         writeback: bool,
         /// Most F_SETLKW requests blocked at once, each waiting on a thread
