@@ -18,6 +18,7 @@
 //!   and verity files.
 
 use super::Ext4;
+use super::inode_lock::LockMode;
 use super::mapping::Mapping;
 use crate::disk::inode::{FL_ENCRYPT, FL_INLINE_DATA, FL_VERITY};
 use crate::error::{Error, Result};
@@ -99,6 +100,9 @@ impl Ext4 {
         }
         let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or_else(|| Error::InvalidArgument("DAX length overflows".into()))?;
         let end = offset.checked_add(len).ok_or_else(|| Error::InvalidArgument("DAX range overflows".into()))?;
+        // Exclusive: the conversion, hole filling, resolving and pinning see
+        // one version of the mapping, and no read or write runs meanwhile.
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
         let inode = self.read_inode(ino)?;
         if !inode.is_reg() {
             return Err(Error::InvalidArgument(format!("inode {ino} is not a regular file")));
@@ -107,7 +111,7 @@ impl Ext4 {
             return Err(Error::Unsupported(format!("inode {ino} is encrypted or verity-protected")));
         }
         if inode.has_flag(FL_INLINE_DATA) {
-            self.convert_inline(ino)?;
+            self.convert_inline_locked(ino)?;
         }
         if writable {
             let size_end = self.read_inode(ino)?.size().div_ceil(bs) * bs;

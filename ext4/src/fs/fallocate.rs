@@ -7,6 +7,7 @@
 
 use super::Ext4;
 use super::file_write::{now, set_size, touch_ctime, touch_mtime};
+use super::inode_lock::LockMode;
 use super::mapping::Mapping;
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Result};
@@ -40,12 +41,14 @@ impl Ext4 {
     /// largest file size with [`Error::FileTooBig`], and every mode but
     /// punching on a block-mapped (ext2/3) file with [`Error::Unsupported`]
     /// (EOPNOTSUPP, like the kernel: block maps cannot hold unwritten blocks).
-    /// Inline-data files are converted first.
+    /// Inline-data files are converted first. Holds the inode's I/O lock
+    /// exclusively: no read or write of the file runs meanwhile.
     pub fn fallocate(&self, ino: u32, mode: FallocMode, offset: u64, len: u64) -> Result<()> {
         if len == 0 {
             return Err(Error::InvalidArgument("fallocate of an empty range".into()));
         }
         let end = offset.checked_add(len).ok_or(Error::FileTooBig(ino))?;
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
         let inode = self.read_inode(ino)?;
         if inode.is_dir() {
             return Err(Error::IsADirectory(ino));
@@ -64,7 +67,7 @@ impl Ext4 {
             return Ok(());
         }
         if inode.has_flag(FL_INLINE_DATA) {
-            self.convert_inline(ino)?;
+            self.convert_inline_locked(ino)?;
         }
         let extents = self.read_inode(ino)?.has_flag(FL_EXTENTS);
         if !extents && mode != FallocMode::PunchHole {

@@ -4,6 +4,7 @@
 //! zeros, and inline data clamped to `i_size`.
 
 use super::Ext4;
+use super::inode_lock::LockMode;
 use super::mapping::Mapping;
 use crate::disk::inode::{FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
@@ -13,7 +14,23 @@ impl Ext4 {
     /// Reads up to `buf.len()` bytes at `offset`; returns the count (0 at EOF).
     /// Reads `min(buf.len(), i_size - offset)` bytes: holes and unwritten
     /// extents read as zeros; inline-data inodes are served from the inode.
+    ///
+    /// `inode` names the file; its mapping and size are read again under
+    /// the inode's shared I/O lock (a snapshot taken earlier may be stale:
+    /// reading through its mapping could return blocks a truncate has
+    /// freed since). Writable file systems only: a read-only one has no
+    /// writer to exclude and reads the snapshot as given.
     pub fn read(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if self.is_read_only() || inode.ino == 0 {
+            return self.read_snapshot(inode, offset, buf);
+        }
+        let _io = self.lock_inode(inode.ino, LockMode::Shared);
+        let current = self.read_inode(inode.ino)?;
+        self.read_snapshot(&current, offset, buf)
+    }
+
+    /// [`Ext4::read`] through the given inode as it is.
+    fn read_snapshot(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let size = inode.size();
         if offset >= size {
             return Ok(0);

@@ -4,6 +4,7 @@
 //! that maps the blocks is opened only after the data is written.
 
 use super::Ext4;
+use super::inode_lock::LockMode;
 use super::mapping::Mapping;
 use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
 use crate::error::{Error, Result};
@@ -57,7 +58,17 @@ impl Ext4 {
     /// completed part as a short count — each completed step is whole and
     /// sized; the failed step leaves nothing behind — and the error repeats
     /// on the next call.
+    ///
+    /// Holds the inode's I/O lock exclusively throughout: between looking up
+    /// a block and writing into it, no truncate, punch or other write of the
+    /// same file can change what the block is.
     pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
+        self.write_locked(ino, offset, data)
+    }
+
+    /// [`Ext4::write`] for a caller that holds the inode's lock exclusively.
+    pub(crate) fn write_locked(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
         if data.is_empty() {
             return Ok(0);
         }
@@ -181,6 +192,12 @@ impl Ext4 {
     /// past the new end and zeroes the tail of the last block; growing makes
     /// a hole.
     pub fn truncate(&self, ino: u32, size: u64) -> Result<()> {
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
+        self.truncate_locked(ino, size)
+    }
+
+    /// [`Ext4::truncate`] for a caller that holds the inode's lock exclusively.
+    pub(crate) fn truncate_locked(&self, ino: u32, size: u64) -> Result<()> {
         let mut h = self.begin()?;
         let mut inode = self.read_inode_in(&h, ino)?;
         if !inode.is_reg() {

@@ -5,9 +5,10 @@
 
 use super::Ext4;
 use super::extent_tree::init_root;
+use super::inode_lock::LockMode;
 use super::file_write::{now, set_size, touch_mtime};
 use crate::disk::features::Incompat;
-use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
+use crate::disk::inode::{FL_DAX, FL_EXTENTS, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Result};
 use crate::journal::transaction::Handle;
 
@@ -42,19 +43,61 @@ impl Ext4 {
         Ok(())
     }
 
-    /// Write into an inline-data file: in place while it fits, else convert
-    /// first and write through the block path.
+    /// Makes the fresh, empty regular file `inode` an inline-data file (the
+    /// inline flag, no extents root, an empty `system.data`), staged through
+    /// `h`, when the file system has inline_data and the inode has room for
+    /// it: as the kernel's files, whose first write goes inline when it
+    /// fits ([`Ext4::write_inline`]) and converts otherwise. Inodes without
+    /// extra space (`i_extra_isize` 0, which the kernel never inlines) or
+    /// without room for the entry stay as they are. Returns whether it did.
+    pub(crate) fn inline_new_file(&self, h: &mut Handle<'_>, inode: &mut Inode) -> Result<bool> {
+        if !self.superblock().incompat().has(Incompat::INLINE_DATA)
+            || !inode.is_reg()
+            || inode.raw.extra_isize == 0
+            || inode.size() != 0
+            || inode.flags() & (FL_INLINE_DATA | FL_DAX) != 0
+        {
+            return Ok(false);
+        }
+        let mut candidate = inode.clone();
+        candidate.raw.flags = (candidate.raw.flags & !FL_EXTENTS) | FL_INLINE_DATA;
+        candidate.raw.block = [0u8; I_BLOCK_BYTES];
+        match self.set_system_data(h, &mut candidate, &[]) {
+            Ok(()) => {
+                *inode = candidate;
+                Ok(true)
+            }
+            // No room in the in-inode area: a block-mapped file.
+            Err(Error::NoSpace) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The most bytes `inode` can hold inline: `i_block` plus the largest
+    /// `system.data` value its in-inode xattr area has room for next to
+    /// the other in-inode attributes (the kernel's
+    /// `ext4_get_max_inline_size`).
+    pub fn inline_capacity(&self, inode: &Inode) -> Result<u64> {
+        Ok((I_BLOCK_BYTES + self.max_system_data(inode)?) as u64)
+    }
+
+    /// Write into an inline-data file: in place while the new end fits the
+    /// inline capacity, else convert first and write through the block
+    /// path. The capacity is checked before any buffer is sized by the
+    /// request, so a write far past the end never allocates its offset.
     pub(crate) fn write_inline(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
-        let end = offset as usize + data.len();
+        let end = offset.checked_add(data.len() as u64).ok_or(Error::FileTooBig(ino))?;
         {
             let mut h = self.begin()?;
             let mut inode = self.read_inode_in(&h, ino)?;
-            if inode.has_flag(FL_INLINE_DATA) {
+            if inode.has_flag(FL_INLINE_DATA) && end <= self.inline_capacity(&inode)? {
+                // end <= capacity: both fit in memory and in usize.
+                let (start, end) = (offset as usize, end as usize);
                 let mut content = self.inline_contents(&inode)?;
                 if end > content.len() {
                     content.resize(end, 0);
                 }
-                content[offset as usize..end].copy_from_slice(data);
+                content[start..end].copy_from_slice(data);
                 match self.store_inline(&mut h, &mut inode, &content) {
                     Ok(()) => {
                         touch_mtime(&mut inode, now());
@@ -67,17 +110,22 @@ impl Ext4 {
                 }
             }
         }
-        self.convert_inline(ino)?;
-        self.write(ino, offset, data)
+        self.convert_inline_locked(ino)?;
+        self.write_locked(ino, offset, data)
     }
 
-    /// Truncate of an inline-data file.
+    /// Truncate of an inline-data file, as the kernel does it: shrinking
+    /// and growing within the inline area in use (`i_block`, plus the
+    /// current `system.data` value) stay inline; growing past it converts
+    /// and truncates the block-mapped file (a hole up to `size`, nothing
+    /// allocated for it, whatever `size` is).
     pub(crate) fn truncate_inline(&self, ino: u32, size: u64) -> Result<()> {
         {
             let mut h = self.begin()?;
             let mut inode = self.read_inode_in(&h, ino)?;
-            if inode.has_flag(FL_INLINE_DATA) {
+            if inode.has_flag(FL_INLINE_DATA) && size <= self.inline_data(&inode)?.len() as u64 {
                 let mut content = self.inline_contents(&inode)?;
+                // size <= the inline area: a few hundred bytes at most.
                 content.resize(size as usize, 0);
                 match self.store_inline(&mut h, &mut inode, &content) {
                     Ok(()) => {
@@ -91,8 +139,8 @@ impl Ext4 {
                 }
             }
         }
-        self.convert_inline(ino)?;
-        self.truncate(ino, size)
+        self.convert_inline_locked(ino)?;
+        self.truncate_locked(ino, size)
     }
 
     /// Converts inline-data file `ino` to a block-mapped file, as Ted Ts'o
@@ -104,6 +152,13 @@ impl Ext4 {
     /// converted (false: not inline, or converted concurrently). Racing
     /// conversions of the same inode convert exactly once.
     pub fn convert_inline(&self, ino: u32) -> Result<bool> {
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
+        self.convert_inline_locked(ino)
+    }
+
+    /// [`Ext4::convert_inline`] for a caller that holds the inode's lock
+    /// exclusively.
+    pub(crate) fn convert_inline_locked(&self, ino: u32) -> Result<bool> {
         for _ in 0..CONVERT_RETRIES {
             let snapshot = self.read_inode(ino)?;
             if !snapshot.has_flag(FL_INLINE_DATA) {

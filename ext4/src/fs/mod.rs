@@ -17,6 +17,7 @@ pub mod htree_write;
 pub mod inline;
 pub mod inline_dir_write;
 pub mod inline_write;
+pub mod inode_lock;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
@@ -81,6 +82,8 @@ pub struct Ext4 {
     dax: dax::DaxState,
     /// Open counts of inodes, for orphan handling.
     open_inodes: orphan::OpenInodes,
+    /// Per-inode I/O locks (see [`inode_lock`]): taken before a handle.
+    inode_locks: inode_lock::InodeLocks,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -169,6 +172,7 @@ impl Ext4 {
             tx: None,
             dax: dax::DaxState::default(),
             open_inodes: orphan::OpenInodes::default(),
+            inode_locks: inode_lock::InodeLocks::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -259,7 +263,12 @@ impl Ext4 {
 
     /// Reads metadata block `blk` through the buffer cache. `what` names the
     /// structure for error messages.
+    ///
+    /// Order matters: the fill ticket is taken before the dirty map is
+    /// consulted, so a version published after that point makes the fill
+    /// of the (then older) device copy a no-op (see [`crate::io::cache`]).
     pub fn read_meta_block(&self, blk: u64, what: &'static str) -> Result<Arc<[u8]>> {
+        let ticket = self.cache.fill_ticket(blk);
         if let Some(b) = self.tx.as_ref().and_then(|tx| tx.dirty_block(blk)) {
             return Ok(b);
         }
@@ -269,7 +278,7 @@ impl Ext4 {
         let mut buf = vec![0u8; self.geo.block_size as usize];
         self.read_block_into(blk, &mut buf, what)?;
         let data: Arc<[u8]> = buf.into();
-        self.cache.insert(blk, data.clone());
+        self.cache.fill(ticket, data.clone());
         Ok(data)
     }
 
@@ -296,6 +305,18 @@ impl Ext4 {
     /// Open counts of inodes.
     pub(crate) fn open_inodes(&self) -> &orphan::OpenInodes {
         &self.open_inodes
+    }
+
+    /// Locks inode `ino`'s I/O lock in `mode` (see [`inode_lock`] for the
+    /// rule and the lock order: never while a handle is open).
+    pub(crate) fn lock_inode(&self, ino: u32, mode: inode_lock::LockMode) -> inode_lock::InodeGuard<'_> {
+        self.inode_locks.lock(ino, mode)
+    }
+
+    /// The per-inode I/O locks, for tests that must know when an operation
+    /// waits for one.
+    pub fn inode_locks(&self) -> &inode_lock::InodeLocks {
+        &self.inode_locks
     }
 
     /// DAX pin state.

@@ -10,6 +10,7 @@
 
 use super::Ext4;
 use super::file_write::now;
+use super::inode_lock::LockMode;
 use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
 use crate::error::{Error, Location, Result};
 use crate::journal::transaction::Handle;
@@ -61,6 +62,9 @@ impl Ext4 {
                 return Ok(());
             }
         }
+        // Freeing its blocks must wait for reads and writes still running
+        // on it (a hostile client may release while its reads are in flight).
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
         let mut h = self.begin()?;
         // Re-check under the handle: only one handle runs at a time, so no
         // unlink can be orphaning it concurrently.
