@@ -202,8 +202,16 @@ impl Ext4Fs {
         Ok(n as u32)
     }
 
-    /// FSYNC / FSYNCDIR / SYNCFS: commits the journal (all of it: one
-    /// transaction covers every inode).
+    /// FSYNC / FSYNCDIR: makes every completed operation durable by
+    /// committing the running transaction (one covers every inode), as
+    /// jbd2's fsync waits for one commit; checkpoints come when the log
+    /// needs room.
+    pub fn fsync(&self) -> FsResult<()> {
+        Ok(self.fs.fsync()?)
+    }
+
+    /// SYNCFS: commits and checkpoints, so the image is complete at its
+    /// home locations (what tools reading the image file expect).
     pub fn sync(&self) -> FsResult<()> {
         Ok(self.fs.sync()?)
     }

@@ -351,7 +351,7 @@ impl Server {
             FUSE_FSYNC | FUSE_FSYNCDIR => {
                 let _: fuse_fsync_in = a.read("fsync_in")?;
                 fs.inode_exists(node)?;
-                fs.sync()
+                fs.fsync()
             }
             FUSE_SYNCFS => fs.sync(),
             FUSE_SETXATTR => {

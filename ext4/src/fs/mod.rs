@@ -346,6 +346,19 @@ impl Ext4 {
         }
     }
 
+    /// Makes every completed operation durable, as fsync(2) needs: commits
+    /// the running transaction (one commit, the log then holds it; jbd2's
+    /// fsync waits for no more), or, when there is nothing to commit,
+    /// flushes the file data written since. Checkpointing is left to the
+    /// moment the log needs room, to [`Ext4::sync`] and to close.
+    pub fn fsync(&self) -> Result<()> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        if tx.commit()?.is_none() {
+            self.dev.flush()?;
+        }
+        Ok(())
+    }
+
     /// Reads inode `ino`, verifying its checksum. An inode in a group whose
     /// inode table was never initialised reads as all zeros (unused).
     pub fn read_inode(&self, ino: u32) -> Result<Inode> {
