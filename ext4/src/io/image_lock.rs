@@ -9,9 +9,15 @@ use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-/// How often a conflict whose holder vanished before it could be named is retried.
-const ATTEMPTS: usize = 3;
+/// How long a conflict is retried before the open is refused: a child
+/// process being spawned by another thread holds copies of every
+/// descriptor (and so its locks) between fork and exec, so a lock just
+/// dropped by a close can linger for an instant.
+const RETRY_FOR: Duration = Duration::from_millis(500);
+/// Pause between retries.
+const PAUSE: Duration = Duration::from_millis(10);
 
 /// A whole-file lock request of type `typ` (`F_RDLCK`, `F_WRLCK`).
 fn whole_file(typ: i32) -> libc::flock {
@@ -35,13 +41,13 @@ fn fcntl_lock(file: &File, cmd: libc::c_int, fl: &mut libc::flock) -> std::io::R
 
 /// Locks the image `file` (opened from `path`) for writing (exclusive) or
 /// reading (shared). [`Error::ImageLocked`] when another open holds a
-/// conflicting lock. On file systems without locks (ENOLCK, EINVAL,
-/// EOPNOTSUPP) the image is used unlocked, with a warning.
+/// conflicting lock (retried for [`RETRY_FOR`] first). On file systems
+/// without locks (ENOLCK, EINVAL, EOPNOTSUPP) the image is used unlocked,
+/// with a warning.
 pub fn lock(file: &File, path: &Path, write: bool) -> Result<()> {
     let typ = if write { libc::F_WRLCK } else { libc::F_RDLCK };
-    let wanted = if write { "write" } else { "read" };
-    let mut held = "write";
-    for _ in 0..ATTEMPTS {
+    let deadline = Instant::now() + RETRY_FOR;
+    loop {
         let err = match fcntl_lock(file, libc::F_OFD_SETLK, &mut whole_file(typ)) {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -54,17 +60,16 @@ pub fn lock(file: &File, path: &Path, write: bool) -> Result<()> {
             }
             _ => return Err(Error::Io { offset: 0, source: err }),
         }
-        // Name the holder's kind; if it let go meanwhile, try again.
-        let mut probe = whole_file(typ);
-        fcntl_lock(file, libc::F_OFD_GETLK, &mut probe).map_err(|source| Error::Io { offset: 0, source })?;
-        match probe.l_type as i32 {
-            libc::F_UNLCK => continue,
-            libc::F_RDLCK => held = "read",
-            _ => held = "write",
+        if Instant::now() >= deadline {
+            break;
         }
-        break;
+        std::thread::sleep(PAUSE);
     }
-    Err(Error::ImageLocked { path: path.to_path_buf(), wanted, held })
+    // Name the holder's kind (a holder that let go meanwhile counts as a writer).
+    let mut probe = whole_file(typ);
+    fcntl_lock(file, libc::F_OFD_GETLK, &mut probe).map_err(|source| Error::Io { offset: 0, source })?;
+    let held = if probe.l_type as i32 == libc::F_RDLCK { "read" } else { "write" };
+    Err(Error::ImageLocked { path: path.to_path_buf(), wanted: if write { "write" } else { "read" }, held })
 }
 
 #[cfg(test)]
