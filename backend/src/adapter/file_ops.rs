@@ -6,7 +6,7 @@ use super::access::{self, Caller, MAY_READ, MAY_WRITE};
 use super::attr::attr_out;
 use super::errno::{Errno, FsResult};
 use super::handles::Handle;
-use super::{APPEND_STRIPES, Ext4Fs, killed_suid};
+use super::{Ext4Fs, killed_suid};
 use crate::fuse::wire::ReplyBuf;
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
 use ext4::fs::fallocate::FallocMode;
@@ -193,9 +193,7 @@ impl Ext4Fs {
             self.fs.setattr(inode.ino, &sa)?;
         }
         let n = if h.append || inode.flags() & FL_APPEND != 0 {
-            let _serial = self.append[inode.ino as usize % APPEND_STRIPES].lock().unwrap();
-            let size = self.fs.read_inode(inode.ino)?.size();
-            self.fs.write(inode.ino, size, data)?
+            self.fs.append(inode.ino, data)?.1
         } else {
             self.fs.write(inode.ino, offset, data)?
         };

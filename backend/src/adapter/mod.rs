@@ -37,8 +37,6 @@ use std::sync::{Arc, Mutex};
 /// Longest name a directory entry can hold.
 const NAME_MAX: usize = 255;
 
-/// Stripes of the lock that serialises appends to one inode.
-const APPEND_STRIPES: usize = 64;
 
 /// Stripes of the locks that make a removal or rename's permission
 /// check and the change itself one step (see [`DirStripes`]).
@@ -103,7 +101,6 @@ pub struct Ext4Fs {
     handles: HandleTable,
     locks: LockTable,
     groups: Box<dyn GroupSource>,
-    append: Vec<Mutex<()>>,
     dir_stripes: DirStripes,
 }
 
@@ -117,7 +114,6 @@ impl Ext4Fs {
             handles: HandleTable::new(opts.max_handles),
             locks: LockTable::new(opts.max_lock_records),
             groups,
-            append: (0..APPEND_STRIPES).map(|_| Mutex::new(())).collect(),
             dir_stripes: DirStripes::new(),
         }
     }

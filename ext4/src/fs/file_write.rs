@@ -67,6 +67,16 @@ impl Ext4 {
         self.write_locked(ino, offset, data)
     }
 
+    /// Appends `data` at the end of regular file `ino` (O_APPEND): the size
+    /// is read and the data written under the inode's exclusive lock, so no
+    /// other write or truncate of the file comes in between. Returns the
+    /// offset written at and the count (short as for [`Ext4::write`]).
+    pub fn append(&self, ino: u32, data: &[u8]) -> Result<(u64, usize)> {
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
+        let offset = self.read_inode(ino)?.size();
+        Ok((offset, self.write_locked(ino, offset, data)?))
+    }
+
     /// [`Ext4::write`] for a caller that holds the inode's lock exclusively.
     pub(crate) fn write_locked(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
         if data.is_empty() {
