@@ -19,7 +19,8 @@ pub mod journal;
 pub use disk::inode::{FileType, Inode, ROOT_INO, Timestamp};
 pub use error::{Error, Location, Result};
 pub use fs::dir::DirEntry;
-pub use fs::mapping::{FileExtent, Mapping};
+pub use disk::extent::FileExtent;
+pub use fs::mapping::Mapping;
 pub use fs::xattr::Xattr;
 pub use fs::{Ext4, OpenOptions};
 

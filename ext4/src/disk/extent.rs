@@ -9,6 +9,21 @@ use super::checksum::crc32c;
 use super::codec::layout;
 use crate::error::{Error, Location, Result};
 
+/// One physically contiguous run of a file's logical blocks on disk, as the
+/// extent tree or a block map resolves it (and as the journal file is laid
+/// out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileExtent {
+    /// First logical block.
+    pub lblk: u64,
+    /// First physical block.
+    pub pblk: u64,
+    /// Length in blocks.
+    pub len: u64,
+    /// Unwritten (preallocated) extent.
+    pub unwritten: bool,
+}
+
 /// `eh_magic` of every extent tree node.
 pub const EXTENT_MAGIC: u16 = 0xF30A;
 /// Deepest tree the kernel builds or accepts (`EXT4_MAX_EXTENT_DEPTH`).

@@ -8,6 +8,7 @@
 //! checksums; every physical block number against the file system size.
 
 use super::Ext4;
+use crate::disk::extent::FileExtent;
 use crate::disk::codec::{Field, le32};
 use crate::disk::extent::{self, ExtentEntries, ExtentIndex, ExtentNode, MAX_LOGICAL_BLOCKS, NodePlace};
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
@@ -35,18 +36,6 @@ pub enum Mapping {
     },
 }
 
-/// One physically contiguous extent of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileExtent {
-    /// First logical block.
-    pub lblk: u64,
-    /// First physical block.
-    pub pblk: u64,
-    /// Length in blocks.
-    pub len: u64,
-    /// Unwritten (preallocated) extent.
-    pub unwritten: bool,
-}
 
 /// Direct block pointers at the start of a block map.
 const DIRECT_BLOCKS: usize = 12;

@@ -18,6 +18,7 @@ pub mod inline;
 pub mod inline_dir_write;
 pub mod inline_write;
 pub mod inode_lock;
+pub mod journal_file;
 pub mod inode_write;
 pub mod map_store;
 pub mod mapping;
@@ -77,7 +78,7 @@ pub struct Ext4 {
     read_only: bool,
     recovered: Option<crate::journal::RecoveryReport>,
     /// Transaction state; `None` for a read-only file system.
-    tx: Option<TxManager>,
+    tx: Option<Arc<TxManager>>,
     /// Blocks pinned by DAX mappings, and who unmaps them.
     dax: dax::DaxState,
     /// Open counts of inodes, for orphan handling.
@@ -110,8 +111,11 @@ impl Ext4 {
         let mut fs = Self::open_replayed(dev, opts)?;
         if !fs.read_only {
             let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
-            fs.tx = Some(tx.with_cache(fs.cache.clone()).with_commit_interval(opts.commit_interval));
+            fs.tx = Some(Arc::new(tx.with_cache(fs.cache.clone()).with_commit_interval(opts.commit_interval)));
             fs.process_orphans()?;
+            // The kernel never writes its totals home while mounted: a
+            // copy taken then has stale ones. The descriptors decide.
+            fs.reconcile_free_counts()?;
         }
         Ok(fs)
     }
@@ -120,7 +124,14 @@ impl Ext4 {
     /// journal when the image has one, otherwise straight home.
     fn log_writer(&self) -> Result<Box<dyn crate::journal::transaction::LogWriter>> {
         if self.sb.compat().has(crate::disk::features::Compat::HAS_JOURNAL) {
-            return Ok(Box::new(crate::journal::writer::Jbd2Writer::open(self)?));
+            let (extents, blocks) = self.journal_file()?;
+            let info = crate::journal::writer::FsInfo {
+                block_size: self.geo.block_size,
+                blocks_count: self.geo.blocks_count,
+                metadata_csum: self.sb.has_metadata_csum(),
+                is_64bit: self.sb.is_64bit(),
+            };
+            return Ok(Box::new(crate::journal::writer::Jbd2Writer::new(self.dev.clone(), info, extents, blocks)?));
         }
         Ok(Box::new(DirectWriter::new(self.dev.clone(), self.geo.block_size)))
     }
@@ -129,8 +140,10 @@ impl Ext4 {
     /// `needs_recovery` and flushes: the image is then clean, as after an
     /// unmount. The file system stays usable; a later change makes the
     /// image dirty again until the next close. Nothing to do read-only.
+    /// The superblock's free counts equal the group descriptors' sums.
     pub fn close(&self) -> Result<()> {
         if let Some(tx) = &self.tx {
+            self.reconcile_free_counts()?;
             tx.close()?;
         }
         self.dev.flush()
@@ -144,7 +157,8 @@ impl Ext4 {
         let target: Arc<dyn BlockDevice> =
             if opts.read_only { Arc::new(crate::io::OverlayDevice::new(dev)) } else { dev };
         let writable = Self::load(target.clone(), &OpenOptions { read_only: false, ..opts.clone() })?;
-        let report = crate::journal::recover(&writable)?;
+        let (extents, blocks) = writable.journal_file()?;
+        let report = crate::journal::recover(target.as_ref(), writable.superblock(), extents, blocks)?;
         drop(writable);
         let mut fs = Self::load(target, opts)?;
         fs.recovered = Some(report);
@@ -326,7 +340,7 @@ impl Ext4 {
 
     /// The transaction manager, or [`Error::ReadOnly`].
     pub fn tx(&self) -> Result<&TxManager> {
-        self.tx.as_ref().ok_or(Error::ReadOnly)
+        self.tx.as_deref().ok_or(Error::ReadOnly)
     }
 
     /// Metadata block `blk` as handle `h` sees it (its own staged changes first).
@@ -344,6 +358,15 @@ impl Ext4 {
             Some(tx) => tx.sync_all(),
             None => Ok(()),
         }
+    }
+
+    /// Starts committing the running transaction every
+    /// [`OpenOptions::commit_interval`] (nothing is started for an interval
+    /// of zero); see [`CommitTimer`](crate::journal::commit_timer::CommitTimer).
+    /// [`Error::ReadOnly`] for a read-only file system.
+    pub fn start_commit_timer(&self) -> Result<crate::journal::commit_timer::CommitTimer> {
+        let tx = self.tx.as_ref().ok_or(Error::ReadOnly)?;
+        crate::journal::commit_timer::CommitTimer::start(Arc::downgrade(tx), tx.commit_interval())
     }
 
     /// Makes every completed operation durable, as fsync(2) needs: commits

@@ -2,55 +2,49 @@
 //! transaction every `commit_interval` (ext4's `commit=` mount option), so
 //! that operations become durable within that time even without fsync.
 
+use super::transaction::TxManager;
 use crate::error::Result;
-use crate::fs::Ext4;
+use std::sync::Weak;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A running commit timer. Dropping it stops the thread (and waits for a
-/// commit in progress). The thread holds the file system only weakly: it
-/// ends by itself once the last [`Arc<Ext4>`] is gone.
+/// commit in progress). The thread holds the transaction manager only
+/// weakly: it ends by itself once the file system is gone.
 #[derive(Debug)]
 pub struct CommitTimer {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Ext4 {
-    /// Starts committing the running transaction every
-    /// [`OpenOptions::commit_interval`](crate::OpenOptions::commit_interval)
-    /// (nothing is started for an interval of zero). A failed commit is
-    /// logged; its blocks stay in the running transaction, so the next
-    /// commit (or fsync) retries and reports it. [`crate::Error::ReadOnly`]
-    /// for a read-only file system.
-    pub fn start_commit_timer(self: &Arc<Self>) -> Result<CommitTimer> {
-        let interval = self.tx()?.commit_interval();
+impl CommitTimer {
+    /// Commits `tx`'s running transaction every `interval` (nothing is
+    /// started for an interval of zero). A failed commit is logged; its
+    /// blocks stay in the running transaction, so the next commit (or
+    /// fsync) retries and reports it.
+    pub fn start(tx: Weak<TxManager>, interval: Duration) -> Result<CommitTimer> {
         if interval.is_zero() {
             return Ok(CommitTimer { stop: None, thread: None });
         }
         let (stop, wake) = mpsc::channel();
-        let fs = Arc::downgrade(self);
         let thread = std::thread::Builder::new()
             .name("ext4-commit".into())
-            .spawn(move || run(fs, wake, interval))
+            .spawn(move || run(tx, wake, interval))
             .map_err(|source| crate::Error::Io { offset: 0, source })?;
         Ok(CommitTimer { stop: Some(stop), thread: Some(thread) })
     }
 }
 
-fn run(fs: Weak<Ext4>, wake: mpsc::Receiver<()>, interval: Duration) {
+fn run(tx: Weak<TxManager>, wake: mpsc::Receiver<()>, interval: Duration) {
     loop {
         match wake.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
             // Stopped: the sender was dropped (or, never, sent to).
             _ => return,
         }
-        let Some(fs) = fs.upgrade() else { return };
-        if let Ok(tx) = fs.tx()
-            && let Err(e) = tx.commit()
-        {
+        let Some(tx) = tx.upgrade() else { return };
+        if let Err(e) = tx.commit() {
             log::warn!("periodic journal commit failed: {e}");
         }
     }

@@ -5,17 +5,17 @@
 //! [`writer`] (the jbd2 log writer), [`commit_timer`] (periodic commits).
 
 pub mod commit_timer;
+pub mod log_map;
 pub mod recovery;
 pub mod transaction;
 pub mod writer;
 
+use crate::disk::extent::FileExtent;
 use crate::disk::features::{Compat, Incompat};
-use crate::disk::inode::{FL_ENCRYPT, Inode};
 use crate::disk::superblock::{STATE_ERROR, STATE_VALID, SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
-use crate::fs::Ext4;
-use crate::fs::mapping::Mapping;
-use std::cell::Cell;
+use crate::io::BlockDevice;
+use log_map::LogMap;
 
 /// What a journal replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,38 +37,35 @@ pub struct RecoveryReport {
     pub failed_commit: Option<u32>,
 }
 
-/// Replays the journal of `fs` onto its device and marks the image clean.
-///
-/// `fs` must be loaded writable over the device to recover (an overlay for a
-/// read-only open); it is stale afterwards and must be reloaded. Does
-/// nothing unless the superblock has `needs_recovery`. External journals
-/// are refused.
-pub fn recover(fs: &Ext4) -> Result<RecoveryReport> {
-    let sb = fs.superblock();
+/// The inode number of the internal journal of the file system described
+/// by `sb`: refuses external journals and a superblock that names none.
+pub fn internal_journal_inode(sb: &Superblock) -> Result<u32> {
+    if sb.journal_inum == 0 {
+        if sb.journal_dev != 0 || sb.journal_uuid != [0; 16] {
+            return Err(Error::Unsupported("an external journal device".into()));
+        }
+        return Err(Error::corrupt("superblock", Location::Superblock, "has a journal but names no journal inode"));
+    }
+    if !sb.compat().has(Compat::HAS_JOURNAL) {
+        return Err(Error::corrupt("superblock", Location::Superblock, "names a journal inode but has no journal"));
+    }
+    Ok(sb.journal_inum)
+}
+
+/// Replays the journal onto `dev` and marks the image clean, as the kernel
+/// does at mount. `sb` is the file system's superblock as loaded; the
+/// journal file is `journal_blocks` blocks laid out as `extents` (the file
+/// system resolves them from the journal inode). Does nothing unless the
+/// superblock has `needs_recovery`. Anything the caller loaded from `dev`
+/// before is stale afterwards.
+pub fn recover(dev: &dyn BlockDevice, sb: &Superblock, extents: Vec<FileExtent>, journal_blocks: u64) -> Result<RecoveryReport> {
     if !sb.incompat().has(Incompat::RECOVER) {
         return Ok(RecoveryReport::default());
     }
-    if sb.journal_inum == 0 {
-        if sb.journal_dev != 0 || sb.journal_uuid != [0; 16] {
-            return Err(Error::Unsupported("recovery of an external journal device".into()));
-        }
-        return Err(Error::corrupt("superblock", Location::Superblock, "needs recovery but names no journal"));
-    }
-    if !sb.compat().has(Compat::HAS_JOURNAL) {
-        return Err(Error::corrupt("superblock", Location::Superblock, "needs recovery but has no journal"));
-    }
-    let ino = sb.journal_inum;
-    let inode = fs.read_inode(ino)?;
-    if !inode.is_reg() || inode.links_count() == 0 || inode.has_flag(FL_ENCRYPT) {
-        return Err(Error::corrupt("journal inode", Location::Inode(ino), "not a live, unencrypted regular file"));
-    }
-    let bs = fs.block_size();
-    let journal_blocks = inode.size() / bs as u64;
-    let map = JournalInodeMap { fs, inode: &inode, ino, blocks: journal_blocks, run: Cell::new(None) };
-    let dev = fs.device().as_ref();
-    let report =
-        recovery::replay_journal(dev, &|jblk| map.offset(jblk), bs, journal_blocks, fs.geometry().blocks_count)?;
-    clear_needs_recovery(fs, &report)?;
+    let bs = sb.block_size();
+    let map = LogMap::new(extents, journal_blocks, bs, sb.blocks_count())?;
+    let report = recovery::replay_journal(dev, &|jblk| map.offset(jblk), bs, journal_blocks, sb.blocks_count())?;
+    clear_needs_recovery(dev, sb, &report)?;
     dev.flush()?;
     Ok(report)
 }
@@ -76,50 +73,15 @@ pub fn recover(fs: &Ext4) -> Result<RecoveryReport> {
 /// Rewrites the superblock (as replayed) without `needs_recovery`, keeping
 /// an error state recorded before the replay (as e2fsck does) and marking the
 /// file system not clean when blocks could not be replayed.
-fn clear_needs_recovery(fs: &Ext4, report: &RecoveryReport) -> Result<()> {
-    let dev = fs.device();
+fn clear_needs_recovery(dev: &dyn BlockDevice, before: &Superblock, report: &RecoveryReport) -> Result<()> {
     let mut raw = vec![0u8; Superblock::SIZE];
     dev.read_at(&mut raw, SUPERBLOCK_OFFSET)?;
     let (mut sb, _) = Superblock::parse(&raw, dev.len())?;
     sb.feature_incompat &= !Incompat::RECOVER;
-    sb.state |= fs.superblock().state & STATE_ERROR;
+    sb.state |= before.state & STATE_ERROR;
     if !report.bad_checksum_blocks.is_empty() {
         sb.state &= !STATE_VALID;
     }
     sb.encode_with_checksum(&mut raw);
     dev.write_at(&raw, SUPERBLOCK_OFFSET)
-}
-
-/// Maps journal blocks to the device through the journal inode, remembering
-/// the last extent found (the walk is sequential).
-struct JournalInodeMap<'a> {
-    fs: &'a Ext4,
-    inode: &'a Inode,
-    ino: u32,
-    blocks: u64,
-    /// The last mapped run: (first journal block, first physical block, length).
-    run: Cell<Option<(u64, u64, u64)>>,
-}
-
-impl JournalInodeMap<'_> {
-    fn offset(&self, jblk: u64) -> Result<u64> {
-        if jblk >= self.blocks {
-            return Err(Error::OutOfBounds { what: "journal block", location: Location::JournalBlock(jblk) });
-        }
-        let location = Location::FileBlock { ino: self.ino, lblk: jblk };
-        let pblk = match self.run.get() {
-            Some((start, pblk, len)) if jblk >= start && jblk - start < len => pblk.saturating_add(jblk - start),
-            _ => match self.fs.map_block(self.inode, jblk)? {
-                Mapping::Mapped { pblk, len, .. } => {
-                    self.run.set(Some((jblk, pblk, len.max(1))));
-                    pblk
-                }
-                Mapping::Hole { .. } => return Err(Error::corrupt("journal inode", location, "hole in the journal")),
-            },
-        };
-        if !self.fs.geometry().block_in_range(pblk) {
-            return Err(Error::OutOfBounds { what: "journal block", location });
-        }
-        Ok(pblk * self.fs.block_size() as u64)
-    }
 }

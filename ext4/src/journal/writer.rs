@@ -46,8 +46,7 @@
 
 use super::transaction::LogWriter;
 use crate::disk::checksum::crc32_be;
-use crate::disk::features::{Compat, Incompat};
-use crate::disk::inode::FL_ENCRYPT;
+use crate::disk::features::Incompat;
 use crate::disk::jbd2::{
     BLOCKTYPE_COMMIT, BLOCKTYPE_SUPERBLOCK_V2, BlockTag, BlockTail, CHECKSUM_TYPE_CRC32, CHECKSUM_TYPE_CRC32C,
     COMPAT_CHECKSUM, CRC32_CHECKSUM_SIZE, CommitHeader, FLAG_ESCAPE, FLAG_LAST_TAG, FLAG_SAME_UUID, Header,
@@ -56,8 +55,8 @@ use crate::disk::jbd2::{
 };
 use crate::disk::superblock::{MAGIC as EXT4_MAGIC, STATE_ERROR, SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
-use crate::fs::Ext4;
-use crate::fs::mapping::FileExtent;
+use super::log_map::LogMap;
+use crate::disk::extent::FileExtent;
 use crate::io::BlockDevice;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -114,57 +113,6 @@ fn tail_size(fmt: TagFormat) -> usize {
     if fmt.has_tail() { BlockTail::SIZE } else { 0 }
 }
 
-/// The journal file's blocks on the device: its extents, checked to cover
-/// the journal without holes.
-struct JournalMap {
-    runs: Vec<FileExtent>,
-    block_size: u64,
-}
-
-impl JournalMap {
-    /// A map over `extents` (in logical order), each of which must lie in
-    /// the file system's `fs_blocks` and be written.
-    fn new(extents: Vec<FileExtent>, block_size: u32, fs_blocks: u64) -> Result<Self> {
-        for e in &extents {
-            let location = Location::JournalBlock(e.lblk);
-            if e.unwritten {
-                return Err(Error::corrupt("journal inode", location, "unwritten extent in the journal"));
-            }
-            if e.pblk.checked_add(e.len).is_none_or(|end| end > fs_blocks) {
-                return Err(Error::OutOfBounds { what: "journal block", location });
-            }
-        }
-        Ok(JournalMap { runs: extents, block_size: block_size as u64 })
-    }
-
-    /// Checks that every journal block below `maxlen` is mapped.
-    fn check_covers(&self, maxlen: u64) -> Result<()> {
-        let mut next = 0u64;
-        for r in &self.runs {
-            if next >= maxlen {
-                break;
-            }
-            if r.lblk != next {
-                break;
-            }
-            next = r.lblk.saturating_add(r.len);
-        }
-        if next < maxlen {
-            return Err(Error::corrupt("journal inode", Location::JournalBlock(next), "hole in the journal"));
-        }
-        Ok(())
-    }
-
-    /// Byte offset on the device of journal block `jblk`.
-    fn offset(&self, jblk: u64) -> Result<u64> {
-        let i = self.runs.partition_point(|r| r.lblk.saturating_add(r.len) <= jblk);
-        match self.runs.get(i) {
-            Some(r) if r.lblk <= jblk => Ok((r.pblk + (jblk - r.lblk)) * self.block_size),
-            _ => Err(Error::OutOfBounds { what: "journal block", location: Location::JournalBlock(jblk) }),
-        }
-    }
-}
-
 /// A committed transaction still in the log.
 #[derive(Debug, Clone, Copy)]
 struct Logged {
@@ -200,7 +148,7 @@ struct State {
 pub struct Jbd2Writer {
     dev: Arc<dyn BlockDevice>,
     fs: FsInfo,
-    map: JournalMap,
+    map: LogMap,
     /// The file-system block holding the ext4 superblock, and its offset there.
     sb_block: u64,
     sb_offset: usize,
@@ -220,38 +168,13 @@ impl std::fmt::Debug for Jbd2Writer {
 }
 
 impl Jbd2Writer {
-    /// A writer for the internal journal of `fs` (opened writable, with
-    /// any recovery already done).
-    pub fn open(fs: &Ext4) -> Result<Jbd2Writer> {
-        let sb = fs.superblock();
-        if !sb.compat().has(Compat::HAS_JOURNAL) {
-            return Err(Error::InvalidArgument("the file system has no journal".into()));
-        }
-        if sb.journal_inum == 0 {
-            return Err(Error::Unsupported("journaled writes to an external journal device".into()));
-        }
-        let ino = sb.journal_inum;
-        let inode = fs.read_inode(ino)?;
-        if !inode.is_reg() || inode.links_count() == 0 || inode.has_flag(FL_ENCRYPT) {
-            return Err(Error::corrupt("journal inode", Location::Inode(ino), "not a live, unencrypted regular file"));
-        }
-        let info = FsInfo {
-            block_size: fs.block_size(),
-            blocks_count: fs.geometry().blocks_count,
-            metadata_csum: sb.has_metadata_csum(),
-            is_64bit: sb.is_64bit(),
-        };
-        let extents = fs.file_extents(&inode)?;
-        Self::new(fs.device().clone(), info, extents, inode.size() / info.block_size as u64)
-    }
-
     /// A writer for a journal of `journal_blocks` blocks whose blocks are
     /// `extents` (journal block → device block, in logical order) on `dev`,
     /// which holds the file system described by `fs` (its superblock at
     /// byte 1024).
     pub fn new(dev: Arc<dyn BlockDevice>, fs: FsInfo, extents: Vec<FileExtent>, journal_blocks: u64) -> Result<Self> {
         let bs = fs.block_size as usize;
-        let map = JournalMap::new(extents, fs.block_size, fs.blocks_count)?;
+        let map = LogMap::new(extents, journal_blocks, fs.block_size, fs.blocks_count)?;
         let mut raw = vec![0u8; bs];
         dev.read_at(&mut raw, map.offset(0)?)?;
         let mut jsb = JournalSuperblock::parse(&raw, fs.block_size, journal_blocks)?;
