@@ -138,7 +138,8 @@ impl Ext4 {
     }
 
     /// Creates a regular file, device node, FIFO or socket `name` in
-    /// directory `parent`.
+    /// directory `parent`. With inline_data, a regular file starts as an
+    /// empty inline-data file (see `inline_new_file`).
     pub fn create(&self, parent: u32, name: &[u8], attr: NewInode) -> Result<Inode> {
         match FileType::from_mode(attr.mode) {
             Some(FileType::Directory) => return self.mkdir(parent, name, attr),
@@ -149,6 +150,7 @@ impl Ext4 {
         let (mut dir, mut inode, t) = self.start_create(&mut h, parent, name, &attr, false)?;
         let ino = inode.ino;
         self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
+        self.inline_new_file(&mut h, &mut inode)?;
         self.write_inode(&mut h, &mut inode)?;
         let ft = inode.file_type().map(file_type_code).unwrap_or(0);
         self.add_entry(&mut h, &mut dir, name, ino, ft)?;
@@ -230,6 +232,7 @@ impl Ext4 {
         let ino = self.alloc_inode(&mut h, parent, false)?;
         let mut inode = self.fresh_inode(&h, ino, &attr, now())?;
         self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
+        self.inline_new_file(&mut h, &mut inode)?;
         inode.raw.links_count = 0;
         self.orphan_new_in(&mut h, &mut inode)?;
         h.finish();
