@@ -14,10 +14,13 @@
 //! - `block`: finding, claiming and freeing blocks;
 //! - `inode`: choosing a group (Orlov-like) and taking or freeing inodes;
 //! - `uninit`: where group metadata lies, and the bitmaps of groups that
-//!   mke2fs left uninitialised (`BLOCK_UNINIT`, `INODE_UNINIT`).
+//!   mke2fs left uninitialised (`BLOCK_UNINIT`, `INODE_UNINIT`);
+//! - `counts`: the free totals (sums of the descriptors) and the
+//!   superblock's copy of them.
 
 mod bits;
 mod block;
+pub mod counts;
 mod inode;
 mod uninit;
 

@@ -1,4 +1,5 @@
-//! File system statistics (statfs), from the superblock counters.
+//! File system statistics (statfs): sizes from the superblock, free counts
+//! summed over the group descriptors (see [`crate::alloc::counts`]).
 
 use super::Ext4;
 
@@ -22,17 +23,19 @@ pub struct StatFs {
 }
 
 impl Ext4 {
-    /// Current statistics (the free counts as the latest changes left them).
+    /// Current statistics (the free counts as the latest changes left them,
+    /// whatever totals the superblock on disk records).
     pub fn statfs(&self) -> crate::error::Result<StatFs> {
         let sb = self.current_superblock()?;
-        let free = sb.free_blocks_count();
+        let totals = self.free_totals()?;
+        let free = totals.blocks;
         Ok(StatFs {
             block_size: self.block_size(),
             blocks: sb.blocks_count(),
             free_blocks: free,
             avail_blocks: free.saturating_sub(sb.r_blocks_count()),
             inodes: sb.inodes_count as u64,
-            free_inodes: sb.free_inodes_count as u64,
+            free_inodes: totals.inodes,
             name_max: 255,
         })
     }

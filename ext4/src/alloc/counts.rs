@@ -1,0 +1,67 @@
+//! The file system's free totals. The group descriptors' counts are the one
+//! source of truth: like the kernel, which sums them into its counters at
+//! mount and never trusts the superblock's totals, every total here is
+//! their sum. The superblock's copies (`s_free_blocks_count`,
+//! `s_free_inodes_count`) follow every allocation in the same handle, are
+//! set to the sums when a writable open finds them stale (an image copied
+//! while the kernel had it mounted, say), and again at a clean close.
+
+use super::set_sb_free_blocks;
+use crate::error::Result;
+use crate::fs::Ext4;
+use crate::journal::transaction::Handle;
+
+/// Free blocks and inodes, summed over the group descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeTotals {
+    /// Free blocks.
+    pub blocks: u64,
+    /// Free inodes.
+    pub inodes: u64,
+}
+
+impl Ext4 {
+    /// The free totals as readers see them now (published changes).
+    pub fn free_totals(&self) -> Result<FreeTotals> {
+        self.sum_groups(|g| self.group_desc(g))
+    }
+
+    /// The free totals as handle `h` sees them.
+    pub fn free_totals_in(&self, h: &Handle<'_>) -> Result<FreeTotals> {
+        self.sum_groups(|g| self.group_desc_in(h, g))
+    }
+
+    fn sum_groups(&self, desc: impl Fn(u32) -> Result<crate::disk::group_desc::GroupDesc>) -> Result<FreeTotals> {
+        let mut t = FreeTotals { blocks: 0, inodes: 0 };
+        for g in 0..self.geometry().group_count {
+            let gd = desc(g)?;
+            t.blocks += gd.free_blocks_count() as u64;
+            t.inodes += gd.free_inodes_count() as u64;
+        }
+        // A damaged descriptor cannot make the totals exceed the file
+        // system (the kernel's counters are clamped the same way on use).
+        let sb = self.superblock();
+        t.blocks = t.blocks.min(sb.blocks_count());
+        t.inodes = t.inodes.min(sb.inodes_count as u64);
+        Ok(t)
+    }
+
+    /// Sets the superblock's free counts to the descriptor sums when they
+    /// differ, in one handle of its own; returns whether they did. Nothing
+    /// is logged when they agree (the usual case: allocations keep them
+    /// equal).
+    pub fn reconcile_free_counts(&self) -> Result<bool> {
+        let mut h = self.begin()?;
+        let t = self.free_totals_in(&h)?;
+        let sb = self.superblock_in(&h)?;
+        if sb.free_blocks_count() == t.blocks && sb.free_inodes_count as u64 == t.inodes {
+            return Ok(false);
+        }
+        self.update_superblock(&mut h, |sb| {
+            set_sb_free_blocks(sb, t.blocks);
+            sb.free_inodes_count = t.inodes as u32;
+        })?;
+        h.finish();
+        Ok(true)
+    }
+}
