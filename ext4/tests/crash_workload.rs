@@ -310,7 +310,9 @@ fn crash_workload(tag: &str, size: &str, args: &[&str], seed: u64) {
     };
     let flushes = rec.flushes();
     assert!(w.commits.len() > 20, "enough commits: {}", w.commits.len());
-    let unit = Ext4::open(&img, &OpenOptions { read_only: true, ..Default::default() }).unwrap().block_size() as u64;
+    // The recorder still holds the image (and its lock): read through an unlocked file.
+    let plain = Arc::new(FileDevice::from_file(std::fs::File::open(&img).unwrap()).unwrap());
+    let unit = Ext4::open_device(plain, &OpenOptions { read_only: true, ..Default::default() }).unwrap().block_size() as u64;
     let mut points: Vec<CrashPoint> = (0..=flushes).map(CrashPoint::AfterFlush).collect();
     for seed in 0..2 {
         points.extend((0..flushes).filter(|n| rec.writes_after_flush(*n) > 1).map(|n| CrashPoint::Torn { after_flush: n, unit, seed: (n * 2 + seed) as u64 }));
