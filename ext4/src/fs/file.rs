@@ -4,6 +4,7 @@
 //! zeros, and inline data clamped to `i_size`.
 
 use super::Ext4;
+use super::data_io::{DataSink, SliceSink};
 use super::inode_lock::LockMode;
 use super::mapping::Mapping;
 use crate::disk::inode::{FL_INLINE_DATA, Inode};
@@ -21,26 +22,32 @@ impl Ext4 {
     /// freed since). Writable file systems only: a read-only one has no
     /// writer to exclude and reads the snapshot as given.
     pub fn read(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let len = buf.len();
+        self.read_to(inode, offset, len, &mut SliceSink::new(buf))
+    }
+
+    /// [`Ext4::read`] into any [`DataSink`]: up to `len` bytes at `offset`,
+    /// each byte moved once from the image to the sink.
+    pub fn read_to(&self, inode: &Inode, offset: u64, len: usize, sink: &mut dyn DataSink) -> Result<usize> {
         if self.is_read_only() || inode.ino == 0 {
-            return self.read_snapshot(inode, offset, buf);
+            return self.read_snapshot(inode, offset, len, sink);
         }
         let _io = self.lock_inode(inode.ino, LockMode::Shared);
         let current = self.read_inode(inode.ino)?;
-        self.read_snapshot(&current, offset, buf)
+        self.read_snapshot(&current, offset, len, sink)
     }
 
-    /// [`Ext4::read`] through the given inode as it is.
-    fn read_snapshot(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    /// [`Ext4::read_to`] through the given inode as it is.
+    fn read_snapshot(&self, inode: &Inode, offset: u64, len: usize, sink: &mut dyn DataSink) -> Result<usize> {
         let size = inode.size();
         if offset >= size {
             return Ok(0);
         }
-        let n = (size - offset).min(buf.len() as u64) as usize;
-        let buf = &mut buf[..n];
+        let n = (size - offset).min(len as u64) as usize;
         if inode.has_flag(FL_INLINE_DATA) {
-            self.read_inline(inode, offset, buf)?;
+            self.read_inline(inode, offset, n, sink)?;
         } else {
-            self.read_mapped(inode, offset, buf)?;
+            self.read_mapped(inode, offset, n, sink)?;
         }
         Ok(n)
     }
@@ -75,8 +82,8 @@ impl Ext4 {
         }
     }
 
-    /// Serves `buf.len()` bytes at `offset` (within `i_size`) from inline data.
-    fn read_inline(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<()> {
+    /// Serves `len` bytes at `offset` (within `i_size`) from inline data.
+    fn read_inline(&self, inode: &Inode, offset: u64, len: usize, sink: &mut dyn DataSink) -> Result<()> {
         let data = self.inline_data(inode)?;
         if (data.len() as u64) < inode.size() {
             return Err(Error::corrupt(
@@ -85,45 +92,43 @@ impl Ext4 {
                 format!("i_size {} exceeds the {} bytes stored inline", inode.size(), data.len()),
             ));
         }
-        // offset + buf.len() <= i_size <= data.len(), so this is in bounds.
+        // offset + len <= i_size <= data.len(), so this is in bounds.
         let start = offset as usize;
-        buf.copy_from_slice(&data[start..start + buf.len()]);
-        Ok(())
+        sink.bytes(&data[start..start + len])
     }
 
-    /// Fills `buf` from the file's blocks starting at byte `offset`, where
-    /// `offset + buf.len()` does not exceed `i_size`.
-    fn read_mapped(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<()> {
+    /// Sends `len` bytes of the file's blocks from byte `offset` on (where
+    /// `offset + len` does not exceed `i_size`) to `sink`.
+    fn read_mapped(&self, inode: &Inode, offset: u64, len: usize, sink: &mut dyn DataSink) -> Result<()> {
         let bs = self.block_size() as u64;
         let mut done = 0usize;
-        while done < buf.len() {
+        while done < len {
             let pos = offset + done as u64;
             let (lblk, skip) = (pos / bs, pos % bs);
-            let (len, pblk) = match self.map_block(inode, lblk)? {
+            let (run, pblk) = match self.map_block(inode, lblk)? {
                 Mapping::Hole { len } => (len, None),
                 Mapping::Mapped { len, unwritten: true, .. } => (len, None),
                 Mapping::Mapped { pblk, len, unwritten: false } => (len, Some(pblk)),
             };
             // Mappings are never empty, so the run covers at least the rest of this block.
-            let avail = len.saturating_mul(bs) - skip;
-            let n = avail.min((buf.len() - done) as u64) as usize;
-            let chunk = &mut buf[done..done + n];
+            let avail = run.saturating_mul(bs) - skip;
+            let n = avail.min((len - done) as u64) as usize;
             match pblk {
-                None => chunk.fill(0),
-                Some(pblk) => self.read_data(inode.ino, lblk, pblk, skip, chunk)?,
+                None => sink.zeros(n)?,
+                Some(pblk) => self.read_data(inode.ino, lblk, pblk, skip, n, sink)?,
             }
             done += n;
         }
         Ok(())
     }
 
-    /// One positional read of file data: `chunk.len()` bytes from byte
-    /// `skip` of physical block `pblk` (the mapping of logical block `lblk`).
-    fn read_data(&self, ino: u32, lblk: u64, pblk: u64, skip: u64, chunk: &mut [u8]) -> Result<()> {
+    /// One positional read of file data: `len` bytes from byte `skip` of
+    /// physical block `pblk` (the mapping of logical block `lblk`).
+    fn read_data(&self, ino: u32, lblk: u64, pblk: u64, skip: u64, len: usize, sink: &mut dyn DataSink) -> Result<()> {
         let out_of_bounds = || Error::OutOfBounds { what: "file data", location: Location::FileBlock { ino, lblk } };
         let byte =
             pblk.checked_mul(self.block_size() as u64).and_then(|b| b.checked_add(skip)).ok_or_else(out_of_bounds)?;
-        self.device().read_at(chunk, byte).map_err(|e| match e {
+        sink.read_from(self.device().as_ref(), byte, len).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => out_of_bounds(),
             other => other,
         })

@@ -4,6 +4,7 @@
 //! that maps the blocks is opened only after the data is written.
 
 use super::Ext4;
+use super::data_io::{DataSource, SliceSource};
 use super::inode_lock::LockMode;
 use super::mapping::Mapping;
 use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
@@ -63,8 +64,15 @@ impl Ext4 {
     /// a block and writing into it, no truncate, punch or other write of the
     /// same file can change what the block is.
     pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
+        self.write_from(ino, offset, &mut SliceSource(data))
+    }
+
+    /// [`Ext4::write`] from any [`DataSource`]: each byte moves once, from
+    /// the source to the image (only partial blocks and inline data are
+    /// assembled in a buffer of at most one block).
+    pub fn write_from(&self, ino: u32, offset: u64, src: &mut dyn DataSource) -> Result<usize> {
         let _io = self.lock_inode(ino, LockMode::Exclusive);
-        self.write_locked(ino, offset, data)
+        self.write_locked_from(ino, offset, src)
     }
 
     /// Appends `data` at the end of regular file `ino` (O_APPEND): the size
@@ -72,17 +80,27 @@ impl Ext4 {
     /// other write or truncate of the file comes in between. Returns the
     /// offset written at and the count (short as for [`Ext4::write`]).
     pub fn append(&self, ino: u32, data: &[u8]) -> Result<(u64, usize)> {
+        self.append_from(ino, &mut SliceSource(data))
+    }
+
+    /// [`Ext4::append`] from any [`DataSource`].
+    pub fn append_from(&self, ino: u32, src: &mut dyn DataSource) -> Result<(u64, usize)> {
         let _io = self.lock_inode(ino, LockMode::Exclusive);
         let offset = self.read_inode(ino)?.size();
-        Ok((offset, self.write_locked(ino, offset, data)?))
+        Ok((offset, self.write_locked_from(ino, offset, src)?))
     }
 
     /// [`Ext4::write`] for a caller that holds the inode's lock exclusively.
     pub(crate) fn write_locked(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
-        if data.is_empty() {
+        self.write_locked_from(ino, offset, &mut SliceSource(data))
+    }
+
+    /// [`Ext4::write_from`] for a caller that holds the inode's lock exclusively.
+    fn write_locked_from(&self, ino: u32, offset: u64, src: &mut dyn DataSource) -> Result<usize> {
+        if src.is_empty() {
             return Ok(0);
         }
-        let end = offset.checked_add(data.len() as u64).ok_or(Error::FileTooBig(ino))?;
+        let end = offset.checked_add(src.len() as u64).ok_or(Error::FileTooBig(ino))?;
         {
             let h = self.begin()?;
             let inode = self.read_inode_in(&h, ino)?;
@@ -93,13 +111,20 @@ impl Ext4 {
                 return Err(Error::FileTooBig(ino));
             }
             if inode.has_flag(FL_INLINE_DATA) {
+                let fits = end <= self.inline_capacity(&inode)?;
                 drop(h);
-                return self.write_inline(ino, offset, data);
+                if fits {
+                    // At most the inline capacity (a part of one inode).
+                    let mut data = vec![0u8; src.len()];
+                    src.copy_to(0, &mut data)?;
+                    return self.write_inline(ino, offset, &data);
+                }
+                self.convert_inline_locked(ino)?;
             }
         }
         let mut pos = offset;
-        match self.write_blocks(ino, offset, data, &mut pos) {
-            Ok(()) => Ok(data.len()),
+        match self.write_blocks(ino, offset, src, &mut pos) {
+            Ok(()) => Ok(src.len()),
             // Like write(2): what was completed before the error (no space,
             // say) is a short write; each completed step is whole.
             Err(_) if pos > offset => Ok((pos - offset) as usize),
@@ -108,9 +133,9 @@ impl Ext4 {
     }
 
     /// The block-mapped part of [`Ext4::write`]; advances `pos` as steps complete.
-    fn write_blocks(&self, ino: u32, offset: u64, data: &[u8], progress: &mut u64) -> Result<()> {
+    fn write_blocks(&self, ino: u32, offset: u64, src: &mut dyn DataSource, progress: &mut u64) -> Result<()> {
         let bs = self.block_size() as u64;
-        let end = offset + data.len() as u64;
+        let end = offset + src.len() as u64;
         while *progress < end {
             let pos = *progress;
             let lblk = pos / bs;
@@ -122,7 +147,7 @@ impl Ext4 {
                     // Overwrite in place: only times and size change.
                     let run_end = ((lblk + len) * bs).min(end);
                     let n = (run_end - pos) as usize;
-                    self.device().write_at(&data[(pos - offset) as usize..][..n], pblk * bs + pos % bs)?;
+                    src.write_to((pos - offset) as usize, n, self.device().as_ref(), pblk * bs + pos % bs)?;
                     let h = self.begin()?;
                     let inode = self.read_inode_in(&h, ino)?;
                     (n, h, inode)
@@ -131,7 +156,7 @@ impl Ext4 {
                     // Allocated but unwritten: write the data (zeros around
                     // it), then flip the extent to written in one handle.
                     let blocks = len.min(blocks_left).min(MAX_RUN_BLOCKS);
-                    let n = self.fill_blocks(pblk, lblk, blocks, pos, offset, data)?;
+                    let n = self.fill_blocks(pblk, lblk, blocks, pos, offset, src)?;
                     let mut h = self.begin()?;
                     let mut inode = self.read_inode_in(&h, ino)?;
                     match self.map_block(&inode, lblk)? {
@@ -148,7 +173,7 @@ impl Ext4 {
                     // before any metadata points at it, with no handle open.
                     let want = len.min(blocks_left).min(MAX_RUN_BLOCKS);
                     let r = self.allocate(self.goal_for(&snapshot, lblk)?, want)?;
-                    let n = self.fill_blocks(r.start(), lblk, r.len(), pos, offset, data)?;
+                    let n = self.fill_blocks(r.start(), lblk, r.len(), pos, offset, src)?;
                     let mut h = self.begin()?;
                     let mut inode = self.read_inode_in(&h, ino)?;
                     match self.map_block(&inode, lblk)? {
@@ -171,19 +196,34 @@ impl Ext4 {
     }
 
     /// Writes whole blocks `pblk..pblk+blocks` (logical `lblk..`) holding the
-    /// part of `data` (which starts at file offset `offset`) from `pos` on,
-    /// and zeros around it: these blocks were a hole or unwritten, which
-    /// read as zeros. Returns the data bytes consumed.
-    fn fill_blocks(&self, pblk: u64, lblk: u64, blocks: u64, pos: u64, offset: u64, data: &[u8]) -> Result<usize> {
+    /// part of the source (which starts at file offset `offset`) from `pos`
+    /// on, and zeros around it: these blocks were a hole or unwritten, which
+    /// read as zeros. Whole blocks of data go straight from the source; a
+    /// block only partly covered is assembled in a one-block buffer.
+    /// Returns the data bytes consumed.
+    fn fill_blocks(&self, pblk: u64, lblk: u64, blocks: u64, pos: u64, offset: u64, src: &mut dyn DataSource) -> Result<usize> {
         let bs = self.block_size() as u64;
+        let dev = self.device().as_ref();
         let start = lblk * bs;
         let stop = start + blocks * bs;
-        let data_end = offset + data.len() as u64;
-        let mut buf = vec![0u8; (blocks * bs) as usize];
-        let from = pos.max(start);
-        let to = data_end.min(stop);
-        buf[(from - start) as usize..(to - start) as usize].copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
-        self.device().write_at(&buf, pblk * bs)?;
+        let (from, to) = (pos.max(start), (offset + src.len() as u64).min(stop));
+        let mut b = start;
+        while b < stop {
+            let disk = pblk * bs + (b - start);
+            if from <= b && b + bs <= to {
+                let whole = (to - b) / bs * bs;
+                src.write_to((b - offset) as usize, whole as usize, dev, disk)?;
+                b += whole;
+                continue;
+            }
+            let mut block = vec![0u8; bs as usize];
+            let (lo, hi) = (from.clamp(b, b + bs), to.clamp(b, b + bs));
+            if lo < hi {
+                src.copy_to((lo - offset) as usize, &mut block[(lo - b) as usize..(hi - b) as usize])?;
+            }
+            dev.write_at(&block, disk)?;
+            b += bs;
+        }
         Ok((to - pos) as usize)
     }
 

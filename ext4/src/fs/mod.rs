@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod bitmap;
 pub mod dax;
+pub mod data_io;
 pub mod block_map_write;
 pub mod dir;
 pub mod dir_write;
