@@ -182,3 +182,50 @@ impl CreateSmall for Ext4 {
         ino
     }
 }
+
+/// Sets `/f`'s i_size to `size` with debugfs: an inline file whose size
+/// runs past its inline bytes, as the kernel leaves a file truncated up
+/// before its first (inline) write — e2fsck accepts it.
+fn stretch_inline(img: &std::path::Path, size: u64) {
+    common::tools::run(Command::new("debugfs").arg("-w").arg("-R").arg(format!("sif /f size {size}")).arg(img));
+    assert!(common::tools::fsck(img).0, "e2fsck accepts an inline file with i_size {size}");
+}
+
+#[test]
+fn inline_files_sized_past_their_inline_bytes_are_written_and_truncated() {
+    in_bounded_child("inline_files_sized_past_their_inline_bytes_are_written_and_truncated", || {
+        for size in [1000, TIB] {
+            let (_s, img) = inline_image("hostile-stretched");
+            stretch_inline(&img, size);
+            let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+            let ino = fs.resolve_path(b"/f", false).unwrap();
+            // A write inside: converts (nothing sized by i_size), size kept.
+            assert_eq!(fs.write(ino, 2, b"XYZ").unwrap(), 3);
+            let inode = fs.read_inode(ino).unwrap();
+            assert_eq!(inode.size(), size);
+            assert!(!inode.has_flag(ext4::disk::inode::FL_INLINE_DATA));
+            assert_eq!(read_at(&fs, ino, 0, 8), b"heXYZ, i");
+            assert_eq!(read_at(&fs, ino, size - 10, 64), vec![0u8; 10]);
+            fs.close().unwrap();
+            drop(fs);
+            assert_fsck_clean(&img);
+
+            // Truncates: within the inline bytes stays inline, past them converts.
+            for (to, inline) in [(30u64, true), (500, false)] {
+                let (_s, img) = inline_image("hostile-stretched-trunc");
+                stretch_inline(&img, size);
+                let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+                let ino = fs.resolve_path(b"/f", false).unwrap();
+                fs.truncate(ino, to).unwrap();
+                let inode = fs.read_inode(ino).unwrap();
+                assert_eq!((inode.size(), inode.has_flag(ext4::disk::inode::FL_INLINE_DATA)), (to, inline));
+                let mut want = HELLO.to_vec();
+                want.resize(to as usize, 0);
+                assert_eq!(read_at(&fs, ino, 0, 600), want);
+                fs.close().unwrap();
+                drop(fs);
+                assert_fsck_clean(&img);
+            }
+        }
+    });
+}
