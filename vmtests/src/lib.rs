@@ -1,1 +1,24 @@
-//! End-to-end test support (the QEMU rig and in-process frontend arrive with the vhost-user issue).
+//! End-to-end tests of ext4-virtiofsd with real guests: the QEMU rig.
+//!
+//! - [`prep`]: prepares, on a fresh machine and cached in `target/vmrig/`,
+//!   QEMU and busybox (Debian packages), a Debian cloud kernel and its
+//!   virtio-fs modules, the static guest test program (`vmtests/guest`)
+//!   and an initramfs;
+//! - [`qemu`]: one TCG boot against a vhost-user-fs socket, console to a
+//!   file, with a hang guard;
+//! - [`rig`]: a whole run: daemon up, boot, `VMTEST` lines parsed, daemon
+//!   down; the peer daemon (QEMU's C virtiofsd) and our future `serve`;
+//! - [`leftovers`]: the host-side check of the files a run leaves behind,
+//!   on a directory or an ext4 image;
+//! - [`pattern`]: file contents and names shared with the guest program;
+//! - [`cpio`]: the initramfs archive writer.
+//!
+//! See `vmtests/README.md` for how to run it.
+
+pub mod cpio;
+pub mod leftovers;
+#[path = "../guest/src/pattern.rs"]
+pub mod pattern;
+pub mod prep;
+pub mod qemu;
+pub mod rig;
