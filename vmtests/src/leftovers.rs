@@ -125,7 +125,8 @@ impl ImageView {
             .output()
             .map_err(|e| format!("cannot run debugfs: {e}"))?;
         let err = String::from_utf8_lossy(&o.stderr);
-        let complaints: Vec<&str> = err.lines().filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty()).collect();
+        let complaints: Vec<&str> =
+            err.lines().filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty()).collect();
         if !o.status.success() || !complaints.is_empty() {
             return Err(format!("debugfs -R {request:?}: {}", complaints.join(" | ")));
         }

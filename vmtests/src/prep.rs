@@ -193,7 +193,12 @@ fn ensure_packages() -> Result<(), String> {
     }
     eprintln!("vmrig: apt-get install {missing:?}");
     let install = || {
-        output(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+        output(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
     };
     let mut o = install()?;
     if !o.status.success() {
@@ -251,6 +256,12 @@ fn pick_kernel_package() -> Result<String, String> {
 fn kernel(cache: &Path) -> Result<(PathBuf, String), String> {
     let root = cache.join("kernel");
     std::fs::create_dir_all(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
+    // Work folders of interrupted downloads (the cache lock is ours).
+    for e in std::fs::read_dir(&root).map_err(|e| format!("readdir {}: {e}", root.display()))?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".work-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     let cached = std::fs::read_dir(&root)
         .map_err(|e| format!("readdir {}: {e}", root.display()))?
         .filter_map(|e| e.ok())
@@ -320,7 +331,8 @@ fn download_kernel(root: &Path, package: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(staging.join("modules")).map_err(|e| e.to_string())?;
     std::fs::copy(&vmlinuz, staging.join("vmlinuz")).map_err(|e| format!("copy vmlinuz: {e}"))?;
     for m in &order {
-        std::fs::copy(&files[m], staging.join("modules").join(format!("{m}.ko"))).map_err(|e| format!("copy {m}: {e}"))?;
+        std::fs::copy(&files[m], staging.join("modules").join(format!("{m}.ko")))
+            .map_err(|e| format!("copy {m}: {e}"))?;
     }
     std::fs::write(staging.join("modules/order"), order.join("\n") + "\n").map_err(|e| e.to_string())?;
     std::fs::write(staging.join(".complete"), format!("{package}\n")).map_err(|e| e.to_string())?;
@@ -477,7 +489,10 @@ mod tests {
         ] {
             assert_eq!(cloud_kernel_version(other), None, "{other}");
         }
-        assert!(cloud_kernel_version("linux-image-6.1.0-9-cloud-amd64") < cloud_kernel_version("linux-image-6.1.0-10-cloud-amd64"));
+        assert!(
+            cloud_kernel_version("linux-image-6.1.0-9-cloud-amd64")
+                < cloud_kernel_version("linux-image-6.1.0-10-cloud-amd64")
+        );
     }
 
     #[test]

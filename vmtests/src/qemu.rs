@@ -50,7 +50,10 @@ impl Boot {
     /// The kernel command line.
     pub fn append(&self) -> String {
         for (what, v) in [("tag", Some(&self.tag)), ("mount options", self.mount_opts.as_ref())] {
-            assert!(v.is_none_or(|v| !v.is_empty() && !v.contains(char::is_whitespace)), "{what} {v:?} cannot go on the kernel command line");
+            assert!(
+                v.is_none_or(|v| !v.is_empty() && !v.contains(char::is_whitespace)),
+                "{what} {v:?} cannot go on the kernel command line"
+            );
         }
         let mut s = format!("console=ttyS0 panic=-1 loglevel=4 vmtest.tag={}", self.tag);
         if let Some(o) = &self.mount_opts {
@@ -64,7 +67,8 @@ impl Boot {
     }
 
     /// The QEMU command: TCG, a shared memfd for guest RAM (the daemon maps
-    /// it), vhost-user-fs-pci on the socket, serial console on stdout.
+    /// it), vhost-user-fs-pci on the socket, no network, serial console on
+    /// stdout.
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.qemu);
         let mem = format!("{}M", self.memory_mib);
@@ -74,7 +78,7 @@ impl Boot {
             .arg("-chardev")
             .arg(format!("socket,id=char0,path={}", self.socket.display()))
             .args(["-device", &format!("vhost-user-fs-pci,chardev=char0,tag={},queue-size=1024", self.tag)])
-            .args(["-nographic", "-no-reboot", "-kernel"])
+            .args(["-nic", "none", "-nographic", "-no-reboot", "-kernel"])
             .arg(&self.kernel)
             .arg("-initrd")
             .arg(&self.initrd)

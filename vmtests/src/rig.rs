@@ -83,9 +83,20 @@ pub struct RunResult {
     pub console_log: PathBuf,
 }
 
+/// What the guest program reported on the console.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// `VMTEST PLAN ...`: the cases it set out to run.
+    pub plan: Vec<String>,
+    /// The outcomes, in the order printed.
+    pub cases: Vec<(String, CaseOutcome)>,
+    /// `VMTEST DONE <passed> <failed>`.
+    pub done: Option<(u32, u32)>,
+}
+
 /// The `VMTEST` lines of a console: plan, case outcomes and the final
 /// counts. Kernel messages around (not inside) the lines are ignored.
-pub fn parse_console(console: &str) -> (Vec<String>, Vec<(String, CaseOutcome)>, Option<(u32, u32)>) {
+pub fn parse_console(console: &str) -> Parsed {
     let (mut plan, mut cases, mut done) = (Vec::new(), Vec::new(), None);
     for line in console.lines() {
         let Some(at) = line.find("VMTEST ") else { continue };
@@ -101,7 +112,7 @@ pub fn parse_console(console: &str) -> (Vec<String>, Vec<(String, CaseOutcome)>,
             _ => {}
         }
     }
-    (plan, cases, done)
+    Parsed { plan, cases, done }
 }
 
 impl RunResult {
@@ -208,7 +219,11 @@ fn start_daemon(mut daemon: Command, socket: &Path, logs: &Path) -> Daemon {
             return d;
         }
         if let Ok(Some(status)) = d.child.try_wait() {
-            panic!("the daemon {daemon:?} exited ({status}) before creating {}:\n{}", socket.display(), read_lossy(&d.log));
+            panic!(
+                "the daemon {daemon:?} exited ({status}) before creating {}:\n{}",
+                socket.display(),
+                read_lossy(&d.log)
+            );
         }
         if start.elapsed() > Duration::from_secs(20) {
             panic!("the daemon {daemon:?} did not create {} within 20 s:\n{}", socket.display(), read_lossy(&d.log));
@@ -270,12 +285,22 @@ pub fn run_guest(prep: &Prepared, daemon: Command, socket: &Path, run: &GuestRun
     };
     let outcome = boot.run().unwrap_or_else(|e| panic!("cannot start QEMU {:?}: {e}", boot.command()));
     let (daemon_status, stopped_by_rig) = stop_daemon(&mut d, Duration::from_secs(10));
-    let (plan, cases, done) = parse_console(&outcome.console);
+    let Parsed { plan, cases, done } = parse_console(&outcome.console);
+    let times: Vec<String> = outcome
+        .console
+        .lines()
+        .filter_map(|l| l.find("VMTIME ").map(|at| l[at + "VMTIME ".len()..].trim().replace(' ', "=") + "ms"))
+        .collect();
     eprintln!(
-        "vmrig: boot+run {:.1} s, {} of {} cases passed, console {}",
+        "vmrig: boot+run {:.1} s, {} of {} cases passed (case times {}), daemon {}, console {}",
         outcome.elapsed.as_secs_f64(),
         cases.iter().filter(|(_, o)| *o == CaseOutcome::Pass).count(),
         plan.len(),
+        times.join(" "),
+        match (daemon_status, stopped_by_rig) {
+            (Some(s), false) => format!("exited by itself ({s})"),
+            (s, _) => format!("stopped by the rig ({s:?})"),
+        },
         boot.console_log.display()
     );
     RunResult {
@@ -301,9 +326,14 @@ pub fn qemu_virtiofsd() -> Option<PathBuf> {
 /// works), xattrs on (off by default), chroot sandbox.
 pub fn qemu_virtiofsd_command(bin: &Path, dir: &Path, socket: &Path) -> Command {
     let mut c = Command::new(bin);
-    c.arg(format!("--socket-path={}", socket.display()))
-        .args(["-o", &format!("source={}", dir.display())])
-        .args(["-o", "cache=auto", "-o", "xattr", "-o", "sandbox=chroot"]);
+    c.arg(format!("--socket-path={}", socket.display())).args(["-o", &format!("source={}", dir.display())]).args([
+        "-o",
+        "cache=auto",
+        "-o",
+        "xattr",
+        "-o",
+        "sandbox=chroot",
+    ]);
     c
 }
 
@@ -338,9 +368,12 @@ mod tests {
     #[test]
     fn console_parsing() {
         let console = "[    1.0] virtio-fs: tag <myfs>\r\nVMTEST PLAN a b c\r\nVMTEST a PASS\r\n[    2.0] random kernel line\nVMTEST b FAIL size 3, expected 4 | more\nVMTEST DONE 1 1\n";
-        let (plan, cases, done) = parse_console(console);
+        let Parsed { plan, cases, done } = parse_console(console);
         assert_eq!(plan, ["a", "b", "c"]);
-        assert_eq!(cases, [("a".into(), CaseOutcome::Pass), ("b".into(), CaseOutcome::Fail("size 3, expected 4 | more".into()))]);
+        assert_eq!(
+            cases,
+            [("a".into(), CaseOutcome::Pass), ("b".into(), CaseOutcome::Fail("size 3, expected 4 | more".into()))]
+        );
         assert_eq!(done, Some((1, 1)));
         let r = RunResult {
             plan,
@@ -359,7 +392,7 @@ mod tests {
             console_log: PathBuf::from("console.log"),
         };
         let p = r.problems().join("\n");
-        for want in ["hang guard", "case c: no outcome", "case b FAILED: size 3", ] {
+        for want in ["hang guard", "case c: no outcome", "case b FAILED: size 3"] {
             assert!(p.contains(want), "{want} not in {p}");
         }
     }

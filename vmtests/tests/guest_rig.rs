@@ -20,7 +20,10 @@ fn peer(what: &str) -> Option<PathBuf> {
     }
     let bin = rig::qemu_virtiofsd();
     if bin.is_none() {
-        skip(what, "no /usr/lib/qemu/virtiofsd or /usr/libexec/virtiofsd (Debian qemu-system-common 7.2 ships the first)");
+        skip(
+            what,
+            "no /usr/lib/qemu/virtiofsd or /usr/libexec/virtiofsd (Debian qemu-system-common 7.2 ships the first)",
+        );
     }
     bin
 }

@@ -10,6 +10,9 @@
 //! VMTEST DONE <passed> <failed>
 //! ```
 //!
+//! and after each case `VMTIME <case> <milliseconds>` (guest clock; for
+//! information, never judged).
+//!
 //! Each case checks real results and returns an error naming the first
 //! mismatch; a failing or panicking case does not stop the others. The
 //! files listed in `pattern::leftovers` stay behind for the host to check.
@@ -52,8 +55,11 @@ impl<T> Ctx<T> for std::io::Result<T> {
     }
 }
 
+/// A case: runs under the given `vmtest` directory.
+type Case = fn(&Path) -> Outcome;
+
 /// Every case, in the order they run.
-const CASES: &[(&str, fn(&Path) -> Outcome)] = &[
+const CASES: &[(&str, Case)] = &[
     ("create", case_create),
     ("write_read", case_write_read),
     ("rename", case_rename),
@@ -92,8 +98,10 @@ fn main() {
         failed += 1;
     }
     for (name, case) in cases {
-        let result = std::panic::catch_unwind(|| case(&root))
-            .unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p))));
+        let start = std::time::Instant::now();
+        let result =
+            std::panic::catch_unwind(|| case(&root)).unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p))));
+        let ms = start.elapsed().as_millis();
         match result {
             Ok(()) => {
                 passed += 1;
@@ -104,6 +112,7 @@ fn main() {
                 say(&format!("VMTEST {name} FAIL {}", one_line(&e)));
             }
         }
+        say(&format!("VMTIME {name} {ms}"));
     }
     say(&format!("VMTEST DONE {passed} {failed}"));
 }
@@ -168,7 +177,11 @@ fn case_create(root: &Path) -> Outcome {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         other => return Err(format!("second O_EXCL create: {other:?}, expected EEXIST")),
     }
-    let names: Vec<_> = fs::read_dir(&d).ctx("readdir", &d)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>().ctx("readdir", &d)?;
+    let names: Vec<_> = fs::read_dir(&d)
+        .ctx("readdir", &d)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .ctx("readdir", &d)?;
     ensure!(names.len() == 1 && names[0] == "new", "readdir shows {names:?}");
     let sub = d.join("sub");
     fs::create_dir(&sub).ctx("mkdir", &sub)?;
@@ -212,7 +225,13 @@ fn case_write_read(root: &Path) -> Outcome {
     // Appends.
     let p = d.join("append");
     for chunk in [&b"first "[..], b"second ", b"third"] {
-        OpenOptions::new().append(true).create(true).open(&p).ctx("open append", &p)?.write_all(chunk).ctx("append", &p)?;
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&p)
+            .ctx("open append", &p)?
+            .write_all(chunk)
+            .ctx("append", &p)?;
     }
     compare("appended", &read_file(&p)?, b"first second third")?;
     // The kept file.
@@ -351,11 +370,22 @@ fn case_xattr(root: &Path) -> Outcome {
             "list on {t} gives {names:?}"
         );
         let e = setxattr(target, "user.a", b"x", libc::XATTR_CREATE);
-        ensure!(e.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EEXIST), "XATTR_CREATE on existing: {e:?}");
+        ensure!(
+            e.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EEXIST),
+            "XATTR_CREATE on existing: {e:?}"
+        );
         let e = setxattr(target, "user.missing", b"x", libc::XATTR_REPLACE);
-        ensure!(e.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ENODATA), "XATTR_REPLACE on missing: {e:?}");
-        setxattr(target, "user.a", b"replaced value", libc::XATTR_REPLACE).map_err(|e| format!("replace on {t}: {e}"))?;
-        compare("user.a replaced", &getxattr(target, "user.a").map_err(|e| format!("get on {t}: {e}"))?, b"replaced value")?;
+        ensure!(
+            e.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ENODATA),
+            "XATTR_REPLACE on missing: {e:?}"
+        );
+        setxattr(target, "user.a", b"replaced value", libc::XATTR_REPLACE)
+            .map_err(|e| format!("replace on {t}: {e}"))?;
+        compare(
+            "user.a replaced",
+            &getxattr(target, "user.a").map_err(|e| format!("get on {t}: {e}"))?,
+            b"replaced value",
+        )?;
         removexattr(target, "user.a").map_err(|e| format!("remove user.a on {t}: {e}"))?;
         let e = getxattr(target, "user.a");
         ensure!(e.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ENODATA), "get after remove: {e:?}");
@@ -410,7 +440,11 @@ fn case_symlink(root: &Path) -> Outcome {
         let p = d.join(format!("long{len}"));
         std::os::unix::fs::symlink(&target, &p).ctx("symlink", &p)?;
         let got = fs::read_link(&p).ctx("readlink", &p)?;
-        ensure!(got.as_os_str().as_bytes() == target.as_bytes(), "readlink of a {len}-byte target gives {} bytes", got.as_os_str().len());
+        ensure!(
+            got.as_os_str().as_bytes() == target.as_bytes(),
+            "readlink of a {len}-byte target gives {} bytes",
+            got.as_os_str().len()
+        );
         let size = fs::symlink_metadata(&p).ctx("lstat", &p)?.len();
         ensure!(size == len as u64, "lstat size {size} for a {len}-byte target");
     }
