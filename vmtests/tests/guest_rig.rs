@@ -81,3 +81,23 @@ fn a_failing_case_is_reported_and_the_others_still_run() {
     let problems = result.problems();
     assert!(problems.len() == 1 && problems[0].contains("case xattr FAILED"), "{problems:?}");
 }
+
+#[test]
+fn the_hang_guard_ends_a_boot_that_runs_too_long() {
+    let what = "guest_rig: hang guard";
+    let Some(prep) = rig::prepared_or_skip(what) else { return };
+    let Some(bin) = peer(what) else { return };
+    let s = Scratch::new("vmhang");
+    let share = s.join("share");
+    std::fs::create_dir(&share).unwrap();
+    let socket = s.join("vhost.sock");
+    let mut run = GuestRun::new(&s.join("logs"));
+    // A guest needs seconds to boot; one second cannot be enough.
+    run.timeout = std::time::Duration::from_secs(1);
+    let result = rig::run_guest(&prep, rig::qemu_virtiofsd_command(&bin, &share, &socket), &socket, &run);
+    assert!(result.boot.timed_out && result.boot.status.is_none(), "{:?}", result.boot);
+    let problems = result.problems();
+    assert!(problems.iter().any(|p| p.contains("hang guard")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("no VMTEST DONE")), "{problems:?}");
+    assert!(result.daemon_status.is_some(), "the daemon was not stopped");
+}
