@@ -15,6 +15,8 @@
 //!
 //! See `vmtests/README.md` for how to run it.
 
+#![warn(missing_docs)]
+
 pub mod cpio;
 pub mod leftovers;
 #[path = "../guest/src/pattern.rs"]
