@@ -93,11 +93,15 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Prepares (or finds in the cache) kernel, modules, guest program and
-/// initramfs. Serialised between threads and processes by a lock file in
-/// the cache. `Err` names a missing prerequisite (report it as a skip).
+/// initramfs, once per process (later calls return the first outcome).
+/// Serialised between processes by a lock file in the cache. `Err` names a
+/// missing prerequisite (report it as a skip).
 pub fn prepare() -> Result<Prepared, String> {
-    static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    static ONCE: std::sync::OnceLock<Result<Prepared, String>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(prepare_now).clone()
+}
+
+fn prepare_now() -> Result<Prepared, String> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err("the rig boots x86_64 guests with a static x86_64-unknown-linux-gnu program".into());
     }
@@ -157,8 +161,10 @@ fn output(cmd: &mut Command) -> Result<Output, String> {
     cmd.output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))
 }
 
+/// A command's output on one line (skip notices are one line each).
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)).trim().to_string()
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    all.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
 }
 
 fn package_installed(name: &str) -> Result<bool, String> {
