@@ -110,9 +110,9 @@ impl Ext4 {
             if end > self.max_file_size(&inode) {
                 return Err(Error::FileTooBig(ino));
             }
+            let inode = self.maybe_start_inline(h, inode, end)?;
             if inode.has_flag(FL_INLINE_DATA) {
                 let fits = end <= self.inline_capacity(&inode)?;
-                drop(h);
                 if fits {
                     // At most the inline capacity (a part of one inode).
                     let mut data = vec![0u8; src.len()];
@@ -130,6 +130,29 @@ impl Ext4 {
             Err(_) if pos > offset => Ok((pos - offset) as usize),
             Err(e) => Err(e),
         }
+    }
+
+    /// The first write to a file created by this open decides, as the
+    /// kernel's `ext4_try_to_write_inline_data` does while the file may
+    /// still be inlined: with inline_data, a first write ending within the
+    /// inline capacity of an empty file makes it inline (in `h`, finished
+    /// here); otherwise it stays block-mapped for good. Returns the inode as
+    /// the write goes on with; the handle is consumed either way.
+    fn maybe_start_inline(&self, mut h: Handle<'_>, inode: Inode, end: u64) -> Result<Inode> {
+        if !self.may_inline().remove(&inode.ino) {
+            return Ok(inode);
+        }
+        // An empty file without a single block (not even preallocated ones).
+        if inode.has_flag(FL_INLINE_DATA) || inode.size() != 0 || inode.raw.blocks_lo != 0 || inode.raw.blocks_hi != 0 {
+            return Ok(inode);
+        }
+        let mut candidate = inode.clone();
+        if !self.inline_new_file(&mut h, &mut candidate)? || end > self.inline_capacity(&candidate)? {
+            return Ok(inode);
+        }
+        self.write_inode(&mut h, &mut candidate)?;
+        h.finish();
+        Ok(candidate)
     }
 
     /// The block-mapped part of [`Ext4::write`]; advances `pos` as steps complete.

@@ -42,6 +42,14 @@ impl Ext4 {
         Ok(())
     }
 
+    /// Records that regular file `inode` was just created: its first write
+    /// may store it inline (see [`Ext4::write`]).
+    pub(crate) fn note_new_file(&self, inode: &Inode) {
+        if inode.is_reg() && self.superblock().incompat().has(Incompat::INLINE_DATA) {
+            self.may_inline().insert(inode.ino);
+        }
+    }
+
     /// Makes the fresh, empty regular file `inode` an inline-data file (the
     /// inline flag, no extents root, an empty `system.data`), staged through
     /// `h`, when the file system has inline_data and the inode has room for

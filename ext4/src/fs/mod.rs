@@ -86,6 +86,10 @@ pub struct Ext4 {
     open_inodes: orphan::OpenInodes,
     /// Per-inode I/O locks (see [`inode_lock`]): taken before a handle.
     inode_locks: inode_lock::InodeLocks,
+    /// Regular files created by this open and never written: their first
+    /// write may store them inline (the kernel's in-memory
+    /// `EXT4_STATE_MAY_INLINE_DATA`). A leaf lock.
+    may_inline: std::sync::Mutex<std::collections::HashSet<u32>>,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -188,6 +192,7 @@ impl Ext4 {
             dax: dax::DaxState::default(),
             open_inodes: orphan::OpenInodes::default(),
             inode_locks: inode_lock::InodeLocks::default(),
+            may_inline: Default::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -332,6 +337,11 @@ impl Ext4 {
     /// waits for one.
     pub fn inode_locks(&self) -> &inode_lock::InodeLocks {
         &self.inode_locks
+    }
+
+    /// Inodes whose first write may store them inline (see `may_inline`).
+    pub(crate) fn may_inline(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u32>> {
+        self.may_inline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// DAX pin state.

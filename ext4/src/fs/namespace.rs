@@ -138,8 +138,9 @@ impl Ext4 {
     }
 
     /// Creates a regular file, device node, FIFO or socket `name` in
-    /// directory `parent`. With inline_data, a regular file starts as an
-    /// empty inline-data file (see `inline_new_file`).
+    /// directory `parent`. With inline_data, a regular file's first write
+    /// decides whether it is stored inline, as the kernel's does
+    /// ([`Ext4::write`]).
     pub fn create(&self, parent: u32, name: &[u8], attr: NewInode) -> Result<Inode> {
         match FileType::from_mode(attr.mode) {
             Some(FileType::Directory) => return self.mkdir(parent, name, attr),
@@ -150,8 +151,8 @@ impl Ext4 {
         let (mut dir, mut inode, t) = self.start_create(&mut h, parent, name, &attr, false)?;
         let ino = inode.ino;
         self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
-        self.inline_new_file(&mut h, &mut inode)?;
         self.write_inode(&mut h, &mut inode)?;
+        self.note_new_file(&inode);
         let ft = inode.file_type().map(file_type_code).unwrap_or(0);
         self.add_entry(&mut h, &mut dir, name, ino, ft)?;
         touch_mtime(&mut dir, t);
@@ -232,7 +233,7 @@ impl Ext4 {
         let ino = self.alloc_inode(&mut h, parent, false)?;
         let mut inode = self.fresh_inode(&h, ino, &attr, now())?;
         self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
-        self.inline_new_file(&mut h, &mut inode)?;
+        self.note_new_file(&inode);
         inode.raw.links_count = 0;
         self.orphan_new_in(&mut h, &mut inode)?;
         h.finish();
@@ -323,6 +324,7 @@ impl Ext4 {
             self.unmap_blocks_in(h, inode, 0, u64::MAX)?;
         }
         self.release_xattr_block(h, inode)?;
+        self.may_inline().remove(&inode.ino);
         inode.raw.links_count = 0;
         inode.raw.dtime = t.secs as u32;
         set_size(inode, 0);
