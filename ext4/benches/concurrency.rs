@@ -15,7 +15,7 @@ mod common;
 
 use common::Scratch;
 use common::tools::{mkfs, run};
-use ext4::fs::namespace::NewInode;
+use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

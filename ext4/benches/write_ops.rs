@@ -12,7 +12,7 @@ mod common;
 
 use common::tools::{mkfs, run};
 use common::Scratch;
-use ext4::fs::namespace::NewInode;
+use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions};
 use std::path::Path;
 use std::process::Command;

@@ -9,7 +9,6 @@
 //!
 //! Every public operation takes `&self`, and [`Ext4`] is `Send + Sync`.
 
-pub mod alloc;
 pub mod disk;
 pub mod error;
 pub mod fs;
@@ -18,10 +17,10 @@ pub mod journal;
 
 pub use disk::inode::{FileType, Inode, ROOT_INO, Timestamp};
 pub use error::{Error, Location, Result};
-pub use fs::dir::DirEntry;
+pub use fs::dir::read::DirEntry;
 pub use disk::extent::FileExtent;
-pub use fs::mapping::Mapping;
-pub use fs::xattr::Xattr;
+pub use fs::map::lookup::Mapping;
+pub use fs::xattr::read::Xattr;
 pub use fs::{Ext4, OpenOptions};
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Races of the core's concurrency model, each made deterministic by a
 //! device that stops one thread at the critical I/O (see
-//! `ext4::fs::inode_lock` and `ext4::io::cache`): a data write or fill
+//! `ext4::fs::inode::lock` and `ext4::io::cache`): a data write or fill
 //! paused between its mapping lookup and its device write while another
 //! thread truncates or writes the same file, and a metadata read paused
 //! between the device read and its cache fill while another thread
@@ -15,9 +15,9 @@ mod common;
 use common::Scratch;
 use common::tools::mkfs;
 use testkit::assert_fsck_clean as fsck_clean;
-use ext4::fs::fallocate::FallocMode;
-use ext4::fs::namespace::NewInode;
-use ext4::fs::setattr::SetAttr;
+use ext4::fs::data::fallocate::FallocMode;
+use ext4::fs::dir::namespace::NewInode;
+use ext4::fs::inode::setattr::SetAttr;
 use ext4::io::{BlockDevice, FileDevice};
 use ext4::{Ext4, OpenOptions};
 use std::ops::Range;

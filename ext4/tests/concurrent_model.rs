@@ -22,10 +22,10 @@ mod common;
 
 use common::Scratch;
 use common::tools::mkfs;
-use ext4::fs::fallocate::FallocMode;
-use ext4::fs::namespace::{NewInode, RenameFlags};
-use ext4::fs::setattr::SetAttr;
-use ext4::fs::xattr_write::SetMode;
+use ext4::fs::data::fallocate::FallocMode;
+use ext4::fs::dir::namespace::{NewInode, RenameFlags};
+use ext4::fs::inode::setattr::SetAttr;
+use ext4::fs::xattr::write::SetMode;
 use ext4::{Ext4, OpenOptions, ROOT_INO};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -6,7 +6,7 @@ mod common;
 
 use common::tools::{assert_fsck_clean, mkfs, run};
 use common::{Scratch, tree};
-use ext4::fs::dax::DaxPiece;
+use ext4::fs::data::dax::DaxPiece;
 use ext4::{Ext4, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::process::Command;

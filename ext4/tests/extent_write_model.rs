@@ -13,9 +13,9 @@ use common::rng::Rng;
 use ext4::disk::extent::{
     self, Extent, ExtentEntries, ExtentNode, INIT_MAX_LEN, MAX_DEPTH, MAX_LOGICAL_BLOCKS, NodePlace, UNWRITTEN_MAX_LEN,
 };
-use ext4::fs::block_map_write::{blockmap_addressable, remove_range_blockmap, set_blocks_blockmap};
-use ext4::fs::extent_tree::{init_root, insert_extent, mark_written, remove_range};
-use ext4::fs::map_store::{MapChange, MapContext, MapStore};
+use ext4::fs::map::block_map::{blockmap_addressable, remove_range_blockmap, set_blocks_blockmap};
+use ext4::fs::map::extent_tree::{init_root, insert_extent, mark_written, remove_range};
+use ext4::fs::map::store::{MapChange, MapContext, MapStore};
 use ext4::{Error, Location, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -8,7 +8,7 @@ mod common;
 use common::rng::Rng;
 use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use common::{Scratch, tree};
-use ext4::fs::fallocate::FallocMode;
+use ext4::fs::data::fallocate::FallocMode;
 use ext4::{Error, Ext4, OpenOptions};
 
 /// Applies `mode` on `offset..offset+len` to a model of the file's bytes.

@@ -10,7 +10,7 @@ use common::kernel::Mount;
 use common::tools::{assert_fsck_clean, fsck, mkfs, run};
 use common::{Scratch, tree};
 use ext4::disk::inode::S_IFREG;
-use ext4::fs::namespace::NewInode;
+use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions, ROOT_INO};
 use std::path::Path;
 use std::process::Command;

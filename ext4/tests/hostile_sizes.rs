@@ -10,8 +10,8 @@ mod common;
 
 use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use common::{Scratch, tree};
-use ext4::fs::fallocate::FallocMode;
-use ext4::fs::setattr::SetAttr;
+use ext4::fs::data::fallocate::FallocMode;
+use ext4::fs::inode::setattr::SetAttr;
 use ext4::{Error, Ext4, OpenOptions};
 use std::process::Command;
 
@@ -176,7 +176,7 @@ trait CreateSmall {
 
 impl CreateSmall for Ext4 {
     fn write_file_for_test(&self, name: &[u8], data: &[u8]) -> u32 {
-        let attr = ext4::fs::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
+        let attr = ext4::fs::dir::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
         let ino = self.create(ext4::ROOT_INO, name, attr).unwrap().ino;
         assert_eq!(self.write(ino, 0, data).unwrap(), data.len());
         ino

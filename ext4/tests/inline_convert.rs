@@ -141,7 +141,7 @@ fn inline_directories_convert_to_one_extent_mapped_block() {
     {
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
         let d = fs.resolve_path(b"/d", false).unwrap();
-        let attr = ext4::fs::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
+        let attr = ext4::fs::dir::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
         while fs.read_inode(d).unwrap().has_flag(ext4::disk::inode::FL_INLINE_DATA) {
             let name = format!("entry-{:02}", names.len());
             fs.create(d, name.as_bytes(), attr).unwrap();

@@ -17,7 +17,7 @@ use common::kernel::Mount;
 use common::tools::{assert_fsck_clean, mkfs};
 use common::{Scratch, tree};
 use ext4::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, S_IFDIR, S_IFREG};
-use ext4::fs::namespace::NewInode;
+use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions, ROOT_INO};
 use std::os::unix::fs::FileExt;
 use std::path::Path;

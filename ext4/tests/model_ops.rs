@@ -10,8 +10,8 @@ mod common;
 use common::tools::{assert_fsck_clean, mkfs, run};
 use common::rng::Rng;
 use common::{Scratch, tree};
-use ext4::fs::namespace::{NewInode, RenameFlags};
-use ext4::fs::setattr::SetAttr;
+use ext4::fs::dir::namespace::{NewInode, RenameFlags};
+use ext4::fs::inode::setattr::SetAttr;
 use ext4::{Ext4, OpenOptions};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
@@ -170,7 +170,7 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
             let name = format!("user.k{}", rng.below(6));
             let value = tree::pattern(n as u64, [3, 40, 600][rng.below(3) as usize]);
             let ino = fs.resolve_path(&img_path(rel), false).unwrap();
-            match fs.setxattr(ino, name.as_bytes(), &value, ext4::fs::xattr_write::SetMode::Any) {
+            match fs.setxattr(ino, name.as_bytes(), &value, ext4::fs::xattr::write::SetMode::Any) {
                 // The inode and its one xattr block are full (ENOSPC, as the
                 // kernel says): nothing changed, so the model stays as it is.
                 Err(ext4::Error::NoSpace) => return None,
@@ -196,7 +196,7 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
         16 if !files.is_empty() => {
             // fallocate in every mode; the model is changed with the host's
             // own fallocate(2), the image with ours.
-            use ext4::fs::fallocate::FallocMode;
+            use ext4::fs::data::fallocate::FallocMode;
             let rel = &files[rng.below(files.len() as u64) as usize];
             let off = rng.below(40_000);
             let len = 1 + rng.below(30_000);

@@ -7,7 +7,7 @@ mod common;
 
 use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use common::Scratch;
-use ext4::fs::namespace::{NewInode, RenameFlags};
+use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::{Error, Ext4, OpenOptions, ROOT_INO};
 use std::path::Path;
 

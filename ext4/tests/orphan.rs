@@ -6,7 +6,7 @@ mod common;
 
 use common::tools::{assert_fsck_clean, debugfs, fsck, mkfs, run};
 use common::{Scratch, tree};
-use ext4::fs::namespace::NewInode;
+use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions, ROOT_INO};
 use std::path::Path;
 use std::process::Command;

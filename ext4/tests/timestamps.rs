@@ -7,7 +7,7 @@ mod common;
 use common::Scratch;
 use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use ext4::disk::inode::{EXTRA_TIME_MAX, TIME_MAX, TIME_MIN, Timestamp};
-use ext4::fs::setattr::SetAttr;
+use ext4::fs::inode::setattr::SetAttr;
 use ext4::{Ext4, OpenOptions};
 
 /// debugfs's `stat` line for `field` ("atime", "mtime"): (seconds field,

@@ -10,7 +10,7 @@ use common::tools::{mkfs, run};
 use common::tree::pattern;
 use common::{Scratch, is_root, skip};
 use ext4::disk::inode::FL_INLINE_DATA;
-use ext4::fs::xattr_write::SetMode;
+use ext4::fs::xattr::write::SetMode;
 use ext4::{Error, Ext4, OpenOptions};
 use std::process::Command;
 use xattr_write_support::*;

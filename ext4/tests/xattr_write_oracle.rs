@@ -15,7 +15,7 @@ use common::tools::{mkfs, run};
 use common::tree::{pattern, sample_acl};
 use ext4::disk::features::Compat;
 use ext4::disk::features::RoCompat;
-use ext4::fs::xattr_write::SetMode;
+use ext4::fs::xattr::write::SetMode;
 use ext4::{Error, Ext4, OpenOptions};
 use std::process::Command;
 use xattr_write_support::*;

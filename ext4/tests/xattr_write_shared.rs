@@ -11,7 +11,7 @@ use common::tools::mkfs;
 use common::tree::{pattern, set_xattr};
 use common::{Scratch, is_root, skip};
 use ext4::disk::xattr::{BlockHeader, parse_block, write_block_header};
-use ext4::fs::xattr_write::SetMode;
+use ext4::fs::xattr::write::SetMode;
 use ext4::{Ext4, OpenOptions};
 use xattr_write_support::*;
 

@@ -9,8 +9,8 @@ use super::handles::Handle;
 use super::{Ext4Fs, killed_suid};
 use crate::fuse::wire::ReplyBuf;
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
-use ext4::fs::fallocate::FallocMode;
-use ext4::fs::setattr::SetAttr;
+use ext4::fs::data::fallocate::FallocMode;
+use ext4::fs::inode::setattr::SetAttr;
 use ext4::{Inode, Mapping, Timestamp};
 use fuse_abi::linux::*;
 

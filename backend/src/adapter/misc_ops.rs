@@ -6,7 +6,7 @@ use super::errno::{Errno, FsResult};
 use super::locks::{F_UNLCK, RangeLock};
 use super::Ext4Fs;
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP};
-use ext4::fs::setattr::SETTABLE_FLAGS;
+use ext4::fs::inode::setattr::SETTABLE_FLAGS;
 use fuse_abi::linux::{fuse_file_lock, fuse_kstatfs, fuse_lk_in};
 
 /// FS_IOC_GETFLAGS (`_IOR('f', 1, long)`) and its 32-bit form.

@@ -8,7 +8,7 @@ use super::errno::{Errno, FsResult};
 use super::handles::Handle;
 use super::{Ext4Fs, check_name, check_not_pinned};
 use ext4::disk::inode::{FL_IMMUTABLE, S_IFDIR, S_IFMT, S_IFREG, S_ISGID};
-use ext4::fs::namespace::{NewInode, RenameFlags};
+use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::{FileType, Inode};
 use fuse_abi::linux::{fuse_entry_out, fuse_open_out};
 

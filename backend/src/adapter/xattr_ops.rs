@@ -9,8 +9,8 @@ use super::errno::{Errno, FsResult};
 use super::{Ext4Fs, check_not_pinned};
 use ext4::Inode;
 use ext4::disk::inode::S_ISVTX;
-use ext4::fs::acl::{ACCESS_ACL, DEFAULT_ACL};
-use ext4::fs::xattr_write::SetMode;
+use ext4::fs::xattr::acl::{ACCESS_ACL, DEFAULT_ACL};
+use ext4::fs::xattr::write::SetMode;
 
 /// What GETXATTR and LISTXATTR answer.
 #[derive(Debug, PartialEq, Eq)]

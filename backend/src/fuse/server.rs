@@ -481,7 +481,7 @@ impl Server {
             FS_IOC_FSSETXATTR => {
                 let data = a.read_bytes(FSXATTR_SIZE, "fsxattr")?;
                 let xflags = u32::from_le_bytes(data[0..4].try_into().expect("4 bytes"));
-                let keep = self.fs.get_flags(node)? & !ext4::fs::setattr::SETTABLE_FLAGS;
+                let keep = self.fs.get_flags(node)? & !ext4::fs::inode::setattr::SETTABLE_FLAGS;
                 let flags = flags_of_xflags(xflags).ok_or(Errno::EOPNOTSUPP)?;
                 self.fs.set_flags(c, node, keep | flags)?;
                 out.push(&reply);

@@ -5,7 +5,7 @@ mod format;
 
 use crate::cli::ImageCommand;
 use ext4::disk::inode::{S_IFDIR, S_IFREG};
-use ext4::fs::namespace::{NewInode, RenameFlags};
+use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::{Ext4, FileType, Inode, OpenOptions};
 use format::{escape, full_date, hex, mode_string, short_date, type_name};
 use std::io::{self, Write};
@@ -65,7 +65,7 @@ fn modify(image: &Path, f: impl FnOnce(&Ext4) -> Result<()>) -> Result<()> {
     r.and(closed)
 }
 
-fn setattr(fs: &Ext4, path: &str, attr: &ext4::fs::setattr::SetAttr) -> Result<()> {
+fn setattr(fs: &Ext4, path: &str, attr: &ext4::fs::inode::setattr::SetAttr) -> Result<()> {
     let (ino, _) = resolve(fs, path)?;
     ctx(path, fs.setattr(ino, attr)).map(|_| ())
 }
@@ -78,10 +78,10 @@ fn map(fs: &Ext4, path: &str, offset: u64, len: Option<u64>, write: bool, out: &
     writeln!(out, "{:>4} {:>14} {:>14} {:>12}", "ext", "file offset", "image offset", "length")?;
     for (i, p) in m.pieces.iter().enumerate() {
         match *p {
-            ext4::fs::dax::DaxPiece::Image { file_offset, image_offset, len } => {
+            ext4::fs::data::dax::DaxPiece::Image { file_offset, image_offset, len } => {
                 writeln!(out, "{i:>4} {file_offset:>14} {image_offset:>14} {len:>12}")?
             }
-            ext4::fs::dax::DaxPiece::Zero { file_offset, len } => writeln!(out, "{i:>4} {file_offset:>14} {:>14} {len:>12}", "zero")?,
+            ext4::fs::data::dax::DaxPiece::Zero { file_offset, len } => writeln!(out, "{i:>4} {file_offset:>14} {:>14} {len:>12}", "zero")?,
         }
     }
     fs.release_dax(m.id);
@@ -224,11 +224,11 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         }),
         ImageCommand::Chmod { image, mode, path } => {
             let mode = parse_mode(&mode)?;
-            modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { mode: Some(mode), ..Default::default() }))
+            modify(&image, |fs| setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { mode: Some(mode), ..Default::default() }))
         }
         ImageCommand::Chown { image, owner, path } => {
             let (uid, gid) = parse_owner(&owner)?;
-            modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() }))
+            modify(&image, |fs| setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() }))
         }
         ImageCommand::Map { image, path, offset, len, write } => modify(&image, |fs| map(fs, &path, offset, len, write, &mut out)),
         ImageCommand::Setfattr { image, path, name, value, remove } => modify(&image, |fs| {
@@ -237,11 +237,11 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
                 ctx(&path, fs.removexattr(ino, name.as_bytes()))
             } else {
                 let bytes = parse_value(&value)?;
-                ctx(&path, fs.setxattr(ino, name.as_bytes(), &bytes, ext4::fs::xattr_write::SetMode::Any))
+                ctx(&path, fs.setxattr(ino, name.as_bytes(), &bytes, ext4::fs::xattr::write::SetMode::Any))
             }
         }),
         ImageCommand::Truncate { image, path, size } => {
-            modify(&image, |fs| setattr(fs, &path, &ext4::fs::setattr::SetAttr { size: Some(size), ..Default::default() }))
+            modify(&image, |fs| setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { size: Some(size), ..Default::default() }))
         }
     };
     match r.and_then(|()| out.flush().map_err(ToolError::from)) {

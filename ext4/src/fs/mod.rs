@@ -1,38 +1,30 @@
 //! The mounted file system: opening an image (with journal recovery),
-//! group descriptors, inodes and metadata blocks, and the read operations
-//! built on them (one module per operation family).
+//! group descriptors, metadata blocks and journal handles, with one folder
+//! per structure the file system is made of:
+//!
+//! - [`inode`]: inode records in the inode table, attributes, the orphan
+//!   list and open counts, and the per-inode I/O locks;
+//! - [`map`]: a file's logical → physical mapping: lookup, the extent tree
+//!   and the block map, and allocate → write → set_blocks;
+//! - [`data`]: file contents: reads, writes, fallocate, inline data,
+//!   symlink targets and DAX mappings;
+//! - [`dir`]: directories (linear, htree, inline), the namespace operations
+//!   and path resolution;
+//! - [`xattr`]: extended attributes and POSIX ACLs;
+//! - [`alloc`]: block and inode allocation (bitmaps, group descriptor and
+//!   superblock counts);
+//! - [`geometry`], [`statfs`], [`journal_file`]: layout facts, statfs, the
+//!   journal inode handed down to the journal layer.
 
-pub mod acl;
-pub mod bitmap;
-pub mod dax;
-pub mod data_io;
-pub mod block_map_write;
+pub mod alloc;
+pub mod data;
 pub mod dir;
-pub mod dir_write;
-pub mod extent_tree;
-pub mod file;
-pub mod fallocate;
-pub mod file_write;
 pub mod geometry;
-pub mod htree_write;
-pub mod inline;
-pub mod inline_dir_write;
-pub mod inline_write;
-pub mod inode_lock;
+pub mod inode;
 pub mod journal_file;
-pub mod inode_write;
-pub mod map_store;
-pub mod mapping;
-pub mod namespace;
-pub mod orphan;
-pub mod path;
-pub mod reservation;
-pub mod set_blocks;
-pub mod setattr;
+pub mod map;
 pub mod statfs;
-pub mod symlink;
 pub mod xattr;
-pub mod xattr_write;
 
 use crate::disk::features::{Incompat, RoCompat};
 use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
@@ -81,11 +73,11 @@ pub struct Ext4 {
     /// Transaction state; `None` for a read-only file system.
     tx: Option<Arc<TxManager>>,
     /// Blocks pinned by DAX mappings, and who unmaps them.
-    dax: dax::DaxState,
+    dax: data::dax::DaxState,
     /// Open counts of inodes, for orphan handling.
-    open_inodes: orphan::OpenInodes,
-    /// Per-inode I/O locks (see [`inode_lock`]): taken before a handle.
-    inode_locks: inode_lock::InodeLocks,
+    open_inodes: inode::orphan::OpenInodes,
+    /// Per-inode I/O locks (see [`inode::lock`]): taken before a handle.
+    inode_locks: inode::lock::InodeLocks,
     /// Regular files created by this open and never written: their first
     /// write may store them inline (the kernel's in-memory
     /// `EXT4_STATE_MAY_INLINE_DATA`). A leaf lock.
@@ -189,9 +181,9 @@ impl Ext4 {
             read_only,
             recovered: None,
             tx: None,
-            dax: dax::DaxState::default(),
-            open_inodes: orphan::OpenInodes::default(),
-            inode_locks: inode_lock::InodeLocks::default(),
+            dax: data::dax::DaxState::default(),
+            open_inodes: inode::orphan::OpenInodes::default(),
+            inode_locks: inode::lock::InodeLocks::default(),
             may_inline: Default::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
@@ -323,19 +315,19 @@ impl Ext4 {
     }
 
     /// Open counts of inodes.
-    pub(crate) fn open_inodes(&self) -> &orphan::OpenInodes {
+    pub(crate) fn open_inodes(&self) -> &inode::orphan::OpenInodes {
         &self.open_inodes
     }
 
-    /// Locks inode `ino`'s I/O lock in `mode` (see [`inode_lock`] for the
+    /// Locks inode `ino`'s I/O lock in `mode` (see [`inode::lock`] for the
     /// rule and the lock order: never while a handle is open).
-    pub(crate) fn lock_inode(&self, ino: u32, mode: inode_lock::LockMode) -> inode_lock::InodeGuard<'_> {
+    pub(crate) fn lock_inode(&self, ino: u32, mode: inode::lock::LockMode) -> inode::lock::InodeGuard<'_> {
         self.inode_locks.lock(ino, mode)
     }
 
     /// The per-inode I/O locks, for tests that must know when an operation
     /// waits for one.
-    pub fn inode_locks(&self) -> &inode_lock::InodeLocks {
+    pub fn inode_locks(&self) -> &inode::lock::InodeLocks {
         &self.inode_locks
     }
 
@@ -345,7 +337,7 @@ impl Ext4 {
     }
 
     /// DAX pin state.
-    pub(crate) fn dax(&self) -> &dax::DaxState {
+    pub(crate) fn dax(&self) -> &data::dax::DaxState {
         &self.dax
     }
 

@@ -1,5 +1,5 @@
 //! File system statistics (statfs): sizes from the superblock, free counts
-//! summed over the group descriptors (see [`crate::alloc::counts`]).
+//! summed over the group descriptors (see [`crate::fs::alloc::counts`]).
 
 use super::Ext4;
 

@@ -8,7 +8,7 @@ use crate::common::Scratch;
 use ext4::disk::dir_entry::FT_DIR;
 use ext4::disk::features::Incompat;
 use ext4::disk::inode::{FL_EXTENTS, RawInode, S_IFDIR, S_IFREG};
-use ext4::fs::extent_tree::init_root;
+use ext4::fs::map::extent_tree::init_root;
 use ext4::journal::transaction::Handle;
 use ext4::{Ext4, Inode};
 use std::collections::BTreeMap;

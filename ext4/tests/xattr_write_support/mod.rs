@@ -10,7 +10,7 @@ pub use crate::common::kernel::Mount;
 use crate::common::{Scratch, is_root, skip};
 use ext4::disk::acl::Acl;
 use ext4::disk::xattr::{XattrEntry, pad, split_name};
-use ext4::fs::xattr_write::SetMode;
+use ext4::fs::xattr::write::SetMode;
 use ext4::{Error, Ext4, OpenOptions};
 use std::collections::BTreeMap;
 use std::path::Path;

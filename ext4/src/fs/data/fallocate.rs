@@ -1,0 +1,184 @@
+//! fallocate(2): preallocation of unwritten extents (default and
+//! keep-size), hole punching and range zeroing. New blocks enter the file
+//! the one way they always do — reserve with `allocate`, then `set_blocks`
+//! in one handle — but as *unwritten* extents, which read as zeros, so no
+//! data has to be written first. Each step is one handle and leaves a
+//! consistent file: a full disk part-way keeps what was done.
+
+use crate::fs::Ext4;
+use crate::fs::data::write::{now, set_size, touch_ctime, touch_mtime};
+use crate::fs::inode::lock::LockMode;
+use crate::fs::map::lookup::Mapping;
+use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
+use crate::error::{Error, Result};
+
+/// Blocks allocated per handle: bounds one handle's size.
+const MAX_RUN_BLOCKS: u64 = 2048;
+
+/// What [`Ext4::fallocate`] does to the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallocMode {
+    /// Allocate unwritten blocks for the holes and extend `i_size` to the
+    /// end of the range (mode 0).
+    Default,
+    /// Allocate like [`FallocMode::Default`] but leave `i_size` alone
+    /// (FALLOC_FL_KEEP_SIZE).
+    KeepSize,
+    /// Free the whole blocks of the range and zero its partial edge blocks;
+    /// `i_size` is unchanged (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE).
+    PunchHole,
+    /// Make the range read as zeros, leaving it allocated (unwritten);
+    /// extends `i_size` unless `keep_size` (FALLOC_FL_ZERO_RANGE).
+    ZeroRange {
+        /// Leave `i_size` alone (FALLOC_FL_KEEP_SIZE).
+        keep_size: bool,
+    },
+}
+
+impl Ext4 {
+    /// fallocate(2) on regular file `ino` for bytes `offset..offset+len`.
+    /// Directories fail with [`Error::IsADirectory`], ranges past the
+    /// largest file size with [`Error::FileTooBig`], and every mode but
+    /// punching on a block-mapped (ext2/3) file with [`Error::Unsupported`]
+    /// (EOPNOTSUPP, like the kernel: block maps cannot hold unwritten blocks).
+    /// Inline-data files are converted first. Holds the inode's I/O lock
+    /// exclusively: no read or write of the file runs meanwhile.
+    pub fn fallocate(&self, ino: u32, mode: FallocMode, offset: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Err(Error::InvalidArgument("fallocate of an empty range".into()));
+        }
+        let end = offset.checked_add(len).ok_or(Error::FileTooBig(ino))?;
+        let _io = self.lock_inode(ino, LockMode::Exclusive);
+        let inode = self.read_inode(ino)?;
+        if inode.is_dir() {
+            return Err(Error::IsADirectory(ino));
+        }
+        if !inode.is_reg() {
+            return Err(Error::InvalidArgument(format!("inode {ino} is not a regular file")));
+        }
+        let max = self.max_file_size(&inode);
+        let end = match mode {
+            // Punching past the largest size frees nothing more: clip.
+            FallocMode::PunchHole => end.min(max),
+            _ if end > max => return Err(Error::FileTooBig(ino)),
+            _ => end,
+        };
+        if offset >= end {
+            return Ok(());
+        }
+        if inode.has_flag(FL_INLINE_DATA) {
+            self.convert_inline_locked(ino)?;
+        }
+        let extents = self.read_inode(ino)?.has_flag(FL_EXTENTS);
+        if !extents && mode != FallocMode::PunchHole {
+            return Err(Error::Unsupported(format!("inode {ino}: fallocate needs an extent-mapped file")));
+        }
+        let bs = self.block_size() as u64;
+        let (first, last) = (offset / bs, end.div_ceil(bs));
+        match mode {
+            FallocMode::Default => self.alloc_unwritten(ino, first, last, Some(end)),
+            FallocMode::KeepSize => self.alloc_unwritten(ino, first, last, None),
+            FallocMode::PunchHole => self.punch(ino, offset, end),
+            FallocMode::ZeroRange { keep_size } => {
+                self.punch(ino, offset, end)?;
+                self.alloc_unwritten(ino, first, last, (!keep_size).then_some(end))
+            }
+        }
+    }
+
+    /// Fills the holes of logical blocks `first..last` with unwritten
+    /// blocks, one handle per run. With `new_size`, `i_size` grows with
+    /// each step (never past `new_size`), so a full disk part-way leaves a
+    /// size that covers what was allocated, as the kernel does.
+    fn alloc_unwritten(&self, ino: u32, first: u64, last: u64, new_size: Option<u64>) -> Result<()> {
+        let bs = self.block_size() as u64;
+        let mut lblk = first;
+        while lblk < last {
+            let snapshot = self.read_inode(ino)?;
+            let want = match self.map_block(&snapshot, lblk)? {
+                Mapping::Mapped { len, .. } => {
+                    lblk += len.max(1);
+                    continue;
+                }
+                Mapping::Hole { len } => len.max(1).min(last - lblk).min(MAX_RUN_BLOCKS),
+            };
+            let r = self.allocate(self.falloc_goal(&snapshot, lblk)?, want)?;
+            let n = r.len();
+            let mut h = self.begin()?;
+            let mut inode = self.read_inode_in(&h, ino)?;
+            match self.map_block(&inode, lblk)? {
+                Mapping::Hole { len } if len >= n => self.set_blocks(&mut h, &mut inode, lblk, r, true)?,
+                // The mapping changed meanwhile: look again.
+                _ => continue,
+            }
+            self.grow_size(&mut inode, new_size.map(|s| s.min((lblk + n) * bs)));
+            self.write_inode(&mut h, &mut inode)?;
+            h.finish();
+            lblk += n;
+        }
+        if let Some(size) = new_size {
+            if self.read_inode(ino)?.size() < size {
+                let mut h = self.begin()?;
+                let mut inode = self.read_inode_in(&h, ino)?;
+                self.grow_size(&mut inode, Some(size));
+                self.write_inode(&mut h, &mut inode)?;
+                h.finish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises `i_size` to `size` (if given and larger) and sets the times.
+    fn grow_size(&self, inode: &mut Inode, size: Option<u64>) {
+        match size {
+            Some(s) if s > inode.size() => {
+                set_size(inode, s);
+                touch_mtime(inode, now());
+            }
+            _ => touch_ctime(inode, now()),
+        }
+    }
+
+    /// An allocation goal for `lblk`: after the previous logical block's
+    /// physical block, else the inode's group.
+    fn falloc_goal(&self, inode: &Inode, lblk: u64) -> Result<u64> {
+        if lblk > 0 {
+            if let Mapping::Mapped { pblk, .. } = self.map_block(inode, lblk - 1)? {
+                return Ok(pblk + 1);
+            }
+        }
+        Ok(self.data_goal(inode.ino, true))
+    }
+
+    /// Frees the whole blocks of bytes `offset..end` and zeros the partial
+    /// blocks at its edges in place (where mapped and written: holes and
+    /// unwritten blocks read as zeros already), in one handle.
+    fn punch(&self, ino: u32, offset: u64, end: u64) -> Result<()> {
+        let bs = self.block_size() as u64;
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        let (full_first, full_last) = (offset.div_ceil(bs), end / bs);
+        // The partial edges: the head block and the tail block (the same
+        // block when the range lies inside one).
+        let mut edges = Vec::with_capacity(2);
+        if offset % bs != 0 {
+            edges.push((offset, end.min((offset / bs + 1) * bs)));
+        }
+        if end % bs != 0 && (offset % bs == 0 || end / bs != offset / bs) {
+            edges.push(((end / bs * bs).max(offset), end));
+        }
+        for (from, to) in edges {
+            if let Mapping::Mapped { pblk, unwritten: false, .. } = self.map_block_in(&h, &inode, from / bs)? {
+                let zeros = vec![0u8; (to - from) as usize];
+                self.device().write_at(&zeros, pblk * bs + from % bs)?;
+            }
+        }
+        if full_last > full_first {
+            self.unmap_blocks_in(&mut h, &mut inode, full_first, full_last - full_first)?;
+        }
+        touch_mtime(&mut inode, now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! Inodes: records in the inode table ([`table`]), attribute changes
+//! ([`setattr`]), open counts and the orphan list ([`orphan`]), and the
+//! per-inode I/O locks ([`lock`]).
+
+pub mod lock;
+pub mod orphan;
+pub mod setattr;
+pub mod table;

@@ -1,0 +1,89 @@
+//! Changing inode attributes (chmod, chown, utimens, truncate): the
+//! metadata half of FUSE SETATTR.
+
+use crate::fs::Ext4;
+use crate::fs::data::write::{now, touch_ctime};
+use crate::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, Inode, S_IFMT, Timestamp};
+use crate::error::{Error, Result};
+
+/// Which attributes to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// Permission bits (the file type bits are kept).
+    pub mode: Option<u16>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// File size (regular files).
+    pub size: Option<u64>,
+    /// Access time.
+    pub atime: Option<Timestamp>,
+    /// Modification time.
+    pub mtime: Option<Timestamp>,
+    /// Change time (otherwise set to now when anything changes).
+    pub ctime: Option<Timestamp>,
+}
+
+impl Ext4 {
+    /// Applies `attr` to inode `ino` and returns the updated inode.
+    pub fn setattr(&self, ino: u32, attr: &SetAttr) -> Result<Inode> {
+        if let Some(size) = attr.size {
+            let inode = self.read_inode(ino)?;
+            if inode.is_dir() {
+                return Err(Error::IsADirectory(ino));
+            }
+            if inode.size() != size {
+                self.truncate(ino, size)?;
+            }
+        }
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        if let Some(mode) = attr.mode {
+            inode.raw.mode = (inode.raw.mode & S_IFMT) | (mode & !S_IFMT);
+            self.chmod_acl_in(&mut h, &mut inode)?;
+        }
+        if let Some(uid) = attr.uid {
+            inode.raw.uid_lo = uid as u16;
+            inode.raw.uid_hi = (uid >> 16) as u16;
+        }
+        if let Some(gid) = attr.gid {
+            inode.raw.gid_lo = gid as u16;
+            inode.raw.gid_hi = (gid >> 16) as u16;
+        }
+        if let Some(t) = attr.atime {
+            let (s, x) = t.encode();
+            inode.raw.atime = s;
+            inode.raw.atime_extra = x;
+        }
+        if let Some(t) = attr.mtime {
+            let (s, x) = t.encode();
+            inode.raw.mtime = s;
+            inode.raw.mtime_extra = x;
+        }
+        touch_ctime(&mut inode, attr.ctime.unwrap_or_else(now));
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(inode)
+    }
+
+    /// Replaces the flags of `ino` selected by `mask` with those of
+    /// `flags` (FS_IOC_SETFLAGS), updating ctime. Only [`SETTABLE_FLAGS`]
+    /// can change: anything else in `mask` is [`Error::Unsupported`].
+    pub fn set_flags(&self, ino: u32, flags: u32, mask: u32) -> Result<Inode> {
+        if mask & !SETTABLE_FLAGS != 0 {
+            return Err(Error::Unsupported(format!("inode flags {:#x}", mask & !SETTABLE_FLAGS)));
+        }
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        inode.raw.flags = (inode.raw.flags & !mask) | (flags & mask);
+        touch_ctime(&mut inode, now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(inode)
+    }
+}
+
+/// The inode flags [`Ext4::set_flags`] changes: the ones whose meaning the
+/// daemon enforces (immutable, append-only) or that need nothing of it.
+pub const SETTABLE_FLAGS: u32 = FL_IMMUTABLE | FL_APPEND | FL_NODUMP | FL_NOATIME;
