@@ -70,8 +70,9 @@ fn kernel_fsync(mnt: &Path) -> (Duration, Duration) {
 
 /// `threads` threads create + write, then overwrite, their own files.
 fn ours_scaling(fs: &Ext4, threads: usize) -> Duration {
-    let dirs: Vec<u32> =
-        (0..threads).map(|t| fs.mkdir(ext4::ROOT_INO, format!("t{threads}-{t}").as_bytes(), new_inode(0o40755)).unwrap().ino).collect();
+    let dirs: Vec<u32> = (0..threads)
+        .map(|t| fs.mkdir(ext4::ROOT_INO, format!("t{threads}-{t}").as_bytes(), new_inode(0o40755)).unwrap().ino)
+        .collect();
     let block = vec![0x5au8; 4096];
     let t0 = Instant::now();
     std::thread::scope(|s| {
@@ -145,7 +146,14 @@ fn main() {
     let kernel = if !common::is_root() {
         common::skip("kernel column of the concurrency benchmark", "needs root for a loop mount");
         None
-    } else if !Command::new("mount").arg("-o").arg("loop").arg(&kernel_img).arg(&mnt).status().is_ok_and(|s| s.success()) {
+    } else if !Command::new("mount")
+        .arg("-o")
+        .arg("loop")
+        .arg(&kernel_img)
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         common::skip("kernel column of the concurrency benchmark", "mount -o loop failed");
         None
     } else {
@@ -158,7 +166,9 @@ fn main() {
     println!("\nfsync of a 100-byte append ({APPENDS} rounds, 4 KiB blocks)");
     println!("| | ours | kernel | ours / kernel |");
     println!("| --- | ---: | ---: | ---: |");
-    for (name, o, k) in [("p50", our_fsync.0, kernel.as_ref().map(|k| k.0.0)), ("p99", our_fsync.1, kernel.as_ref().map(|k| k.0.1))] {
+    for (name, o, k) in
+        [("p50", our_fsync.0, kernel.as_ref().map(|k| k.0.0)), ("p99", our_fsync.1, kernel.as_ref().map(|k| k.0.1))]
+    {
         match k {
             Some(k) => println!("| {name} | {} | {} | {:.2}x |", ms(o), ms(k), o.as_secs_f64() / k.as_secs_f64()),
             None => println!("| {name} | {} | skipped | |", ms(o)),

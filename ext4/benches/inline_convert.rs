@@ -83,8 +83,18 @@ fn main() {
     let (c50, c99) = percentiles(conv);
     println!("{FILES} inline files (40..120 bytes), 4 KiB blocks, 256-byte inodes");
     println!("{:<44} {:>10} {:>10}", "", "p50", "p99");
-    println!("{:<44} {:>8.1}us {:>8.1}us", "ours: write past inline capacity", p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
-    println!("{:<44} {:>8.1}us {:>8.1}us", "ours: convert_inline alone", c50.as_secs_f64() * 1e6, c99.as_secs_f64() * 1e6);
+    println!(
+        "{:<44} {:>8.1}us {:>8.1}us",
+        "ours: write past inline capacity",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+    println!(
+        "{:<44} {:>8.1}us {:>8.1}us",
+        "ours: convert_inline alone",
+        c50.as_secs_f64() * 1e6,
+        c99.as_secs_f64() * 1e6
+    );
     println!("ours: {per_conversion:.2} journal transactions per conversion");
 
     if !common::is_root() {
@@ -110,8 +120,17 @@ fn main() {
     let tx_after = jbd2_transactions();
     run(Command::new("umount").arg(&mnt));
     let (k50, k99) = percentiles(kernel);
-    println!("{:<44} {:>8.1}us {:>8.1}us", "kernel: write past inline capacity", k50.as_secs_f64() * 1e6, k99.as_secs_f64() * 1e6);
-    println!("ratio ours/kernel: p50 {:.2}x, p99 {:.2}x", p50.as_secs_f64() / k50.as_secs_f64(), p99.as_secs_f64() / k99.as_secs_f64());
+    println!(
+        "{:<44} {:>8.1}us {:>8.1}us",
+        "kernel: write past inline capacity",
+        k50.as_secs_f64() * 1e6,
+        k99.as_secs_f64() * 1e6
+    );
+    println!(
+        "ratio ours/kernel: p50 {:.2}x, p99 {:.2}x",
+        p50.as_secs_f64() / k50.as_secs_f64(),
+        p99.as_secs_f64() / k99.as_secs_f64()
+    );
     if let (Some(x), Some(y)) = (tx_before, tx_after) {
         println!("kernel: {} jbd2 transactions for {FILES} conversions (batched by its commit timer)", y - x);
     }

@@ -94,7 +94,13 @@ fn kernel_available(scratch: &Scratch, image: &Path) -> Option<std::path::PathBu
     }
     let mnt = scratch.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    let ok = Command::new("mount").args(["-o", "loop,ro,noload"]).arg(image).arg(&mnt).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("mount")
+        .args(["-o", "loop,ro,noload"])
+        .arg(image)
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         common::skip("kernel row", "mount -o loop failed (no loop devices?)");
         return None;
@@ -140,7 +146,9 @@ fn main() {
     println!("{:<28} {:>12} {:>18}", "reader", "time", "ratio vs ours");
     for (name, d) in rows {
         match d {
-            Some(d) => println!("{name:<28} {:>10.1}ms {:>17.2}x", d.as_secs_f64() * 1e3, d.as_secs_f64() / ours.as_secs_f64()),
+            Some(d) => {
+                println!("{name:<28} {:>10.1}ms {:>17.2}x", d.as_secs_f64() * 1e3, d.as_secs_f64() / ours.as_secs_f64())
+            }
             None => println!("{name:<28} {:>12} {:>18}", "skipped", "-"),
         }
     }

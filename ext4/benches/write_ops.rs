@@ -10,8 +10,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::tools::{mkfs, run};
 use common::Scratch;
+use common::tools::{mkfs, run};
 use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions};
 use std::path::Path;
@@ -35,7 +35,13 @@ fn ours(image: &Path) -> Vec<(&'static str, Duration)> {
     let block = vec![0x5au8; 4096];
     let t = Instant::now();
     for i in 0..FILES {
-        let f = fs.create(dir, format!("f{i:05}").as_bytes(), NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None }).unwrap();
+        let f = fs
+            .create(
+                dir,
+                format!("f{i:05}").as_bytes(),
+                NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None },
+            )
+            .unwrap();
         fs.write(f.ino, 0, &block).unwrap();
     }
     fs.sync().unwrap();
@@ -66,7 +72,8 @@ fn kernel(scratch: &Scratch, image: &Path) -> Option<Vec<Duration>> {
     }
     let mnt = scratch.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    if !Command::new("mount").arg("-o").arg("loop").arg(image).arg(&mnt).status().map(|s| s.success()).unwrap_or(false) {
+    if !Command::new("mount").arg("-o").arg("loop").arg(image).arg(&mnt).status().map(|s| s.success()).unwrap_or(false)
+    {
         common::skip("kernel column of write_ops", "mount -o loop failed");
         return None;
     }

@@ -15,10 +15,10 @@ pub mod fs;
 pub mod io;
 pub mod journal;
 
+pub use disk::extent::FileExtent;
 pub use disk::inode::{FileType, Inode, ROOT_INO, Timestamp};
 pub use error::{Error, Location, Result};
 pub use fs::dir::read::DirEntry;
-pub use disk::extent::FileExtent;
 pub use fs::map::lookup::Mapping;
 pub use fs::xattr::read::Xattr;
 pub use fs::{Ext4, OpenOptions};

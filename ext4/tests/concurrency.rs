@@ -14,7 +14,6 @@ mod common;
 
 use common::Scratch;
 use common::tools::mkfs;
-use testkit::assert_fsck_clean as fsck_clean;
 use ext4::fs::data::fallocate::FallocMode;
 use ext4::fs::dir::namespace::NewInode;
 use ext4::fs::inode::setattr::SetAttr;
@@ -24,6 +23,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
+use testkit::assert_fsck_clean as fsck_clean;
 
 /// Which device access the trap catches.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -140,7 +140,12 @@ fn wait_trapped<T>(entered: &Receiver<()>, paused: &std::thread::ScopedJoinHandl
 
 /// Runs `racer` on its own thread until it finishes or waits for an inode
 /// lock, then lets the paused thread go (`go`) and joins both.
-fn race<T: Send>(fs: &Ext4, go: Sender<()>, paused: std::thread::ScopedJoinHandle<'_, T>, racer: impl FnOnce() + Send) -> T {
+fn race<T: Send>(
+    fs: &Ext4,
+    go: Sender<()>,
+    paused: std::thread::ScopedJoinHandle<'_, T>,
+    racer: impl FnOnce() + Send,
+) -> T {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -314,7 +314,12 @@ impl World {
             let m = file.model.lock().unwrap();
             if buf != m.content {
                 let at = buf.iter().zip(&m.content).position(|(a, b)| a != b);
-                panic!("inode {}: contents differ from the model (len {} vs {}, first difference {at:?})", file.ino, buf.len(), m.content.len());
+                panic!(
+                    "inode {}: contents differ from the model (len {} vs {}, first difference {at:?})",
+                    file.ino,
+                    buf.len(),
+                    m.content.len()
+                );
             }
         }
     }

@@ -57,7 +57,9 @@ type Shape = (String, u32, u64, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
 fn shape(s: &State) -> Vec<Shape> {
     s.iter()
         .map(|(p, n)| match n {
-            Node::File { ino, data, xattrs } => (p.clone(), *ino, data.len() as u64, vec![], xattrs.clone().into_iter().collect()),
+            Node::File { ino, data, xattrs } => {
+                (p.clone(), *ino, data.len() as u64, vec![], xattrs.clone().into_iter().collect())
+            }
             Node::Dir => (p.clone(), 0, 0, vec![], vec![]),
             Node::Symlink(t) => (p.clone(), 1, 0, t.clone(), vec![]),
         })
@@ -95,7 +97,13 @@ fn read_state(fs: &Ext4) -> State {
                 Some(FileType::Regular) => {
                     let mut data = vec![0u8; inode.size() as usize];
                     assert_eq!(fs.read(&inode, 0, &mut data).unwrap(), data.len(), "{p}");
-                    let xattrs = fs.list_xattrs(&inode).unwrap().into_iter().filter(|x| x.name.starts_with(b"user.")).map(|x| (x.name, x.value)).collect();
+                    let xattrs = fs
+                        .list_xattrs(&inode)
+                        .unwrap()
+                        .into_iter()
+                        .filter(|x| x.name.starts_with(b"user."))
+                        .map(|x| (x.name, x.value))
+                        .collect();
                     Node::File { ino: e.ino, data: Arc::new(data), xattrs }
                 }
                 other => panic!("{p}: unexpected type {other:?}"),
@@ -135,9 +143,14 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
     // Inodes held open (as a FUSE client would) when their last name went.
     let mut held: Vec<u32> = Vec::new();
     for op in 1..=OPS {
-        let dirs: Vec<String> = std::iter::once(String::new()).chain(state.iter().filter(|(_, n)| matches!(n, Node::Dir)).map(|(p, _)| p.clone())).filter(|p| p != "/lost+found").collect();
-        let files: Vec<String> = state.iter().filter(|(_, n)| matches!(n, Node::File { .. })).map(|(p, _)| p.clone()).collect();
-        let links: Vec<String> = state.iter().filter(|(_, n)| !matches!(n, Node::Dir)).map(|(p, _)| p.clone()).collect();
+        let dirs: Vec<String> = std::iter::once(String::new())
+            .chain(state.iter().filter(|(_, n)| matches!(n, Node::Dir)).map(|(p, _)| p.clone()))
+            .filter(|p| p != "/lost+found")
+            .collect();
+        let files: Vec<String> =
+            state.iter().filter(|(_, n)| matches!(n, Node::File { .. })).map(|(p, _)| p.clone()).collect();
+        let links: Vec<String> =
+            state.iter().filter(|(_, n)| !matches!(n, Node::Dir)).map(|(p, _)| p.clone()).collect();
         let pick = |rng: &mut Rng, v: &[String]| v[rng.below(v.len() as u64) as usize].clone();
         let kind = rng.below(100);
         next_name += 1;
@@ -179,13 +192,21 @@ fn run_workload(fs: &Ext4, rec: &RecordingDevice, seed: u64) -> Workload {
             state.insert(p, Node::Dir);
         } else if kind < 76 {
             let src = pick(&mut rng, &links);
-            let dst = if rng.chance(40) { pick(&mut rng, &links) } else { format!("{}/r{next_name}", pick(&mut rng, &dirs)) };
+            let dst =
+                if rng.chance(40) { pick(&mut rng, &links) } else { format!("{}/r{next_name}", pick(&mut rng, &dirs)) };
             if dst != src {
                 if state.contains_key(&dst) && rng.chance(50) {
                     fs.open_inode(inos[&dst]);
                     held.push(inos[&dst]);
                 }
-                fs.rename(inos[parent_of(&src)], name_of(&src), inos[parent_of(&dst)], name_of(&dst), Default::default()).unwrap();
+                fs.rename(
+                    inos[parent_of(&src)],
+                    name_of(&src),
+                    inos[parent_of(&dst)],
+                    name_of(&dst),
+                    Default::default(),
+                )
+                .unwrap();
                 let node = state.remove(&src).unwrap();
                 let ino = inos.remove(&src).unwrap();
                 state.insert(dst.clone(), node);
@@ -268,7 +289,9 @@ fn check(got: &State, cands: &[State], bs: usize, what: &str) {
         for (i, b) in data.iter().enumerate() {
             // A shrinking truncate zeroes the tail of the new last block in
             // place, before its commit.
-            let ok = versions.iter().any(|d| d.get(i) == Some(b) || *b == 0 && d.len() <= i && i < d.len().next_multiple_of(bs));
+            let ok = versions
+                .iter()
+                .any(|d| d.get(i) == Some(b) || *b == 0 && d.len() <= i && i < d.len().next_multiple_of(bs));
             assert!(ok, "{what}: {p} byte {i} = {b:#x} is in no state since the last commit");
         }
     }
@@ -281,18 +304,26 @@ fn fsck_fix(img: &Path, what: &str) {
 
 /// Compares e2fsck's recovered image with our recovered tree, file by file.
 fn compare_dumps(img: &Path, got: &State, dir: &Path, what: &str) {
-    let files: Vec<(&String, &Arc<Vec<u8>>)> = got.iter().filter_map(|(p, n)| match n {
-        Node::File { data, .. } => Some((p, data)),
-        _ => None,
-    }).collect();
-    let cmds: String = files.iter().enumerate().map(|(i, (p, _))| format!("dump {p} {}\n", dir.join(i.to_string()).display())).collect();
+    let files: Vec<(&String, &Arc<Vec<u8>>)> = got
+        .iter()
+        .filter_map(|(p, n)| match n {
+            Node::File { data, .. } => Some((p, data)),
+            _ => None,
+        })
+        .collect();
+    let cmds: String = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| format!("dump {p} {}\n", dir.join(i.to_string()).display()))
+        .collect();
     let cmdfile = dir.join("cmds");
     std::fs::write(&cmdfile, cmds).unwrap();
     let out = Command::new("debugfs").arg("-f").arg(&cmdfile).arg(img).output().unwrap();
     assert!(out.status.success(), "{what}: debugfs");
     for (i, (p, data)) in files.iter().enumerate() {
         let f = dir.join(i.to_string());
-        let dumped = std::fs::read(&f).unwrap_or_else(|_| panic!("{what}: debugfs could not dump {p}: {}", String::from_utf8_lossy(&out.stderr)));
+        let dumped = std::fs::read(&f)
+            .unwrap_or_else(|_| panic!("{what}: debugfs could not dump {p}: {}", String::from_utf8_lossy(&out.stderr)));
         assert!(dumped == ***data, "{what}: {p} differs between e2fsck's recovery and ours");
         std::fs::remove_file(f).unwrap();
     }
@@ -312,10 +343,15 @@ fn crash_workload(tag: &str, size: &str, args: &[&str], seed: u64) {
     assert!(w.commits.len() > 20, "enough commits: {}", w.commits.len());
     // The recorder still holds the image (and its lock): read through an unlocked file.
     let plain = Arc::new(FileDevice::from_file(std::fs::File::open(&img).unwrap()).unwrap());
-    let unit = Ext4::open_device(plain, &OpenOptions { read_only: true, ..Default::default() }).unwrap().block_size() as u64;
+    let unit =
+        Ext4::open_device(plain, &OpenOptions { read_only: true, ..Default::default() }).unwrap().block_size() as u64;
     let mut points: Vec<CrashPoint> = (0..=flushes).map(CrashPoint::AfterFlush).collect();
     for seed in 0..2 {
-        points.extend((0..flushes).filter(|n| rec.writes_after_flush(*n) > 1).map(|n| CrashPoint::Torn { after_flush: n, unit, seed: (n * 2 + seed) as u64 }));
+        points.extend((0..flushes).filter(|n| rec.writes_after_flush(*n) > 1).map(|n| CrashPoint::Torn {
+            after_flush: n,
+            unit,
+            seed: (n * 2 + seed) as u64,
+        }));
     }
     eprintln!("{tag}: {} commits, {flushes} flushes, {} crash points", w.commits.len(), points.len());
     let dumps = scratch.join("dumps");
@@ -330,7 +366,8 @@ fn crash_workload(tag: &str, size: &str, args: &[&str], seed: u64) {
         let crashed = rec.image_at(&base, *point);
         let dev = Arc::new(MemDevice::new(crashed.clone()));
         let got = {
-            let fs = Ext4::open_device(dev.clone(), &OpenOptions::default()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+            let fs =
+                Ext4::open_device(dev.clone(), &OpenOptions::default()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
             let got = read_state(&fs);
             fs.close().unwrap();
             got

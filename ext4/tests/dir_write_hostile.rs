@@ -49,7 +49,9 @@ fn flip_and_mutate(base: &[u8], bs: usize, blocks: &[u64], stride: usize, dir: u
             let mut img = base.to_vec();
             img[start + off] ^= 0x5a;
             let dev = Arc::new(MemDevice::new(img));
-            let Ok(fs) = Ext4::open_device(dev, &OpenOptions { read_only: false, cache_bytes: 1 << 20, ..Default::default() }) else {
+            let Ok(fs) =
+                Ext4::open_device(dev, &OpenOptions { read_only: false, cache_bytes: 1 << 20, ..Default::default() })
+            else {
                 continue;
             };
             let results = mutate_all(&fs, dir, existing);

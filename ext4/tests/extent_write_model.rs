@@ -19,7 +19,6 @@ use ext4::fs::map::store::{MapChange, MapContext, MapStore};
 use ext4::{Error, Location, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-
 /// Metadata blocks in a hash map, a bump allocator, and strict checks:
 /// reading, writing or freeing a block that is not allocated panics.
 struct MemStore {

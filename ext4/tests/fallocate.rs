@@ -63,7 +63,8 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, block_maps: boo
     let mut unsupported = 0;
     {
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
-        let inos: Vec<u32> = names.iter().map(|n| fs.resolve_path(format!("/{n}").as_bytes(), false).unwrap()).collect();
+        let inos: Vec<u32> =
+            names.iter().map(|n| fs.resolve_path(format!("/{n}").as_bytes(), false).unwrap()).collect();
         for step in 0..ops {
             let f = rng.below(names.len() as u64) as usize;
             let model = &mut models[f];
@@ -179,7 +180,10 @@ fn keep_size_leaves_uninit_extents_and_size() {
     assert!(ex.contains("Uninit"), "no unwritten extent after KEEP_SIZE:\n{ex}");
     assert!(ex.contains("256 - 319") && ex.contains("64 Uninit"), "the preallocated range is not listed:\n{ex}");
     let ex = extents(&img, "g");
-    assert!(!ex.contains("Uninit") && ex.contains("0 - 0") && ex.contains("2 - 2"), "the punched hole is not visible:\n{ex}");
+    assert!(
+        !ex.contains("Uninit") && ex.contains("0 - 0") && ex.contains("2 - 2"),
+        "the punched hole is not visible:\n{ex}"
+    );
 }
 
 #[test]

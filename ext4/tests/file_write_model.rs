@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::tools::mkfs;
 use common::rng::Rng;
+use common::tools::mkfs;
 use common::{Scratch, tree};
 use ext4::{Ext4, OpenOptions};
-
 
 fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: bool) {
     let scratch = Scratch::new(tag);
@@ -26,7 +25,8 @@ fn run_sequence(tag: &str, args: &[&str], seed: u64, ops: usize, inline_files: b
     let mut rng = Rng(seed);
     {
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
-        let inos: Vec<u32> = names.iter().map(|n| fs.resolve_path(format!("/{n}").as_bytes(), false).unwrap()).collect();
+        let inos: Vec<u32> =
+            names.iter().map(|n| fs.resolve_path(format!("/{n}").as_bytes(), false).unwrap()).collect();
         for step in 0..ops {
             let f = rng.below(names.len() as u64) as usize;
             let model = &mut models[f];

@@ -56,7 +56,8 @@ fn a_copy_taken_under_a_kernel_mount_reports_the_kernels_counts() {
     let copy = scratch.join("copy.img");
     mkfs(&img, "64M", None, &["-t", "ext4", "-b", "4096"]);
     {
-        let Some(m) = Mount::or_skip(&img, &scratch.join("m"), "", "free counts of an image copied while mounted") else {
+        let Some(m) = Mount::or_skip(&img, &scratch.join("m"), "", "free counts of an image copied while mounted")
+        else {
             return;
         };
         for i in 0..FILES {
@@ -82,7 +83,11 @@ fn a_copy_taken_under_a_kernel_mount_reports_the_kernels_counts() {
         })
         .unwrap();
         listed = names;
-        assert!(st.inodes - st.free_inodes >= FILES as u64 + 11, "statfs: {} inodes used with {listed} names listed", st.inodes - st.free_inodes);
+        assert!(
+            st.inodes - st.free_inodes >= FILES as u64 + 11,
+            "statfs: {} inodes used with {listed} names listed",
+            st.inodes - st.free_inodes
+        );
         assert_ne!((st.free_blocks, st.free_inodes), stale, "the superblock's totals were stale to begin with");
         ours_before = st;
         create_file(&fs, b"after", &tree::pattern(10, 100_000));

@@ -17,11 +17,11 @@ use common::{Scratch, tree};
 use ext4::io::{BlockDevice, MemDevice};
 use ext4::{Ext4, OpenOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::cell::Cell;
 
 /// Records the largest single allocation, to show no allocation is sized by
 /// an unchecked on-disk number.
@@ -162,8 +162,11 @@ impl BlockDevice for Damaged {
 
 /// Walks the whole tree; also resolves every path by name, as FUSE lookups would.
 fn walk(image: Damaged) -> Result<Snapshot, String> {
-    let fs = Ext4::open_device(Arc::new(image), &OpenOptions { read_only: true, cache_bytes: 1 << 20, ..OpenOptions::default() })
-        .map_err(|e| e.to_string())?;
+    let fs = Ext4::open_device(
+        Arc::new(image),
+        &OpenOptions { read_only: true, cache_bytes: 1 << 20, ..OpenOptions::default() },
+    )
+    .map_err(|e| e.to_string())?;
     let mut snap = Snapshot::new();
     let mut todo = vec![(Vec::new(), ext4::ROOT_INO)];
     while let Some((path, ino)) = todo.pop() {
@@ -231,7 +234,11 @@ fn fixture(tag: &str, args: &[&str]) -> Fixture {
     let image = Arc::new(fs::read(&img_path).unwrap());
 
     // Metadata blocks: every in-use block that is not regular-file data.
-    let fs = Ext4::open_device(Arc::new(MemDevice::new(image.to_vec())), &OpenOptions { read_only: true, ..Default::default() }).unwrap();
+    let fs = Ext4::open_device(
+        Arc::new(MemDevice::new(image.to_vec())),
+        &OpenOptions { read_only: true, ..Default::default() },
+    )
+    .unwrap();
     let bs = fs.block_size() as usize;
     let geo = fs.geometry().clone();
     let mut used = BTreeSet::new();
@@ -273,7 +280,11 @@ fn check(pristine: &Snapshot, image: Damaged, strict: bool, what: &str) {
     if strict {
         for (path, r) in &snap {
             if let Ok(seen) = r {
-                assert_eq!(Some(&Ok(seen.clone())), pristine.get(path), "{what}: wrong data at {path:?} read without error");
+                assert_eq!(
+                    Some(&Ok(seen.clone())),
+                    pristine.get(path),
+                    "{what}: wrong data at {path:?} read without error"
+                );
             }
         }
     }
@@ -288,7 +299,13 @@ fn flip_every_byte(tag: &str, args: &[&str], strict: bool) {
         let start = blk as usize * fx.block_size;
         // Block 0 of a 1 KiB file system is the boot block; only the
         // superblock in its second KiB matters for larger blocks.
-        let range = if blk == 0 && fx.block_size > 1024 { 1024..2048 } else if blk == 0 { continue } else { 0..fx.block_size };
+        let range = if blk == 0 && fx.block_size > 1024 {
+            1024..2048
+        } else if blk == 0 {
+            continue;
+        } else {
+            0..fx.block_size
+        };
         offsets.extend(range.map(|i| (blk, start + i)));
     }
     let flips = offsets.len();
@@ -315,7 +332,12 @@ fn truncate_everywhere(tag: &str, args: &[&str]) {
     let mut cuts: Vec<usize> = (0..len).step_by(fx.block_size).collect();
     cuts.extend([1, 1023, 1025, 2047, len - 1]);
     for cut in cuts {
-        check(&pristine, Damaged { base: fx.image.clone(), len: cut, flip: None }, true, &format!("{tag}: truncated to {cut}"));
+        check(
+            &pristine,
+            Damaged { base: fx.image.clone(), len: cut, flip: None },
+            true,
+            &format!("{tag}: truncated to {cut}"),
+        );
     }
 }
 

@@ -54,7 +54,11 @@ fn inline_files_convert_cleanly_in_one_transaction() {
         let stat = debugfs(&img, &format!("stat /f{n}"));
         assert!(stat.contains("Size of inline data"), "f{n} is not inline to start with:\n{stat}");
     }
-    let dev = Arc::new(Watching { inner: FileDevice::open(&img, false).unwrap(), fs: OnceLock::new(), writes: Mutex::new(Vec::new()) });
+    let dev = Arc::new(Watching {
+        inner: FileDevice::open(&img, false).unwrap(),
+        fs: OnceLock::new(),
+        writes: Mutex::new(Vec::new()),
+    });
     {
         let fs = Arc::new(Ext4::open_device(dev.clone(), &OpenOptions::default()).unwrap());
         dev.fs.set(Arc::downgrade(&fs)).unwrap();

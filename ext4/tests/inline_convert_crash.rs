@@ -81,7 +81,11 @@ fn conversion_survives_a_crash_at_every_point() {
         assert!(!text.contains("bitmap differences"), "{point:?}: e2fsck -fy repaired bitmaps:\n{text}");
         let dumped = scratch.join(format!("dump-{i}"));
         run(Command::new("debugfs").arg("-R").arg(format!("dump /f {}", dumped.display())).arg(&theirs));
-        assert_eq!(&std::fs::read(&dumped).unwrap()[..SIZE], want.as_slice(), "{point:?}: data after e2fsck's recovery");
+        assert_eq!(
+            &std::fs::read(&dumped).unwrap()[..SIZE],
+            want.as_slice(),
+            "{point:?}: data after e2fsck's recovery"
+        );
         let stat = debugfs(&theirs, "stat /f");
         seen.insert(if stat.contains("Size of inline data") { "inline" } else { "converted" });
         for p in [ours, theirs, dumped] {

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use common::Scratch;
+use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use ext4::{Ext4, OpenOptions, Timestamp};
 
 fn check(tag: &str, args: &[&str]) {

@@ -21,7 +21,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-
 /// A file system and mount configuration to test.
 struct Case {
     name: &'static str,

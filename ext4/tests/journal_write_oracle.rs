@@ -67,7 +67,6 @@ const CASES: &[Case] = &[
 const MTIME_A: u32 = 1_111_111_111;
 const MTIME_C: u32 = 1_222_222_222;
 
-
 /// What the transactions changed, for checking the replays.
 struct Changes {
     ino_a: u32,

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::tools::{assert_fsck_clean, mkfs, run};
 use common::rng::Rng;
+use common::tools::{assert_fsck_clean, mkfs, run};
 use common::{Scratch, tree};
 use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::fs::inode::setattr::SetAttr;
@@ -18,7 +18,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
 
 /// Every path of the model (relative), with whether it is a directory.
 fn model_paths(root: &Path) -> Vec<(PathBuf, bool)> {
@@ -52,8 +51,13 @@ fn parent_and_name(fs: &Ext4, rel: &Path) -> (u32, Vec<u8>) {
 /// Returns which kind ran (0..KINDS), or None when its precondition was unmet.
 fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
     let paths = model_paths(model);
-    let dirs: Vec<PathBuf> = std::iter::once(PathBuf::new()).chain(paths.iter().filter(|p| p.1).map(|p| p.0.clone())).collect();
-    let files: Vec<PathBuf> = paths.iter().filter(|p| std::fs::symlink_metadata(model.join(&p.0)).unwrap().is_file()).map(|p| p.0.clone()).collect();
+    let dirs: Vec<PathBuf> =
+        std::iter::once(PathBuf::new()).chain(paths.iter().filter(|p| p.1).map(|p| p.0.clone())).collect();
+    let files: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(model.join(&p.0)).unwrap().is_file())
+        .map(|p| p.0.clone())
+        .collect();
     let new_name = |rng: &mut Rng| format!("n{}-{}", n, "x".repeat(pick(rng, 40)));
     let dir = dirs[pick(rng, dirs.len())].clone();
     let owner = NewInode { mode: 0, uid: 0, gid: 0, rdev: 0, umask: None };
@@ -257,7 +261,8 @@ fn compare_with_reader(fs: &Ext4, model: &Path) {
                 true
             })
             .unwrap();
-            let mut want: Vec<Vec<u8>> = std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+            let mut want: Vec<Vec<u8>> =
+                std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
             want.push(b".".to_vec());
             want.push(b"..".to_vec());
             names.sort();
@@ -268,7 +273,8 @@ fn compare_with_reader(fs: &Ext4, model: &Path) {
         } else if !md.is_file() {
             assert_eq!(inode.file_type(), Some(ext4::FileType::Fifo), "{rel:?}");
         } else {
-            let mut got: Vec<(Vec<u8>, Vec<u8>)> = fs.list_xattrs(&inode).unwrap().into_iter().map(|x| (x.name, x.value)).collect();
+            let mut got: Vec<(Vec<u8>, Vec<u8>)> =
+                fs.list_xattrs(&inode).unwrap().into_iter().map(|x| (x.name, x.value)).collect();
             got.sort();
             assert_eq!(got, tree::xattrs(&p), "xattrs of {rel:?}");
             let want = std::fs::read(&p).unwrap();
@@ -295,7 +301,10 @@ fn compare_with_debugfs(img: &Path, model: &Path, scratch: &Scratch) {
             // rdump extracts only files, directories and symlinks.
             continue;
         }
-        let (ma, mb) = (std::fs::symlink_metadata(&a).unwrap(), std::fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("debugfs lacks {rel:?}: {e}")));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&a).unwrap(),
+            std::fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("debugfs lacks {rel:?}: {e}")),
+        );
         assert_eq!(ma.file_type().is_dir(), mb.file_type().is_dir(), "{rel:?}");
         if ma.is_symlink() {
             assert_eq!(std::fs::read_link(&a).unwrap(), std::fs::read_link(&b).unwrap(), "{rel:?}");
@@ -303,7 +312,8 @@ fn compare_with_debugfs(img: &Path, model: &Path, scratch: &Scratch) {
             let (want, got) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
             // debugfs 1.47.0 dumps an inline-data file padded with zeros to
             // its whole inline area; the bytes up to i_size must match.
-            let inline_padding = got.len() > want.len() && got.len() <= 256 && got[want.len()..].iter().all(|&x| x == 0);
+            let inline_padding =
+                got.len() > want.len() && got.len() <= 256 && got[want.len()..].iter().all(|&x| x == 0);
             assert!(got == want || (got.starts_with(&want) && inline_padding), "debugfs data of {rel:?}");
         }
     }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use common::Scratch;
+use common::tools::{assert_fsck_clean, debugfs, mkfs};
 use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::{Error, Ext4, OpenOptions, ROOT_INO};
 use std::path::Path;
@@ -82,7 +82,11 @@ fn creating_until_no_inodes_are_left() {
         let err = loop {
             assert!(i as u64 <= total, "more files created than the image has inodes");
             let (parent, name) = if i % 2 == 0 { (ROOT_INO, format!("r{i}")) } else { (sub, format!("s{i}")) };
-            let r = if i % 5 == 4 { fs.mkdir(parent, name.as_bytes(), DIR) } else { fs.create(parent, name.as_bytes(), FILE) };
+            let r = if i % 5 == 4 {
+                fs.mkdir(parent, name.as_bytes(), DIR)
+            } else {
+                fs.create(parent, name.as_bytes(), FILE)
+            };
             match r {
                 Ok(_) => created.push((parent, name.into_bytes())),
                 Err(e) => break e,

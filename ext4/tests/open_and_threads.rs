@@ -67,7 +67,9 @@ fn many_threads_read_concurrently() {
     let img = scratch.join("fs.img");
     mkfs(&img, "64M", Some(&src), &["-t", "ext4", "-b", "1024"]);
     // A tiny cache forces constant eviction while threads race on it.
-    let fs = Arc::new(Ext4::open(&img, &OpenOptions { read_only: true, cache_bytes: 16 * 1024, ..OpenOptions::default() }).unwrap());
+    let fs = Arc::new(
+        Ext4::open(&img, &OpenOptions { read_only: true, cache_bytes: 16 * 1024, ..OpenOptions::default() }).unwrap(),
+    );
     let handles: Vec<_> = (0..8)
         .map(|t| {
             let fs = fs.clone();

@@ -53,7 +53,8 @@ fn image(scratch: &Scratch, name: &str, args: &[&str]) -> std::path::PathBuf {
 #[test]
 fn close_frees_an_unlinked_open_file() {
     let scratch = Scratch::new("orphan-close");
-    for args in [&["-t", "ext4", "-b", "4096"][..], &["-t", "ext4", "-b", "1024", "-O", "orphan_file,inline_data"][..]] {
+    for args in [&["-t", "ext4", "-b", "4096"][..], &["-t", "ext4", "-b", "1024", "-O", "orphan_file,inline_data"][..]]
+    {
         let img = image(&scratch, "fs.img", args);
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
         let (ino, before) = unlink_open(&fs);
@@ -175,7 +176,10 @@ fn a_crash_leaves_an_orphan_that_every_recovery_frees() {
         std::fs::create_dir_all(&mnt).unwrap();
         let out = Command::new("mount").arg("-o").arg("loop").arg(&kernel).arg(&mnt).output().unwrap();
         if !out.status.success() {
-            common::skip("kernel orphan cleanup", &format!("mount failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            common::skip(
+                "kernel orphan cleanup",
+                &format!("mount failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            );
             continue;
         }
         run(Command::new("umount").arg(&mnt));
@@ -201,7 +205,10 @@ fn a_looping_orphan_chain_is_corruption() {
         fs.close().unwrap();
         (a, b)
     };
-    assert_eq!(Ext4::open(&img, &OpenOptions { read_only: true, ..Default::default() }).unwrap().superblock().last_orphan, b);
+    assert_eq!(
+        Ext4::open(&img, &OpenOptions { read_only: true, ..Default::default() }).unwrap().superblock().last_orphan,
+        b
+    );
     run(Command::new("debugfs").arg("-w").arg("-R").arg(format!("sif <{a}> dtime {b}")).arg(&img));
     let err = Ext4::open(&img, &OpenOptions::default()).unwrap_err();
     assert!(matches!(err, ext4::Error::Corrupt { .. }), "{err}");

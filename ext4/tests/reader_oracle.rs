@@ -20,10 +20,13 @@ use std::path::Path;
 fn snapshot(src: &Path) -> Vec<(std::path::PathBuf, std::fs::Metadata)> {
     let mut paths = vec![src.to_path_buf()];
     tree::walk(src, &mut paths);
-    paths.into_iter().map(|p| {
-        let md = std::fs::symlink_metadata(&p).unwrap();
-        (p, md)
-    }).collect()
+    paths
+        .into_iter()
+        .map(|p| {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            (p, md)
+        })
+        .collect()
 }
 
 fn compare_tree(fs: &Ext4, src: &Path, before: &[(std::path::PathBuf, std::fs::Metadata)]) {
@@ -250,8 +253,13 @@ fn timestamps_with_nanoseconds_and_epochs() {
         ] {
             // debugfs prints "FIELD: 0xSECONDS:EXTRA -- date".
             let line = stat.lines().find(|l| l.trim_start().starts_with(&format!("{field}:"))).unwrap();
-            let hex: Vec<u32> = line.split_whitespace().nth(1).unwrap().split(':')
-                .map(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).unwrap()).collect();
+            let hex: Vec<u32> = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .split(':')
+                .map(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
+                .collect();
             // The on-disk rule: seconds are signed 32 bits plus the epoch bits
             // as bits 32-33; nanoseconds are the extra field's upper 30 bits.
             let secs = hex[0] as i32 as i64 + (((hex[1] & 3) as i64) << 32);

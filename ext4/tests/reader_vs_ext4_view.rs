@@ -55,12 +55,7 @@ fn compare_dir(ours: &Ext4, view: &View, dir: &ViewPath, count: &mut usize, peer
         view_names.push(entry.file_name().as_ref().to_vec());
     }
     view_names.sort();
-    assert_eq!(
-        our_names.keys().cloned().collect::<Vec<_>>(),
-        view_names,
-        "listing of {}",
-        dir.display()
-    );
+    assert_eq!(our_names.keys().cloned().collect::<Vec<_>>(), view_names, "listing of {}", dir.display());
     for name in view_names {
         if name == b"." || name == b".." {
             continue;
@@ -134,7 +129,10 @@ fn check(tag: &str, args: &[&str]) {
             assert!(["/sparse", "/huge_sparse", "/fragmented"].contains(&f.as_str()), "{tag}: ext4-view failed on {f}");
         }
         if !peer_failed.is_empty() {
-            common::skip(&format!("{tag}: ext4-view comparison of {peer_failed:?}"), "ext4-view 1.0 panics on holes in block maps (our reader is checked against the source for these in reader_oracle)");
+            common::skip(
+                &format!("{tag}: ext4-view comparison of {peer_failed:?}"),
+                "ext4-view 1.0 panics on holes in block maps (our reader is checked against the source for these in reader_oracle)",
+            );
         }
     }
 }

@@ -198,7 +198,6 @@ pub(crate) use layout_be;
 #[cfg(test)]
 mod tests {
 
-
     layout! {
         /// Test structure.
         pub struct T (16) {

@@ -126,7 +126,11 @@ impl Timestamp {
             Err(e) => {
                 let d = e.duration();
                 let (secs, nsecs) = (d.as_secs() as i64, d.subsec_nanos());
-                if nsecs == 0 { Timestamp { secs: -secs, nsecs: 0 } } else { Timestamp { secs: -secs - 1, nsecs: 1_000_000_000 - nsecs } }
+                if nsecs == 0 {
+                    Timestamp { secs: -secs, nsecs: 0 }
+                } else {
+                    Timestamp { secs: -secs - 1, nsecs: 1_000_000_000 - nsecs }
+                }
             }
         }
     }

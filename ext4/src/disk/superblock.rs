@@ -208,11 +208,7 @@ impl Superblock {
     /// The seed of all metadata checksums: `s_checksum_seed` with csum_seed,
     /// otherwise crc32c over the UUID.
     pub fn csum_seed(&self) -> u32 {
-        if self.incompat().has(Incompat::CSUM_SEED) {
-            self.checksum_seed
-        } else {
-            crc32c(!0, &self.uuid)
-        }
+        if self.incompat().has(Incompat::CSUM_SEED) { self.checksum_seed } else { crc32c(!0, &self.uuid) }
     }
     /// The volume label, trimmed at the first NUL.
     pub fn label(&self) -> String {

@@ -333,8 +333,9 @@ fn serialize_entries(
         } else {
             end -= pad(size);
             buf[end..end + size].copy_from_slice(&a.value);
-            u16::try_from(end - value_base)
-                .map_err(|_| Error::InvalidArgument(format!("xattr value offset {} beyond 16 bits", end - value_base)))?
+            u16::try_from(end - value_base).map_err(|_| {
+                Error::InvalidArgument(format!("xattr value offset {} beyond 16 bits", end - value_base))
+            })?
         };
         let value_size = u32::try_from(size).map_err(|_| Error::NoSpace)?;
         a.entry.value_offs = offs;

@@ -225,10 +225,19 @@ impl Ext4 {
             return Err(Error::Checksum { what: "group descriptor", location: Location::Group(g) });
         }
         let it = gd.inode_table();
-        let it_blocks = (self.geo.inodes_per_group as u64 * self.geo.inode_size as u64).div_ceil(self.geo.block_size as u64);
+        let it_blocks =
+            (self.geo.inodes_per_group as u64 * self.geo.inode_size as u64).div_ceil(self.geo.block_size as u64);
         let in_range = |b: u64| self.geo.block_in_range(b);
-        if !in_range(gd.block_bitmap()) || !in_range(gd.inode_bitmap()) || !in_range(it) || !in_range(it + it_blocks - 1) {
-            return Err(Error::corrupt("group descriptor", Location::Group(g), "bitmap or inode table outside the file system"));
+        if !in_range(gd.block_bitmap())
+            || !in_range(gd.inode_bitmap())
+            || !in_range(it)
+            || !in_range(it + it_blocks - 1)
+        {
+            return Err(Error::corrupt(
+                "group descriptor",
+                Location::Group(g),
+                "bitmap or inode table outside the file system",
+            ));
         }
         Ok(())
     }

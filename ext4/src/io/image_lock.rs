@@ -55,7 +55,10 @@ pub fn lock(file: &File, path: &Path, write: bool) -> Result<()> {
         match err.raw_os_error() {
             Some(libc::EAGAIN | libc::EACCES) => {}
             Some(libc::ENOLCK | libc::EINVAL | libc::EOPNOTSUPP) => {
-                log::warn!("{}: cannot lock the image ({err}); another process may use it at the same time", path.display());
+                log::warn!(
+                    "{}: cannot lock the image ({err}); another process may use it at the same time",
+                    path.display()
+                );
                 return Ok(());
             }
             _ => return Err(Error::Io { offset: 0, source: err }),
@@ -97,7 +100,10 @@ mod tests {
         let writer = FileDevice::open(&img, false).unwrap();
         let (msg, wanted, held) = refused(FileDevice::open(&img, false));
         assert_eq!((wanted, held), ("write", "write"));
-        assert!(msg.contains(&img.display().to_string()) && msg.contains("another process has it open for writing"), "{msg}");
+        assert!(
+            msg.contains(&img.display().to_string()) && msg.contains("another process has it open for writing"),
+            "{msg}"
+        );
         let (msg, wanted, held) = refused(FileDevice::open(&img, true));
         assert_eq!((wanted, held), ("read", "write"), "{msg}");
         drop(writer);

@@ -58,7 +58,12 @@ pub fn internal_journal_inode(sb: &Superblock) -> Result<u32> {
 /// system resolves them from the journal inode). Does nothing unless the
 /// superblock has `needs_recovery`. Anything the caller loaded from `dev`
 /// before is stale afterwards.
-pub fn recover(dev: &dyn BlockDevice, sb: &Superblock, extents: Vec<FileExtent>, journal_blocks: u64) -> Result<RecoveryReport> {
+pub fn recover(
+    dev: &dyn BlockDevice,
+    sb: &Superblock,
+    extents: Vec<FileExtent>,
+    journal_blocks: u64,
+) -> Result<RecoveryReport> {
     if !sb.incompat().has(Incompat::RECOVER) {
         return Ok(RecoveryReport::default());
     }

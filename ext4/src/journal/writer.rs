@@ -44,8 +44,10 @@
 //! After an I/O error the writer is aborted, as jbd2 aborts a journal: every
 //! later transaction fails rather than risk reusing a log in an unknown state.
 
+use super::log_map::LogMap;
 use super::transaction::LogWriter;
 use crate::disk::checksum::crc32_be;
+use crate::disk::extent::FileExtent;
 use crate::disk::features::Incompat;
 use crate::disk::jbd2::{
     BLOCKTYPE_COMMIT, BLOCKTYPE_SUPERBLOCK_V2, BlockTag, BlockTail, CHECKSUM_TYPE_CRC32, CHECKSUM_TYPE_CRC32C,
@@ -55,8 +57,6 @@ use crate::disk::jbd2::{
 };
 use crate::disk::superblock::{MAGIC as EXT4_MAGIC, STATE_ERROR, SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
-use super::log_map::LogMap;
-use crate::disk::extent::FileExtent;
 use crate::io::BlockDevice;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -3,8 +3,8 @@
 //! reader, `debugfs` and the kernel.
 #![allow(dead_code)]
 
-pub use crate::common::kernel::Mount;
 use crate::common::Scratch;
+pub use crate::common::kernel::Mount;
 use ext4::disk::dir_entry::FT_DIR;
 use ext4::disk::features::Incompat;
 use ext4::disk::inode::{FL_EXTENTS, RawInode, S_IFDIR, S_IFREG};

@@ -4,9 +4,9 @@
 //! and the kernel through a read-only loop mount).
 #![allow(dead_code)]
 
+pub use crate::common::kernel::Mount;
 use crate::common::tools::{assert_fsck_clean, run};
 use crate::common::tree::xattrs;
-pub use crate::common::kernel::Mount;
 use crate::common::{Scratch, is_root, skip};
 use ext4::disk::acl::Acl;
 use ext4::disk::xattr::{XattrEntry, pad, split_name};
@@ -170,8 +170,7 @@ pub fn check_image(scratch: &Scratch, img: &Path, model: &Model) {
     for (path, attrs) in model {
         assert_eq!(&our_attrs(&fs, path), attrs, "{path}: our reader");
         let listed = debugfs_ea_list(img, path);
-        let want: BTreeMap<Vec<u8>, usize> =
-            attrs.iter().map(|(n, v)| (n.clone(), stored_value(n, v).len())).collect();
+        let want: BTreeMap<Vec<u8>, usize> = attrs.iter().map(|(n, v)| (n.clone(), stored_value(n, v).len())).collect();
         assert_eq!(listed, want, "{path}: debugfs ea_list");
         for (n, v) in attrs {
             let out = scratch.join(format!("ea{}", expect.len()));
@@ -189,7 +188,6 @@ pub fn check_image(scratch: &Scratch, img: &Path, model: &Model) {
         std::fs::remove_file(out).unwrap();
     }
 }
-
 
 /// Mounts the image read-only and checks that the kernel lists and reads
 /// exactly the model's attributes (llistxattr/lgetxattr, what getfattr

@@ -17,11 +17,11 @@
 //!   page size (a page would span blocks of different owners), encrypted
 //!   and verity files.
 
+use crate::disk::inode::{FL_ENCRYPT, FL_INLINE_DATA, FL_VERITY};
+use crate::error::{Error, Result};
 use crate::fs::Ext4;
 use crate::fs::inode::lock::LockMode;
 use crate::fs::map::lookup::Mapping;
-use crate::disk::inode::{FL_ENCRYPT, FL_INLINE_DATA, FL_VERITY};
-use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -93,12 +93,16 @@ impl Ext4 {
     pub fn map_for_dax(&self, ino: u32, offset: u64, len: u64, writable: bool) -> Result<DaxMapping> {
         let bs = self.block_size() as u64;
         if bs < PAGE_SIZE {
-            return Err(Error::Unsupported(format!("DAX needs blocks of at least {PAGE_SIZE} bytes, this image has {bs}")));
+            return Err(Error::Unsupported(format!(
+                "DAX needs blocks of at least {PAGE_SIZE} bytes, this image has {bs}"
+            )));
         }
         if offset % PAGE_SIZE != 0 || len == 0 {
             return Err(Error::InvalidArgument(format!("DAX range {offset}+{len} is not page aligned")));
         }
-        let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or_else(|| Error::InvalidArgument("DAX length overflows".into()))?;
+        let len = len
+            .checked_next_multiple_of(PAGE_SIZE)
+            .ok_or_else(|| Error::InvalidArgument("DAX length overflows".into()))?;
         let end = offset.checked_add(len).ok_or_else(|| Error::InvalidArgument("DAX range overflows".into()))?;
         // Exclusive: the conversion, hole filling, resolving and pinning see
         // one version of the mapping, and no read or write runs meanwhile.
@@ -139,7 +143,11 @@ impl Ext4 {
                 }
                 (true, Mapping::Mapped { len: n, .. }) | (true, Mapping::Hole { len: n }) => {
                     if writable {
-                        return Err(Error::corrupt("inode", crate::Location::Inode(ino), "hole left after preparing a writable DAX range"));
+                        return Err(Error::corrupt(
+                            "inode",
+                            crate::Location::Inode(ino),
+                            "hole left after preparing a writable DAX range",
+                        ));
                     }
                     let run = (n.saturating_mul(bs) - pos % bs).min(end - pos);
                     (run, DaxPiece::Zero { file_offset: pos, len: run })
@@ -174,7 +182,8 @@ impl Ext4 {
                     self.device().write_at(&vec![0u8; (n * bs) as usize], pblk * bs)?;
                     let mut h = self.begin()?;
                     let mut inode = self.read_inode_in(&h, ino)?;
-                    if matches!(self.map_block(&inode, lblk)?, Mapping::Mapped { pblk: p, unwritten: true, .. } if p == pblk) {
+                    if matches!(self.map_block(&inode, lblk)?, Mapping::Mapped { pblk: p, unwritten: true, .. } if p == pblk)
+                    {
                         self.mark_written_in(&mut h, &mut inode, lblk, n)?;
                         h.finish();
                     }
@@ -228,7 +237,10 @@ impl Ext4 {
         if overlaps(&self.dax().pins.lock().unwrap_or_else(|e| e.into_inner())).is_empty() {
             Ok(())
         } else {
-            Err(Error::Busy(format!("blocks {first}..{} of inode {ino} are mapped into a guest", first.saturating_add(count))))
+            Err(Error::Busy(format!(
+                "blocks {first}..{} of inode {ino} are mapped into a guest",
+                first.saturating_add(count)
+            )))
         }
     }
 }
@@ -240,7 +252,11 @@ fn push_piece(pieces: &mut Vec<DaxPiece>, piece: DaxPiece) {
             Some(DaxPiece::Image { file_offset: f, image_offset: i, len: l }),
             DaxPiece::Image { file_offset: nf, image_offset: ni, len: nl },
         ) if *f + *l == nf && *i + *l == ni => *l += nl,
-        (Some(DaxPiece::Zero { file_offset: f, len: l }), DaxPiece::Zero { file_offset: nf, len: nl }) if *f + *l == nf => *l += nl,
+        (Some(DaxPiece::Zero { file_offset: f, len: l }), DaxPiece::Zero { file_offset: nf, len: nl })
+            if *f + *l == nf =>
+        {
+            *l += nl
+        }
         _ => pieces.push(piece),
     }
 }

@@ -5,12 +5,12 @@
 //! data has to be written first. Each step is one handle and leaves a
 //! consistent file: a full disk part-way keeps what was done.
 
+use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
+use crate::error::{Error, Result};
 use crate::fs::Ext4;
 use crate::fs::data::write::{now, set_size, touch_ctime, touch_mtime};
 use crate::fs::inode::lock::LockMode;
 use crate::fs::map::lookup::Mapping;
-use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
-use crate::error::{Error, Result};
 
 /// Blocks allocated per handle: bounds one handle's size.
 const MAX_RUN_BLOCKS: u64 = 2048;

@@ -5,14 +5,14 @@
 //! conversion to a block-mapped file by allocate → write → set_blocks when
 //! it no longer fits — or when a DAX mapping needs a real block.
 
-use crate::fs::Ext4;
-use crate::fs::map::extent_tree::init_root;
-use crate::fs::inode::lock::LockMode;
-use crate::fs::data::write::{now, set_size, touch_mtime};
 use crate::disk::features::Incompat;
 use crate::disk::inode::{FL_DAX, FL_EXTENTS, FL_INLINE_DATA, Inode};
-use crate::error::{Error, Result};
 use crate::disk::xattr::INDEX_SYSTEM;
+use crate::error::{Error, Result};
+use crate::fs::Ext4;
+use crate::fs::data::write::{now, set_size, touch_mtime};
+use crate::fs::inode::lock::LockMode;
+use crate::fs::map::extent_tree::init_root;
 use crate::journal::transaction::Handle;
 
 /// Bytes of inline data held by `i_block`.

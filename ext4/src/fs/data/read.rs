@@ -3,12 +3,12 @@
 //! run, bypassing the metadata cache), holes and unwritten extents as
 //! zeros, and inline data clamped to `i_size`.
 
+use crate::disk::inode::{FL_INLINE_DATA, Inode};
+use crate::error::{Error, Location, Result};
 use crate::fs::Ext4;
 use crate::fs::data::io::{DataSink, SliceSink};
 use crate::fs::inode::lock::LockMode;
 use crate::fs::map::lookup::Mapping;
-use crate::disk::inode::{FL_INLINE_DATA, Inode};
-use crate::error::{Error, Location, Result};
 use std::sync::Arc;
 
 impl Ext4 {

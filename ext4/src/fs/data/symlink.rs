@@ -1,10 +1,10 @@
 //! Symbolic link targets: fast symlinks (target in `i_block`), inline-data
 //! symlinks and slow symlinks (target in a data block).
 
-use crate::fs::Ext4;
 use crate::disk::features::RoCompat;
 use crate::disk::inode::{FL_EA_INODE, FL_ENCRYPT, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
 
 /// Capacity of `i_block`; fast symlink targets are shorter than this
 /// (the NUL terminator must fit).

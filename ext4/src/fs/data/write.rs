@@ -3,12 +3,12 @@
 //! metadata points at it, so no stale data can ever be read, and the handle
 //! that maps the blocks is opened only after the data is written.
 
+use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
+use crate::error::{Error, Result};
 use crate::fs::Ext4;
 use crate::fs::data::io::{DataSource, SliceSource};
 use crate::fs::inode::lock::LockMode;
 use crate::fs::map::lookup::Mapping;
-use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
-use crate::error::{Error, Result};
 use crate::journal::transaction::Handle;
 
 /// The current time as an inode timestamp.
@@ -200,7 +200,9 @@ impl Ext4 {
                     let mut h = self.begin()?;
                     let mut inode = self.read_inode_in(&h, ino)?;
                     match self.map_block(&inode, lblk)? {
-                        Mapping::Hole { len } if len >= r.len() => self.set_blocks(&mut h, &mut inode, lblk, r, false)?,
+                        Mapping::Hole { len } if len >= r.len() => {
+                            self.set_blocks(&mut h, &mut inode, lblk, r, false)?
+                        }
                         _ => continue,
                     }
                     (n, h, inode)
@@ -224,7 +226,15 @@ impl Ext4 {
     /// read as zeros. Whole blocks of data go straight from the source; a
     /// block only partly covered is assembled in a one-block buffer.
     /// Returns the data bytes consumed.
-    fn fill_blocks(&self, pblk: u64, lblk: u64, blocks: u64, pos: u64, offset: u64, src: &mut dyn DataSource) -> Result<usize> {
+    fn fill_blocks(
+        &self,
+        pblk: u64,
+        lblk: u64,
+        blocks: u64,
+        pos: u64,
+        offset: u64,
+        src: &mut dyn DataSource,
+    ) -> Result<usize> {
         let bs = self.block_size() as u64;
         let dev = self.device().as_ref();
         let start = lblk * bs;

@@ -21,8 +21,6 @@
 //! New blocks are appended at the end of the directory. Index blocks get
 //! their `dx_tail` checksum and leaves their tail under metadata_csum.
 
-use crate::fs::Ext4;
-use crate::fs::dir::write::{FoundIn, WDir, WLayout, internal};
 use crate::disk::dir_entry::{
     Dirent, MIN_REC_LEN, OwnedRecord, find_record, find_room, insert_record, rec_len_for_name, set_leaf_tail,
     write_packed,
@@ -35,6 +33,8 @@ use crate::disk::dx_hash::{HASH_TEA, HashVersion, dx_hash};
 use crate::disk::features::Compat;
 use crate::disk::inode::{FL_INDEX, Inode};
 use crate::error::{Error, Result};
+use crate::fs::Ext4;
+use crate::fs::dir::write::{FoundIn, WDir, WLayout, internal};
 use crate::journal::transaction::Handle;
 use std::collections::HashSet;
 

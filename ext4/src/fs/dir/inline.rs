@@ -22,9 +22,6 @@
 //! New directories on file systems with inline_data start inline, like
 //! the kernel's: [`Ext4::new_directory`](crate::fs::Ext4::new_directory).
 
-use crate::fs::Ext4;
-use crate::fs::dir::write::{WDir, WLayout};
-use crate::fs::map::extent_tree::init_root;
 use crate::disk::codec::le32;
 use crate::disk::dir_entry::{
     DirRecords, Dirent, FT_DIR, FoundRecord, MIN_REC_LEN, OwnedRecord, delete_record, extend_last_record, find_record,
@@ -34,6 +31,9 @@ use crate::disk::features::Incompat;
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
 use crate::disk::xattr::{INDEX_SYSTEM, parse_ibody};
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
+use crate::fs::dir::write::{WDir, WLayout};
+use crate::fs::map::extent_tree::init_root;
 use crate::journal::transaction::Handle;
 
 /// Size of the parent-inode field at the start of `i_block`.

@@ -2,13 +2,15 @@
 //! mkdir, symlink, link, unlink, rmdir and rename. Each is one handle, so
 //! each is atomic in the journal; link counts follow dir_nlink rules.
 
-use crate::fs::Ext4;
-use crate::fs::map::extent_tree::init_root;
-use crate::fs::data::write::{now, set_size, touch_ctime, touch_mtime};
 use crate::disk::dir_entry::file_type_code;
 use crate::disk::features::{Incompat, RoCompat};
-use crate::disk::inode::{FL_EXTENTS, FileType, GOOD_OLD_INODE_SIZE, Inode, RawInode, S_IFDIR, S_IFLNK, S_IFMT, Timestamp};
+use crate::disk::inode::{
+    FL_EXTENTS, FileType, GOOD_OLD_INODE_SIZE, Inode, RawInode, S_IFDIR, S_IFLNK, S_IFMT, Timestamp,
+};
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
+use crate::fs::data::write::{now, set_size, touch_ctime, touch_mtime};
+use crate::fs::map::extent_tree::init_root;
 use crate::journal::transaction::Handle;
 
 /// Largest link count before dir_nlink makes a directory's count 1 ("many").
@@ -113,7 +115,14 @@ impl Ext4 {
     /// The common start of every creation inside `h`: the parent must be a
     /// live directory without `name`; a new inode is allocated and given a
     /// fresh record. Returns (parent, new inode, creation time).
-    fn start_create(&self, h: &mut Handle<'_>, parent: u32, name: &[u8], attr: &NewInode, is_dir: bool) -> Result<(Inode, Inode, Timestamp)> {
+    fn start_create(
+        &self,
+        h: &mut Handle<'_>,
+        parent: u32,
+        name: &[u8],
+        attr: &NewInode,
+        is_dir: bool,
+    ) -> Result<(Inode, Inode, Timestamp)> {
         let dir = self.parent_dir_in(h, parent)?;
         if self.find_entry_in(h, &dir, name)?.is_some() {
             return Err(Error::Exists);
@@ -144,7 +153,9 @@ impl Ext4 {
     pub fn create(&self, parent: u32, name: &[u8], attr: NewInode) -> Result<Inode> {
         match FileType::from_mode(attr.mode) {
             Some(FileType::Directory) => return self.mkdir(parent, name, attr),
-            Some(FileType::Symlink) | None => return Err(Error::InvalidArgument(format!("create with mode {:o}", attr.mode))),
+            Some(FileType::Symlink) | None => {
+                return Err(Error::InvalidArgument(format!("create with mode {:o}", attr.mode)));
+            }
             _ => {}
         }
         let mut h = self.begin()?;
@@ -319,8 +330,16 @@ impl Ext4 {
     /// itself, inside `h`.
     pub fn free_inode_in(&self, h: &mut Handle<'_>, inode: &mut Inode, t: Timestamp) -> Result<()> {
         let was_dir = inode.is_dir();
-        let fast_symlink = inode.is_symlink() && !inode.has_flag(FL_EXTENTS) && inode.size() < 60 && inode.blocks_512(false, self.block_size()) == 0;
-        if !fast_symlink && !matches!(inode.file_type(), Some(FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket)) {
+        let fast_symlink = inode.is_symlink()
+            && !inode.has_flag(FL_EXTENTS)
+            && inode.size() < 60
+            && inode.blocks_512(false, self.block_size()) == 0;
+        if !fast_symlink
+            && !matches!(
+                inode.file_type(),
+                Some(FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket)
+            )
+        {
             self.unmap_blocks_in(h, inode, 0, u64::MAX)?;
         }
         self.release_xattr_block(h, inode)?;
@@ -335,7 +354,14 @@ impl Ext4 {
     /// Renames `old_name` in `old_parent` to `new_name` in `new_parent`,
     /// replacing a compatible target (a file over a file, an empty
     /// directory over a directory), or failing per `flags`.
-    pub fn rename(&self, old_parent: u32, old_name: &[u8], new_parent: u32, new_name: &[u8], flags: RenameFlags) -> Result<()> {
+    pub fn rename(
+        &self,
+        old_parent: u32,
+        old_name: &[u8],
+        new_parent: u32,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
         if flags.noreplace && flags.exchange {
             return Err(Error::InvalidArgument("RENAME_NOREPLACE with RENAME_EXCHANGE".into()));
         }
@@ -463,8 +489,20 @@ impl Ext4 {
 fn adjust_links(dir: &mut Inode, delta: i32) {
     let n = dir.raw.links_count;
     dir.raw.links_count = match delta {
-        d if d > 0 => if n == 1 || n >= LINK_MAX - 1 { 1 } else { n + 1 },
-        d if d < 0 => if n <= 2 { n.clamp(1, 2) } else { n - 1 },
+        d if d > 0 => {
+            if n == 1 || n >= LINK_MAX - 1 {
+                1
+            } else {
+                n + 1
+            }
+        }
+        d if d < 0 => {
+            if n <= 2 {
+                n.clamp(1, 2)
+            } else {
+                n - 1
+            }
+        }
         _ => n,
     };
 }

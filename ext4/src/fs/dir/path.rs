@@ -1,8 +1,8 @@
 //! Path resolution from the root directory.
 
-use crate::fs::Ext4;
 use crate::disk::inode::ROOT_INO;
 use crate::error::{Error, Result};
+use crate::fs::Ext4;
 
 /// Most symbolic links followed in one resolution, as Linux's MAXSYMLINKS.
 const MAX_SYMLINKS: u32 = 40;

@@ -12,7 +12,6 @@
 //! - lookups in casefolded or encrypted directories are unsupported, as
 //!   is reading encrypted directories; casefolded ones are read linearly.
 
-use crate::fs::Ext4;
 use crate::disk::dir_entry::{
     DirFormat, DirRecords, DirTail, Dirent, FT_DIR, FT_UNKNOWN, MIN_REC_LEN, NAME_LEN, dir_csum_seed, leaf_checksum,
 };
@@ -21,6 +20,7 @@ use crate::disk::dx_hash::{DxHash, HashVersion, dx_hash};
 use crate::disk::features::{Compat, Incompat};
 use crate::disk::inode::{FL_CASEFOLD, FL_ENCRYPT, FL_INDEX, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
 use crate::fs::map::lookup::Mapping;
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -25,7 +25,6 @@
 //! changes to one directory can be made in one handle. Casefolded and
 //! encrypted directories are refused.
 
-use crate::fs::Ext4;
 use crate::disk::dir_entry::{
     DirFormat, DirRecords, DirTail, Dirent, FT_DIR, FT_MAX, FT_UNKNOWN, FoundRecord, MIN_REC_LEN, NAME_LEN,
     delete_record, dir_csum_seed, find_record, find_room, init_empty_region, insert_record, leaf_checksum,
@@ -35,8 +34,9 @@ use crate::disk::dx::{BLOCK_MASK, DxFormat};
 use crate::disk::features::{Compat, Incompat};
 use crate::disk::inode::{FL_CASEFOLD, FL_ENCRYPT, FL_INDEX, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
-use crate::fs::dir::read::DirEntry;
+use crate::fs::Ext4;
 use crate::fs::dir::inline::inline_parent;
+use crate::fs::dir::read::DirEntry;
 use crate::fs::map::lookup::Mapping;
 use crate::journal::transaction::Handle;
 

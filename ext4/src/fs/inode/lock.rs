@@ -155,7 +155,9 @@ impl InodeLocks {
     pub fn waiters(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| Self::states(s).values().map(|st| (st.waiting_readers + st.waiting_writers) as usize).sum::<usize>())
+            .map(|s| {
+                Self::states(s).values().map(|st| (st.waiting_readers + st.waiting_writers) as usize).sum::<usize>()
+            })
             .sum()
     }
 

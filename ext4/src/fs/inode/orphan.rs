@@ -8,11 +8,11 @@
 //! Images with the `orphan_file` feature still understand this list (the
 //! kernel and e2fsck process both), so it is used for every image.
 
+use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
+use crate::error::{Error, Location, Result};
 use crate::fs::Ext4;
 use crate::fs::data::write::now;
 use crate::fs::inode::lock::LockMode;
-use crate::disk::inode::{FL_INLINE_DATA, Inode, Timestamp};
-use crate::error::{Error, Location, Result};
 use crate::journal::transaction::Handle;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

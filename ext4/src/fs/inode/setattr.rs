@@ -1,10 +1,10 @@
 //! Changing inode attributes (chmod, chown, utimens, truncate): the
 //! metadata half of FUSE SETATTR.
 
-use crate::fs::Ext4;
-use crate::fs::data::write::{now, touch_ctime};
 use crate::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, Inode, S_IFMT, Timestamp};
 use crate::error::{Error, Result};
+use crate::fs::Ext4;
+use crate::fs::data::write::{now, touch_ctime};
 
 /// Which attributes to change; `None` leaves one as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! Writing inode records back to the inode table through a handle, with
 //! their checksum: the one place an inode reaches the disk.
 
-use crate::fs::Ext4;
 use crate::disk::inode::{GOOD_OLD_INODE_SIZE, Inode};
 use crate::error::{Error, Result};
+use crate::fs::Ext4;
 use crate::journal::transaction::Handle;
 
 impl Ext4 {

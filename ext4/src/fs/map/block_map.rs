@@ -11,10 +11,10 @@
 //! part way leaves allocations or frees in the [`MapStore`] that the
 //! caller must abandon with its transaction.
 
-use crate::fs::map::store::{MapChange, MapContext, MapStore};
 use crate::disk::codec::Field;
 use crate::disk::extent::ROOT_SIZE;
 use crate::error::{Error, Location, Result};
+use crate::fs::map::store::{MapChange, MapContext, MapStore};
 use std::collections::{BTreeMap, HashSet};
 
 /// Direct block pointers at the start of a block map.

@@ -18,12 +18,12 @@
 //! normally one journal handle: an error part way leaves changes in the
 //! store that the caller must abandon with its transaction.
 
-use crate::fs::map::store::{MapChange, MapContext, MapStore};
 use crate::disk::extent::{
     self, EXTENT_MAGIC, Extent, ExtentEntries, ExtentHeader, ExtentIndex, ExtentNode, INIT_MAX_LEN, MAX_DEPTH,
     MAX_LOGICAL_BLOCKS, MAX_PHYSICAL_BLOCK, NodePlace, ROOT_CAPACITY, ROOT_SIZE, UNWRITTEN_MAX_LEN,
 };
 use crate::error::{Error, Location, Result};
+use crate::fs::map::store::{MapChange, MapContext, MapStore};
 
 /// Writes an empty extent tree (a root leaf without extents) into `root`,
 /// as a new extent-mapped inode starts.

@@ -7,12 +7,12 @@
 //! entries lie within the range its parent index gives it) and tail
 //! checksums; every physical block number against the file system size.
 
-use crate::fs::Ext4;
-use crate::disk::extent::FileExtent;
 use crate::disk::codec::{Field, le32};
+use crate::disk::extent::FileExtent;
 use crate::disk::extent::{self, ExtentEntries, ExtentIndex, ExtentNode, MAX_LOGICAL_BLOCKS, NodePlace};
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
 use crate::journal::transaction::Handle;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,7 +35,6 @@ pub enum Mapping {
         unwritten: bool,
     },
 }
-
 
 /// Direct block pointers at the start of a block map.
 const DIRECT_BLOCKS: usize = 12;

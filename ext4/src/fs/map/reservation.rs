@@ -6,9 +6,9 @@
 //! bitmaps, group descriptors and free counts. A crash at any point leaves
 //! either the old file or the new one with its data, and never a leaked block.
 
-use crate::fs::Ext4;
 use crate::disk::inode::Inode;
 use crate::error::{Error, Result};
+use crate::fs::Ext4;
 use crate::journal::transaction::Handle;
 
 /// Physical blocks held for one caller. Dropping it releases them.
@@ -88,7 +88,14 @@ impl Ext4 {
     /// In handle `h`: marks the reserved blocks in use (bitmap, descriptor,
     /// free counts) and maps logical blocks `lblk..` of `inode` to them,
     /// updating `i_blocks` and staging the inode. Consumes the reservation.
-    pub fn set_blocks(&self, h: &mut Handle<'_>, inode: &mut Inode, lblk: u64, r: Reservation<'_>, unwritten: bool) -> Result<()> {
+    pub fn set_blocks(
+        &self,
+        h: &mut Handle<'_>,
+        inode: &mut Inode,
+        lblk: u64,
+        r: Reservation<'_>,
+        unwritten: bool,
+    ) -> Result<()> {
         self.claim_blocks(h, r.start, r.len)?;
         self.map_blocks_in(h, inode, lblk, r.start, r.len, unwritten)?;
         // The handle's bitmap change now keeps the blocks from the allocator

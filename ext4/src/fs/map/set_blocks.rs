@@ -4,13 +4,13 @@
 //! Tree and indirect blocks are allocated and freed through the allocator,
 //! journaled through the handle, and counted in `i_blocks`.
 
-use crate::fs::Ext4;
-use crate::fs::map::store::{MapChange, MapContext, MapStore};
-use crate::fs::map::{block_map, extent_tree};
 use crate::disk::extent::Extent;
 use crate::disk::features::RoCompat;
 use crate::disk::inode::{FL_EXTENTS, FL_HUGE_FILE, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
+use crate::fs::map::store::{MapChange, MapContext, MapStore};
+use crate::fs::map::{block_map, extent_tree};
 use crate::journal::transaction::Handle;
 
 /// A [`MapStore`] over a journal handle and the file system's allocator.
@@ -61,7 +61,15 @@ impl Ext4 {
     /// `pblk..pblk+len`, which the caller allocated (and, for written
     /// blocks, filled) beforehand. Updates the extent tree or block map and
     /// `i_blocks`, and stages the inode. The range must be unmapped.
-    pub fn map_blocks_in(&self, h: &mut Handle<'_>, inode: &mut Inode, lblk: u64, pblk: u64, len: u64, unwritten: bool) -> Result<()> {
+    pub fn map_blocks_in(
+        &self,
+        h: &mut Handle<'_>,
+        inode: &mut Inode,
+        lblk: u64,
+        pblk: u64,
+        len: u64,
+        unwritten: bool,
+    ) -> Result<()> {
         if inode.has_flag(FL_INLINE_DATA) {
             return Err(Error::InvalidArgument(format!("inode {} holds inline data", inode.ino)));
         }
@@ -123,7 +131,8 @@ impl Ext4 {
         }
         let ctx = MapContext::new(self, inode);
         let mut root = inode.raw.block;
-        let change = extent_tree::mark_written(&ctx, &mut root, &mut HandleStore::new(self, h, inode.is_dir()), lblk, len)?;
+        let change =
+            extent_tree::mark_written(&ctx, &mut root, &mut HandleStore::new(self, h, inode.is_dir()), lblk, len)?;
         inode.raw.block = root;
         self.add_inode_blocks(inode, change.blocks_delta())?;
         self.write_inode(h, inode)

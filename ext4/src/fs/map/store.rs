@@ -9,9 +9,9 @@
 //! `ext4_map_blocks()` does both) lets a caller allocate and fill data
 //! blocks first and then, in one short transaction, only update the map.
 
-use crate::fs::Ext4;
 use crate::disk::inode::Inode;
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
 
 /// Where mapping updates read and write metadata blocks and get/free tree blocks.
 pub trait MapStore {

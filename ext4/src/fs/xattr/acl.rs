@@ -5,10 +5,10 @@
 //! entries, and setting an access ACL sets the mode bits it implies — or
 //! stores no ACL at all when the mode says everything it says.
 
-use crate::fs::Ext4;
 use crate::disk::acl::{Acl, AclTag};
 use crate::disk::inode::Inode;
 use crate::error::{Error, Result};
+use crate::fs::Ext4;
 use crate::fs::xattr::write::SetMode;
 use crate::journal::transaction::Handle;
 
@@ -144,7 +144,14 @@ impl Ext4 {
     /// S_ISGID (the caller is not in the file's group). A default ACL on
     /// anything but a directory is [`Error::InvalidArgument`] (EACCES in
     /// the kernel, which the caller maps).
-    pub fn set_acl(&self, ino: u32, default: bool, value: Option<&[u8]>, mode: SetMode, kill_sgid: bool) -> Result<Inode> {
+    pub fn set_acl(
+        &self,
+        ino: u32,
+        default: bool,
+        value: Option<&[u8]>,
+        mode: SetMode,
+        kill_sgid: bool,
+    ) -> Result<Inode> {
         let mut h = self.begin()?;
         let mut inode = self.read_inode_in(&h, ino)?;
         let name = if default { DEFAULT_ACL } else { ACCESS_ACL };
@@ -191,7 +198,13 @@ mod tests {
 
     #[test]
     fn inherited_acl_is_masked_by_the_create_mode() {
-        let mut a = acl(&[(AclTag::UserObj, 7), (AclTag::User(1000), 7), (AclTag::GroupObj, 5), (AclTag::Mask, 7), (AclTag::Other, 5)]);
+        let mut a = acl(&[
+            (AclTag::UserObj, 7),
+            (AclTag::User(1000), 7),
+            (AclTag::GroupObj, 5),
+            (AclTag::Mask, 7),
+            (AclTag::Other, 5),
+        ]);
         let (mode, not_equiv) = create_masq(&mut a, 0o100644);
         assert_eq!(mode, 0o100644);
         assert!(not_equiv);
@@ -202,7 +215,13 @@ mod tests {
 
     #[test]
     fn chmod_rewrites_mask_not_group() {
-        let mut a = acl(&[(AclTag::UserObj, 7), (AclTag::GroupObj, 7), (AclTag::Group(5), 7), (AclTag::Mask, 7), (AclTag::Other, 7)]);
+        let mut a = acl(&[
+            (AclTag::UserObj, 7),
+            (AclTag::GroupObj, 7),
+            (AclTag::Group(5), 7),
+            (AclTag::Mask, 7),
+            (AclTag::Other, 7),
+        ]);
         chmod_acl(&mut a, 0o640);
         assert_eq!(a.entries.iter().map(|e| e.perm).collect::<Vec<_>>(), vec![6, 7, 7, 4, 0]);
         assert_eq!(acl_mode(&a), (0o640, false));

@@ -2,7 +2,6 @@
 //! external xattr block. POSIX ACLs are returned in the user-space
 //! `posix_acl_xattr` format, as getxattr(2) does.
 
-use crate::fs::Ext4;
 use crate::disk::acl::Acl;
 use crate::disk::inode::Inode;
 use crate::disk::xattr::{
@@ -10,6 +9,7 @@ use crate::disk::xattr::{
     RawXattr,
 };
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
 
 /// One extended attribute with its full name (namespace prefix included).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,6 @@
 //! the inode's ctime, permission checks, which file types may carry which
 //! namespaces, and deriving the mode from an access ACL (chmod semantics).
 
-use crate::fs::Ext4;
 use crate::disk::acl::Acl;
 use crate::disk::features::Compat;
 use crate::disk::inode::{GOOD_OLD_INODE_SIZE, Inode};
@@ -35,6 +34,7 @@ use crate::disk::xattr::{
     INDEX_USER, RawXattr, XATTR_NAME_MAX, XATTR_SIZE_MAX, XattrEntry,
 };
 use crate::error::{Error, Location, Result};
+use crate::fs::Ext4;
 use crate::journal::transaction::Handle;
 
 /// How [`Ext4::set_xattr`] treats an attribute that exists or does not
@@ -190,15 +190,16 @@ pub fn writable_name(name: &[u8]) -> Result<(u8, &[u8])> {
     }
     match xattr::split_name(name) {
         Some((
-            index @ (INDEX_USER | INDEX_TRUSTED | INDEX_SECURITY | INDEX_HURD | INDEX_POSIX_ACL_ACCESS
+            index @ (INDEX_USER
+            | INDEX_TRUSTED
+            | INDEX_SECURITY
+            | INDEX_HURD
+            | INDEX_POSIX_ACL_ACCESS
             | INDEX_POSIX_ACL_DEFAULT),
             suffix,
         )) => Ok((index, suffix)),
         None if matches!(name, b"user." | b"trusted." | b"security." | b"gnu.") => Err(Error::InvalidName),
-        _ => Err(Error::Unsupported(format!(
-            "extended attribute namespace of {:?}",
-            String::from_utf8_lossy(name)
-        ))),
+        _ => Err(Error::Unsupported(format!("extended attribute namespace of {:?}", String::from_utf8_lossy(name)))),
     }
 }
 
@@ -467,9 +468,8 @@ impl Ext4 {
 fn ibody_of(inode: &Inode) -> Result<(Vec<RawXattr>, Option<usize>)> {
     let area = inode.xattr_area();
     let entries = xattr::parse_ibody(area, inode.ino)?;
-    let usable = inode.bytes.len() > GOOD_OLD_INODE_SIZE
-        && inode.raw.extra_isize > 0
-        && xattr::ibody_capacity(area.len()) > 0;
+    let usable =
+        inode.bytes.len() > GOOD_OLD_INODE_SIZE && inode.raw.extra_isize > 0 && xattr::ibody_capacity(area.len()) > 0;
     if !usable && !entries.is_empty() {
         return Err(Error::corrupt("inode", Location::Inode(inode.ino), "in-inode xattrs without an extra inode area"));
     }
