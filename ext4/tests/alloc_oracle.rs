@@ -11,6 +11,7 @@
 //!   directory counts changed exactly by the directories allocated;
 //! - `dumpe2fs` shows the descriptors as we see them, `debugfs testb/testi`
 //!   agree;
+//!
 //! then free everything and check that `e2fsck -fn` is clean and the free
 //! counts are back where mke2fs left them.
 

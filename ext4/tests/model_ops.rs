@@ -70,7 +70,7 @@ fn step(fs: &Ext4, model: &Path, rng: &mut Rng, n: usize) -> Option<usize> {
             let (p, name) = parent_and_name(fs, &rel);
             fs.create(p, &name, NewInode { mode: 0o100644, ..owner }).unwrap();
         }
-        2 | 3 | 4 if !files.is_empty() => {
+        2..=4 if !files.is_empty() => {
             let rel = &files[pick(rng, files.len())];
             let len = [1, 50, 3000, 20_000][pick(rng, 4)] + pick(rng, 100);
             let size = std::fs::metadata(model.join(rel)).unwrap().len() as usize;

@@ -611,9 +611,12 @@ mod tests {
     use super::*;
     use crate::io::MemDevice;
 
+    /// A transaction as the recording log saw it: id, blocks, revokes.
+    type LoggedTx = (u32, Vec<u64>, Vec<u64>);
+
     #[derive(Default)]
     struct RecordingLog {
-        txs: Mutex<Vec<(u32, Vec<u64>, Vec<u64>)>>,
+        txs: Mutex<Vec<LoggedTx>>,
         checkpointed: Mutex<Option<u32>>,
     }
 
