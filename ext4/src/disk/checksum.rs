@@ -47,6 +47,21 @@ pub fn crc32_be(seed: u32, data: &[u8]) -> u32 {
     data.iter().fold(seed, |crc, &byte| (crc << 8) ^ CRC32_BE_TABLE[((crc >> 24) as u8 ^ byte) as usize])
 }
 
+/// The seed of an orphan file's block checksums: crc32c of the inode
+/// number and generation of the orphan file, chained from the file
+/// system's seed (the same seed as the inode's own checksum).
+pub fn orphan_file_seed(fs_seed: u32, ino: u32, generation: u32) -> u32 {
+    crc32c(crc32c(fs_seed, &ino.to_le_bytes()), &generation.to_le_bytes())
+}
+
+/// The checksum of one orphan file block (`ob_checksum`): crc32c over the
+/// block's physical number (little-endian 64-bit) and then its inode
+/// entries (everything before the tail), from the orphan file's seed
+/// ([`orphan_file_seed`]).
+pub fn orphan_block_csum(file_seed: u32, pblk: u64, entries: &[u8]) -> u32 {
+    crc32c(crc32c(file_seed, &pblk.to_le_bytes()), entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

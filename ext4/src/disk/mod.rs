@@ -12,5 +12,6 @@ pub mod features;
 pub mod group_desc;
 pub mod inode;
 pub mod jbd2;
+pub mod orphan_file;
 pub mod superblock;
 pub mod xattr;

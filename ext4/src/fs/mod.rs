@@ -140,6 +140,7 @@ impl Ext4 {
     /// The superblock's free counts equal the group descriptors' sums.
     pub fn close(&self) -> Result<()> {
         if let Some(tx) = &self.tx {
+            self.close_orphan_file()?;
             self.reconcile_free_counts()?;
             tx.close()?;
         }
