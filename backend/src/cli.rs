@@ -19,6 +19,9 @@ pub enum Command {
     /// Offline tools that inspect an image without mounting it.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Serve an image to a VM as a vhost-user virtio-fs device (QEMU connects
+    /// to the socket; the guest mounts the tag with `mount -t virtiofs`).
+    Serve(Box<ext4_virtiofsd::vhost::ServeArgs>),
     /// Mount an image on the host through /dev/fuse (as root) and serve it
     /// until it is unmounted or the daemon gets SIGINT/SIGTERM.
     Mount {

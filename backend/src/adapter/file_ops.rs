@@ -7,7 +7,8 @@ use super::attr::attr_out;
 use super::errno::{Errno, FsResult};
 use super::handles::Handle;
 use super::{Ext4Fs, killed_suid};
-use crate::fuse::wire::ReplyBuf;
+use crate::fuse::wire::{ReplyBuf, ReplySink};
+use ext4::fs::data::io::{DataSource, SliceSource};
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
 use ext4::fs::data::fallocate::FallocMode;
 use ext4::fs::inode::setattr::SetAttr;
@@ -178,8 +179,28 @@ impl Ext4Fs {
         Ok(())
     }
 
+    /// READ into a transport's [`ReplySink`] (guest memory): up to `size`
+    /// bytes at `offset` (no more than the sink holds), each moved once
+    /// from the image; their count is added to the reply's length.
+    pub fn read_to(&self, node: u64, fh: u64, offset: u64, size: u32, sink: &mut dyn ReplySink, out: &mut ReplyBuf) -> FsResult<()> {
+        let inode = self.inode(node)?;
+        if !self.file_handle(fh, inode.ino)?.read {
+            return Err(Errno::EBADF);
+        }
+        let len = (size as usize).min(sink.capacity());
+        let n = self.fs.read_to(&inode, offset, len, sink)?;
+        out.add_external(n);
+        Ok(())
+    }
+
     /// WRITE of `data` at `offset` (at the end for O_APPEND handles).
     pub fn write(&self, node: u64, fh: u64, offset: u64, data: &[u8], write_flags: u32) -> FsResult<u32> {
+        self.write_from(node, fh, offset, &mut SliceSource(data), write_flags)
+    }
+
+    /// [`Ext4Fs::write`] from any [`DataSource`] (guest memory): each byte
+    /// moves once, from the source to the image.
+    pub fn write_from(&self, node: u64, fh: u64, offset: u64, data: &mut dyn DataSource, write_flags: u32) -> FsResult<u32> {
         let inode = self.inode(node)?;
         let h = self.file_handle(fh, inode.ino)?;
         if !h.write {
@@ -193,9 +214,9 @@ impl Ext4Fs {
             self.fs.setattr(inode.ino, &sa)?;
         }
         let n = if h.append || inode.flags() & FL_APPEND != 0 {
-            self.fs.append(inode.ino, data)?.1
+            self.fs.append_from(inode.ino, data)?.1
         } else {
-            self.fs.write(inode.ino, offset, data)?
+            self.fs.write_from(inode.ino, offset, data)?
         };
         Ok(n as u32)
     }

@@ -4,7 +4,9 @@
 //! opcode, a name without NUL, an unknown node or handle) gets an error
 //! reply and changes nothing; the server keeps serving.
 
-use super::wire::{ArgReader, ReplyBuf, WireError};
+use super::dispatch::Payload;
+use super::wire::{ArgReader, ReplyBuf, WireError, count_bounced};
+use ext4::fs::data::io::{DataSource, SliceSource};
 use crate::adapter::Ext4Fs;
 use crate::adapter::errno::{Errno, FsResult};
 use crate::adapter::{
@@ -102,6 +104,26 @@ pub struct Server {
     waiters: AtomicUsize,
 }
 
+/// The first `len` bytes of a [`DataSource`].
+struct Prefix<'a> {
+    src: &'a mut dyn DataSource,
+    len: usize,
+}
+
+impl DataSource for Prefix<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn write_to(&mut self, at: usize, len: usize, dev: &dyn ext4::io::BlockDevice, offset: u64) -> ext4::Result<()> {
+        assert!(at + len <= self.len, "write past a source's end");
+        self.src.write_to(at, len, dev, offset)
+    }
+    fn copy_to(&mut self, at: usize, buf: &mut [u8]) -> ext4::Result<()> {
+        assert!(at + buf.len() <= self.len, "copy past a source's end");
+        self.src.copy_to(at, buf)
+    }
+}
+
 /// The parts of a request header every operation uses.
 struct Req<'a> {
     unique: u64,
@@ -161,14 +183,36 @@ impl Server {
     /// Handles one request (`buf` holds exactly the bytes received) and
     /// returns the reply to send, built in `out`.
     pub fn handle<'o>(self: &Arc<Self>, buf: &[u8], out: &'o mut ReplyBuf) -> Outcome<'o> {
+        self.handle_with(buf, &mut Payload::default(), out)
+    }
+
+    /// Handles one request whose file payload may stay with the transport:
+    /// `buf` holds the header and arguments (copied out of the client's
+    /// memory), `payload` the WRITE data left in place and the place for
+    /// READ data. The reply's buffered part is built in `out`; READ data
+    /// given to `payload.read` counts in its header's length.
+    pub fn handle_with<'o>(self: &Arc<Self>, buf: &[u8], payload: &mut Payload<'_>, out: &'o mut ReplyBuf) -> Outcome<'o> {
         let Ok((hdr, _)) = fuse_in_header::read_from_prefix(buf) else {
             log::warn!("request of {} bytes is shorter than a header; dropped", buf.len());
             return Outcome::NoReply;
         };
         out.start();
         let ext = hdr.total_extlen as usize * 8;
-        if hdr.len as usize != buf.len() || (hdr.len as usize) < IN_HEADER_SIZE + ext {
-            log::warn!("request {} says {} bytes but has {}", hdr.unique, hdr.len, buf.len());
+        let kept = payload.write.as_ref().map_or(0, |w| w.len());
+        let have = buf.len().checked_add(kept);
+        if have != Some(hdr.len as usize) || (hdr.len as usize) < IN_HEADER_SIZE + ext || kept > hdr.len as usize {
+            log::warn!("request {} says {} bytes but has {}+{kept}", hdr.unique, hdr.len, buf.len());
+            return Outcome::Reply(out.finish(hdr.unique, -libc::EINVAL));
+        }
+        if kept != 0 && hdr.opcode != fuse_opcode::FUSE_WRITE as u32 {
+            log::warn!("request {} (opcode {}) came with a WRITE payload", hdr.unique, hdr.opcode);
+            return Outcome::Reply(out.finish(hdr.unique, -libc::EINVAL));
+        }
+        // The arguments end where the request bytes end (a WRITE payload kept
+        // with the transport is not among them), before the extensions.
+        let args_end = (hdr.len as usize - ext).min(buf.len());
+        if args_end < IN_HEADER_SIZE {
+            log::warn!("request {}: extensions overlap its arguments", hdr.unique);
             return Outcome::Reply(out.finish(hdr.unique, -libc::EINVAL));
         }
         let req = Req {
@@ -177,7 +221,7 @@ impl Server {
             uid: hdr.uid,
             gid: hdr.gid,
             pid: hdr.pid,
-            args: ArgReader::new(&buf[IN_HEADER_SIZE..hdr.len as usize - ext]),
+            args: ArgReader::new(&buf[IN_HEADER_SIZE..args_end]),
         };
         let op = fuse_opcode::try_from(hdr.opcode).ok();
         if op != Some(fuse_opcode::FUSE_INIT) && !self.initialized.load(Ordering::Acquire) {
@@ -206,7 +250,7 @@ impl Server {
                 Ok(job) => return Outcome::Deferred(job),
                 Err(e) => Err(e),
             },
-            Some(op) => self.dispatch(op, req, out),
+            Some(op) => self.dispatch(op, req, payload, out),
             None => {
                 log::debug!("unknown opcode {}", hdr.opcode);
                 Err(Errno::ENOSYS)
@@ -252,7 +296,7 @@ impl Server {
         }))
     }
 
-    fn dispatch(&self, op: fuse_opcode, req: Req<'_>, out: &mut ReplyBuf) -> FsResult<()> {
+    fn dispatch(&self, op: fuse_opcode, req: Req<'_>, payload: &mut Payload<'_>, out: &mut ReplyBuf) -> FsResult<()> {
         use fuse_opcode::*;
         let fs = &self.fs;
         let caller = fs.caller(req.uid, req.gid, req.pid);
@@ -327,12 +371,28 @@ impl Server {
             }
             FUSE_READ => {
                 let r: fuse_read_in = a.read("read_in")?;
-                fs.read(node, r.fh, r.offset, r.size.min(self.opts.max_write), out)
+                let size = r.size.min(self.opts.max_write);
+                match payload.read.as_deref_mut() {
+                    Some(sink) => fs.read_to(node, r.fh, r.offset, size, sink, out),
+                    None => fs.read(node, r.fh, r.offset, size, out),
+                }
             }
             FUSE_WRITE => {
                 let w: fuse_write_in = a.read("write_in")?;
-                let data = a.read_bytes(w.size as usize, "write data")?;
-                let n = fs.write(node, w.fh, w.offset, data, w.write_flags)?;
+                let n = match payload.write.as_deref_mut() {
+                    Some(src) => {
+                        if src.len() < w.size as usize {
+                            log::warn!("WRITE of {} bytes carries {}", w.size, src.len());
+                            return Err(Errno::EINVAL);
+                        }
+                        fs.write_from(node, w.fh, w.offset, &mut Prefix { src, len: w.size as usize }, w.write_flags)?
+                    }
+                    None => {
+                        let data = a.read_bytes(w.size as usize, "write data")?;
+                        count_bounced(data.len());
+                        fs.write_from(node, w.fh, w.offset, &mut SliceSource(data), w.write_flags)?
+                    }
+                };
                 out.push(&fuse_write_out { size: n, padding: 0 });
                 Ok(())
             }

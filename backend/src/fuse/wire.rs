@@ -2,8 +2,38 @@
 //! the FUSE protocol. Every length the client sends is checked here, so
 //! the rest of the server only ever sees whole, typed structures.
 
+use ext4::fs::data::io::DataSink;
 use fuse_abi::linux::fuse_out_header;
+use std::sync::atomic::{AtomicU64, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// File payload bytes that passed through a buffer of the daemon's own
+/// (the READ reply buffer of a contiguous transport, the request buffer
+/// holding a WRITE's data) instead of moving straight between the image
+/// and the transport's memory. A virtio-fs request never adds to it: its
+/// data moves between the image file and guest memory by `preadv` /
+/// `pwritev`. Tests read it to prove that.
+static BOUNCED_PAYLOAD: AtomicU64 = AtomicU64::new(0);
+
+/// Total of file payload bytes that went through a daemon buffer so far
+/// (see [`count_bounced`]).
+pub fn bounced_payload_bytes() -> u64 {
+    BOUNCED_PAYLOAD.load(Ordering::Relaxed)
+}
+
+/// Counts `n` payload bytes that went through a daemon buffer.
+pub fn count_bounced(n: usize) {
+    BOUNCED_PAYLOAD.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// Where a transport that keeps READ data out of the reply buffer wants it:
+/// the file data is placed right after the reply's buffered part (the
+/// header) by the sink, e.g. straight into a descriptor chain's writable
+/// guest memory.
+pub trait ReplySink: DataSink {
+    /// Most bytes the sink can take.
+    fn capacity(&self) -> usize;
+}
 
 /// A request that does not hold what its opcode needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,12 +142,14 @@ pub const OUT_HEADER_SIZE: usize = std::mem::size_of::<fuse_out_header>();
 pub struct ReplyBuf {
     buf: Vec<u8>,
     len: usize,
+    /// Body bytes a [`ReplySink`] placed after the buffered part.
+    external: usize,
 }
 
 impl ReplyBuf {
     /// An empty reply buffer.
     pub fn new() -> Self {
-        ReplyBuf { buf: Vec::with_capacity(64 << 10), len: 0 }
+        ReplyBuf { buf: Vec::with_capacity(64 << 10), len: 0, external: 0 }
     }
 
     /// Makes `n` more bytes available past the current length.
@@ -132,6 +164,7 @@ impl ReplyBuf {
     /// Starts a new reply (clears the body, reserves the header).
     pub fn start(&mut self) {
         self.len = 0;
+        self.external = 0;
         self.room(OUT_HEADER_SIZE).fill(0);
         self.len = OUT_HEADER_SIZE;
     }
@@ -163,6 +196,7 @@ impl ReplyBuf {
     /// them, for a read to fill in place; [`ReplyBuf::truncate_body`] trims
     /// what was not filled.
     pub fn tail(&mut self, len: usize) -> &mut [u8] {
+        count_bounced(len);
         self.room(len);
         let start = self.len;
         self.len += len;
@@ -174,7 +208,19 @@ impl ReplyBuf {
         self.len = self.len.min(OUT_HEADER_SIZE + len);
     }
 
-    /// The reply as last finished.
+    /// Records `n` body bytes that a [`ReplySink`] placed after the
+    /// buffered part of the reply (they count in the header's length).
+    pub fn add_external(&mut self, n: usize) {
+        self.external += n;
+    }
+
+    /// Body bytes placed by a [`ReplySink`] (0 for an error reply).
+    pub fn external_len(&self) -> usize {
+        self.external
+    }
+
+    /// The buffered part of the reply as last finished (header and body;
+    /// [`ReplyBuf::external_len`] more bytes follow it in the transport).
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -184,8 +230,9 @@ impl ReplyBuf {
     pub fn finish(&mut self, unique: u64, error: i32) -> &[u8] {
         if error != 0 {
             self.len = OUT_HEADER_SIZE;
+            self.external = 0;
         }
-        let hdr = fuse_out_header { len: self.len as u32, error, unique };
+        let hdr = fuse_out_header { len: (self.len + self.external) as u32, error, unique };
         self.buf[..OUT_HEADER_SIZE].copy_from_slice(hdr.as_bytes());
         &self.buf[..self.len]
     }
