@@ -11,13 +11,15 @@
 //! - [`leftovers`]: the host-side check of the files a run leaves behind,
 //!   on a directory or an ext4 image;
 //! - [`pattern`]: file contents and names shared with the guest program;
-//! - [`cpio`]: the initramfs archive writer.
+//! - [`cpio`]: the initramfs archive writer;
+//! - [`frontend`]: a VM without a VM, an in-process vhost-user frontend.
 //!
 //! See `vmtests/README.md` for how to run it.
 
 #![warn(missing_docs)]
 
 pub mod cpio;
+pub mod frontend;
 pub mod leftovers;
 #[path = "../guest/src/pattern.rs"]
 pub mod pattern;

@@ -1,0 +1,104 @@
+//! A vhost-user daemon started for a frontend test: started, waited for
+//! (its socket), stopped; its log kept.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A started daemon; killed on drop if still running.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Its standard output and error.
+    pub log: PathBuf,
+    /// The socket it listens on.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cmd` (stdout and stderr into `log`) and waits up to 20 s for
+    /// the socket `socket` to appear. `Err` with the log when it exits first
+    /// or never creates it.
+    pub fn start(mut cmd: Command, socket: &Path, log: &Path) -> Result<Daemon, String> {
+        let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(socket);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let mut d = Daemon { child, log: log.to_path_buf(), socket: socket.to_path_buf() };
+        let start = Instant::now();
+        loop {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()) {
+                return Ok(d);
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                return Err(format!("{cmd:?} exited ({status}) before creating its socket:\n{}", d.log_text()));
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err(format!("{cmd:?} did not create {} within 20 s:\n{}", socket.display(), d.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for it to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `limit` for it to exit, then SIGTERM (5 s), then
+    /// SIGKILL. Returns its status and whether it had to be signalled.
+    pub fn stop(&mut self, limit: Duration) -> (Option<ExitStatus>, bool) {
+        if let Some(s) = self.wait_exit(limit) {
+            return (Some(s), false);
+        }
+        self.terminate()
+    }
+
+    /// SIGTERM now, SIGKILL after 5 s.
+    pub fn terminate(&mut self) -> (Option<ExitStatus>, bool) {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return (Some(s), false);
+        }
+        // SAFETY: kill(2) on our own unreaped child (try_wait said running).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        if let Some(s) = self.wait_exit(Duration::from_secs(5)) {
+            return (Some(s), true);
+        }
+        let _ = self.child.kill();
+        (self.child.wait().ok(), true)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
