@@ -252,3 +252,71 @@ fn truncate_orphans_are_cut_to_their_size() {
     }
     assert_fsck_clean(&img);
 }
+
+#[test]
+fn a_bad_orphan_file_is_refused_and_left_alone() {
+    use ext4::disk::checksum::orphan_file_seed;
+    use ext4::disk::orphan_file::{BlockCsum, OrphanBlock};
+    let scratch = Scratch::new("orphan-file-bad");
+    let img = image(&scratch, "fs.img", &["-t", "ext4", "-b", "1024", "-O", "orphan_file"]);
+    let (a, b) = {
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        let a = fs.create(ROOT_INO, b"a", reg()).unwrap().ino;
+        let b = fs.create(ROOT_INO, b"b", reg()).unwrap().ino;
+        fs.open_inode(a);
+        fs.open_inode(b);
+        fs.unlink(ROOT_INO, b"a").unwrap();
+        fs.unlink(ROOT_INO, b"b").unwrap();
+        assert_eq!(fs.orphan_records(), (2, 0));
+        // Closed with both still open: a clean image whose orphan file
+        // holds them, orphan_present set.
+        fs.close().unwrap();
+        assert!(fs.current_superblock().unwrap().ro_compat().has(RoCompat::ORPHAN_PRESENT));
+        (a, b)
+    };
+    let good = std::fs::read(&img).unwrap();
+    // Where the first orphan block is, and its checksum seed.
+    let (pblk, csum) = {
+        let fs = Ext4::open(&img, &OpenOptions { read_only: true, ..Default::default() }).unwrap();
+        let ino = fs.superblock().orphan_file_inum;
+        let inode = fs.read_inode(ino).unwrap();
+        let pblk = fs.file_extents(&inode).unwrap()[0].pblk;
+        (pblk, BlockCsum { file_seed: orphan_file_seed(fs.csum_seed().unwrap(), ino, inode.generation()), pblk })
+    };
+    let at = pblk as usize * 1024;
+    let block = OrphanBlock::parse(&good[at..at + 1024], pblk, Some(csum)).unwrap();
+    assert_eq!(block.used().map(|(_, ino)| ino).collect::<Vec<_>>(), vec![a, b]);
+    let with_block = |blk: &[u8]| {
+        let mut bytes = good.clone();
+        bytes[at..at + 1024].copy_from_slice(blk);
+        std::fs::write(&img, &bytes).unwrap();
+    };
+    let refused = |what: &str| {
+        let err = Ext4::open(&img, &OpenOptions::default()).unwrap_err();
+        assert!(matches!(err, ext4::Error::Corrupt { .. } | ext4::Error::Checksum { .. }), "{what}: {err}");
+        assert_eq!(std::fs::read(&img).unwrap().len(), good.len());
+    };
+    // A flipped entry: the checksum no longer matches.
+    let mut bytes = block.to_bytes(Some(csum));
+    bytes[0] ^= 0x40;
+    with_block(&bytes);
+    refused("bad checksum");
+    // A valid block naming an inode twice, or an unused inode.
+    for (slot, ino) in [(5, a), (5, 30)] {
+        let mut bad = block.clone();
+        bad.set(slot, ino);
+        with_block(&bad.to_bytes(Some(csum)));
+        let before = std::fs::read(&img).unwrap();
+        refused(&format!("slot {slot} = {ino}"));
+        assert!(std::fs::read(&img).unwrap() == before, "nothing changed on a refused image");
+    }
+    // The good image: both orphans freed, the flag cleared at close.
+    with_block(&block.to_bytes(Some(csum)));
+    {
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        assert!(!fs.current_superblock().unwrap().ro_compat().has(RoCompat::ORPHAN_PRESENT));
+        fs.close().unwrap();
+    }
+    assert_fsck_clean(&img);
+    assert!(!in_use(&img, a) && !in_use(&img, b));
+}

@@ -29,7 +29,7 @@
 //! records are changed only by the holder of the (single) handle; their
 //! mutex is a leaf lock, never held across I/O.
 //!
-//! Recovery ([`Ext4::process_orphans`], at every writable open) processes
+//! Recovery (`Ext4::process_orphans`, at every writable open) processes
 //! the classic list and then, when `ORPHAN_PRESENT` is set, the orphan file
 //! — the order of the kernel's `ext4_orphan_cleanup` and of e2fsck — one
 //! inode per handle, each handle leaving the records consistent. The list
@@ -271,6 +271,9 @@ impl Ext4 {
     /// Puts `ino` in a free slot of the orphan file. `false` when the image
     /// has no orphan file or it is full.
     fn orphan_file_add_in(&self, h: &mut Handle<'_>, ino: u32) -> Result<bool> {
+        if self.open_inodes().records().file.as_ref().is_some_and(|f| f.slots.contains_key(&ino)) {
+            return Ok(true);
+        }
         let mut from = 0;
         loop {
             // Each pass starts past the block the last one found full, so
@@ -311,6 +314,10 @@ impl Ext4 {
         };
         if !in_step {
             self.rebuild_chain_in(h)?;
+        }
+        if self.open_inodes().records().chain.links.contains_key(&inode.ino) {
+            // Already a member: pushing it again would make the chain loop.
+            return Ok(());
         }
         inode.raw.dtime = head;
         let ino = inode.ino;
@@ -518,8 +525,9 @@ impl Ext4 {
     /// per inode, each leaving the records consistent. Everything is
     /// checked before anything changes: a list that loops, a record naming
     /// a bad inode, or an inode recorded twice is [`Error::Corrupt`].
-    /// Called by every writable open; returns how many inodes were processed.
-    pub fn process_orphans(&self) -> Result<u32> {
+    /// Called once, by every writable open (later, it would free inodes
+    /// still open); returns how many inodes were processed.
+    pub(crate) fn process_orphans(&self) -> Result<u32> {
         self.load_orphan_file()?;
         let (chain, slots) = {
             let h = self.begin()?;
