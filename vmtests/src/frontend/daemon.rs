@@ -102,3 +102,31 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Builds `ext4-virtiofsd` (dev profile, `cargo build -q -p ext4-virtiofsd`)
+/// and returns the path of the binary.
+pub fn ext4_virtiofsd_binary() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "-q", "-p", "ext4-virtiofsd", "--bin", "ext4-virtiofsd"])
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building ext4-virtiofsd failed");
+    target.join("debug/ext4-virtiofsd")
+}
+
+/// `ext4-virtiofsd serve` on `image` at `socket` with tag `tag`, `queues`
+/// request queues, and `--keep-running` when asked; log level info.
+pub fn ext4_serve(bin: &Path, image: &Path, socket: &Path, tag: &str, queues: usize, keep_running: bool) -> Command {
+    let mut c = Command::new(bin);
+    c.arg("serve").arg("--image").arg(image).arg("--socket-path").arg(socket).args(["--tag", tag]);
+    c.args(["--num-request-queues", &queues.to_string(), "--log-level", "info"]);
+    if keep_running {
+        c.arg("--keep-running");
+    }
+    c
+}
