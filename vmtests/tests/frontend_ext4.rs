@@ -259,3 +259,134 @@ fn tree_and_every_operation() {
     old[5000..5011].copy_from_slice(b"OVERWRITTEN");
     assert!(debugfs_cat(&image, &path) == old, "debugfs reads another {path}");
 }
+
+/// Record size of the model test: four queues' records share every block.
+const REC: usize = 1000;
+const RECS: usize = 64;
+const FILES: usize = 4;
+
+#[test]
+fn four_queues_sixteen_in_flight_model() {
+    let s = Scratch::new("fe-ext4-model");
+    let (image, _) = make_image(&s, 11);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", 4, false);
+    let c = connect(&d, 4);
+    let files: Vec<(u64, u64)> = (0..FILES)
+        .map(|k| {
+            let (e, fh) = c.create(FUSE_ROOT_ID, &format!("shared{k}"), 0o644).unwrap();
+            (e.nodeid, fh)
+        })
+        .collect();
+    let ns = c
+        .ok(&fuse::mkdir(FUSE_ROOT_ID, "ns", 0o755))
+        .map(|b| fuse::parse::<fuse_entry_out>(&b).unwrap())
+        .unwrap()
+        .nodeid;
+
+    // Each queue owns the records r with r % 4 == q - 1 of every shared
+    // file; a batch of 16 requests touches distinct records and names, so
+    // the result does not depend on the order in which the daemon runs a
+    // batch, only on what each queue sent.
+    type Model = (BTreeMap<(usize, usize), Vec<u8>>, std::collections::BTreeSet<String>);
+    let models: Vec<Model> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (1..=4usize)
+            .map(|q| {
+                let (c, files) = (&c, &files);
+                sc.spawn(move || {
+                    let mut rng = Rng(1000 + q as u64);
+                    let mut recs: BTreeMap<(usize, usize), Vec<u8>> = BTreeMap::new();
+                    let mut names = std::collections::BTreeSet::new();
+                    let mut max_inflight = 0;
+                    for round in 0..25 {
+                        let mut batch = Vec::new();
+                        let mut used = std::collections::BTreeSet::new();
+                        // 10 writes of distinct records.
+                        while batch.len() < 10 {
+                            let k = rng.below(FILES as u64) as usize;
+                            let r = (rng.below((RECS / 4) as u64) as usize) * 4 + (q - 1);
+                            if !used.insert((k, r)) {
+                                continue;
+                            }
+                            let data = pattern((q * 1_000_000 + round * 100 + batch.len()) as u64, REC);
+                            let (n, fh) = files[k];
+                            let t = c.submit(q, &fuse::write(n, fh, (r * REC) as u64, &data)).unwrap();
+                            recs.insert((k, r), data);
+                            batch.push((t, None));
+                        }
+                        // 3 reads of records written in earlier rounds (not this one).
+                        let old: Vec<_> =
+                            recs.iter().filter(|(kr, _)| !used.contains(*kr)).map(|(kr, d)| (*kr, d.clone())).collect();
+                        for _ in 0..3 {
+                            if old.is_empty() {
+                                break;
+                            }
+                            let ((k, r), want) = old[rng.below(old.len() as u64) as usize].clone();
+                            let (n, fh) = files[k];
+                            batch.push((
+                                c.submit(q, &fuse::read(n, fh, (r * REC) as u64, REC as u32)).unwrap(),
+                                Some(want),
+                            ));
+                        }
+                        // Namespace: a new symlink, a rename and an unlink of older names.
+                        let name = format!("q{q}-r{round}");
+                        batch.push((c.submit(q, &fuse::symlink(ns, &name, "target")).unwrap(), None));
+                        let mut olds: Vec<String> = names.iter().cloned().collect();
+                        if let Some(o) = olds.pop().filter(|o: &String| !o.ends_with("-mv")) {
+                            batch.push((c.submit(q, &fuse::rename(ns, &o, ns, &format!("{o}-mv"))).unwrap(), None));
+                            names.remove(&o);
+                            names.insert(format!("{o}-mv"));
+                        }
+                        if olds.len() > 3 {
+                            let o = olds[rng.below(olds.len() as u64) as usize].clone();
+                            batch.push((c.submit(q, &fuse::unlink(ns, &o, false)).unwrap(), None));
+                            names.remove(&o);
+                        }
+                        names.insert(name);
+                        while batch.len() < 16 {
+                            batch.push((c.submit(q, &fuse::getattr(files[batch.len() % FILES].0)).unwrap(), None));
+                        }
+                        max_inflight = max_inflight.max(c.in_flight(q));
+                        for (t, want) in batch {
+                            let r = c.wait(t).unwrap_or_else(|e| panic!("queue {q}: {e}"));
+                            assert_eq!(r.errno, 0, "queue {q} round {round}: opcode {} failed", r.opcode);
+                            if let Some(w) = want {
+                                assert!(r.body == w, "queue {q} round {round}: a read returned other bytes");
+                            }
+                        }
+                    }
+                    eprintln!("queue {q}: up to {max_inflight} requests in flight");
+                    (recs, names)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    // The model: every record's last data, zeros elsewhere up to the
+    // highest record written; the names every queue left.
+    let mut want_files = vec![Vec::new(); FILES];
+    let mut want_names = std::collections::BTreeSet::new();
+    for (recs, names) in &models {
+        for ((k, r), data) in recs {
+            let f: &mut Vec<u8> = &mut want_files[*k];
+            if f.len() < (r + 1) * REC {
+                f.resize((r + 1) * REC, 0);
+            }
+            f[r * REC..(r + 1) * REC].copy_from_slice(data);
+        }
+        want_names.extend(names.iter().cloned());
+    }
+    for (k, &(n, fh)) in files.iter().enumerate() {
+        assert!(c.read_all(n, fh, 32 << 10).unwrap() == want_files[k], "shared{k} differs from the model");
+        c.release(n, fh).unwrap();
+    }
+    let got: std::collections::BTreeSet<String> =
+        c.readdir_all(ns, true).unwrap().into_iter().map(|d| d.name).filter(|n| n != "." && n != "..").collect();
+    assert_eq!(got, want_names);
+    finish(c, d);
+    testkit::assert_fsck_clean(&image);
+    for (k, want) in want_files.iter().enumerate() {
+        assert!(debugfs_cat(&image, &format!("shared{k}")) == *want, "debugfs: shared{k} differs from the model");
+    }
+}
