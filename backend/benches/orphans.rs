@@ -1,22 +1,24 @@
-//! Benchmark of orphans at scale (issue 13), side by side in one run with
-//! the kernel's ext4 on a loop mount of the same kind of image: 50 000
-//! files are created and held open (the kernel side by four helper
-//! processes, 12 500 files each), unlinked while open (each becomes an
-//! orphan), then closed (each orphan is released), ending durable (our
-//! `sync`, the kernel's syncfs via `sync -f`). On a classic image (orphan
-//! list only) and on an `orphan_file` image (mke2fs 1.47, 4 GiB: 256
-//! blocks, room for every orphan).
+//! Benchmark of orphans at scale (issue 13), side by side in one run: our
+//! ext4 core called directly, our host mount (`ext4-virtiofsd mount`, the
+//! same core behind /dev/fuse) and the kernel's ext4 on a loop mount of the
+//! same kind of image. 50 000 files are created and held open (through a
+//! mount by four helper processes, 12 500 files each), unlinked while open
+//! (each becomes an orphan), then closed (each orphan is released), ending
+//! durable (the core's `sync`; through a mount, the last close and then
+//! `sync -f` — syncfs, which our daemon answers with a commit and
+//! checkpoint). On a classic image (orphan list only) and on an
+//! `orphan_file` image (mke2fs 1.47, 4 GiB: 256 blocks, room for every
+//! orphan).
 //!
-//! Prints times and ratios; asserts nothing. Run with
-//! `cargo bench -p ext4 --bench orphans`. The kernel column needs root and
-//! loop devices; without them it is reported as skipped.
+//! Prints times and ratios; asserts nothing. Run (as root) with
+//! `cargo bench -p ext4-virtiofsd --bench orphans`. The mount columns need
+//! root, /dev/fuse and loop devices; without them they are reported as
+//! skipped.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::Scratch;
-use common::kernel::Mount;
-use common::tools::{mkfs, run};
+use common::{HostMount, KernelMount, Scratch, run};
 use ext4::fs::dir::namespace::NewInode;
 use ext4::{Ext4, OpenOptions, ROOT_INO};
 use std::path::Path;
@@ -68,10 +70,10 @@ fn ours(img: &Path) -> Phases {
 /// open files, which a container's root may not raise).
 const PER_HELPER: usize = 12_500;
 
-/// The kernel side: helper processes (this program again) each create and
+/// Through a mount: helper processes (this program again) each create and
 /// hold open `PER_HELPER` files, unlink them on a command, and close them
 /// by exiting; the parent times each phase across all of them.
-fn kernel(mnt: &Path) -> Phases {
+fn through_mount(mnt: &Path) -> Phases {
     use std::io::{BufRead, BufReader, Write};
     let dir = mnt.join("d");
     std::fs::create_dir(&dir).unwrap();
@@ -155,33 +157,47 @@ fn main() {
         ("orphan file", &["-t", "ext4", "-b", "4096", "-N", "120000", "-O", "orphan_file"]),
     ];
     println!("{FILES} files: create + hold open, unlink while open, close (ending with sync)\n");
-    println!("| image | phase | ours | kernel | ours / kernel |");
-    println!("| --- | --- | ---: | ---: | ---: |");
+    println!("| image | phase | ours (core) | ours (host mount) | kernel | core / kernel | host mount / kernel |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for (kind, args) in kinds {
         let ours_img = scratch.join("ours.img");
+        let host_img = scratch.join("host.img");
         let kernel_img = scratch.join("kernel.img");
-        for img in [&ours_img, &kernel_img] {
-            mkfs(img, "4G", None, args);
+        for img in [&ours_img, &host_img, &kernel_img] {
+            common::mkfs(img, "4G", args);
         }
         let o = ours(&ours_img);
         let mnt = scratch.join("mnt");
-        let k = Mount::or_skip(&kernel_img, &mnt, "", "kernel column of the orphans benchmark").map(|m| {
-            let k = kernel(m.path());
-            drop(m);
+        let h = if HostMount::usable_or_skip("host-mount column of the orphans benchmark") {
+            let m = HostMount::new(&host_img, &mnt, &[]).unwrap();
+            let h = through_mount(&mnt);
+            m.unmount().unwrap();
+            Some(h)
+        } else {
+            None
+        };
+        let k = KernelMount::or_skip(&kernel_img, &mnt, "", "kernel column of the orphans benchmark").map(|m| {
+            let k = through_mount(m.path());
+            m.unmount().unwrap();
             k
         });
+        let cell = |v: &Option<Phases>, i: usize| v.as_ref().map_or("skipped".to_string(), |v| ms(v[i]));
+        let ratio = |a: Duration, v: &Option<Phases>, i: usize| {
+            v.as_ref().map_or(String::new(), |v| format!("{:.2}x", a.as_secs_f64() / v[i].as_secs_f64()))
+        };
         for (i, phase) in ["create + open", "unlink (orphan)", "close (release) + sync"].iter().enumerate() {
-            match &k {
-                Some(k) => println!(
-                    "| {kind} | {phase} | {} | {} | {:.2}x |",
-                    ms(o[i]),
-                    ms(k[i]),
-                    o[i].as_secs_f64() / k[i].as_secs_f64()
-                ),
-                None => println!("| {kind} | {phase} | {} | skipped | |", ms(o[i])),
-            }
+            let host = h.as_ref().map(|h| h[i]);
+            println!(
+                "| {kind} | {phase} | {} | {} | {} | {} | {} |",
+                ms(o[i]),
+                cell(&h, i),
+                cell(&k, i),
+                ratio(o[i], &k, i),
+                host.map_or(String::new(), |x| ratio(x, &k, i)),
+            );
         }
-        let _ = std::fs::remove_file(&ours_img);
-        let _ = std::fs::remove_file(&kernel_img);
+        for img in [&ours_img, &host_img, &kernel_img] {
+            let _ = std::fs::remove_file(img);
+        }
     }
 }
