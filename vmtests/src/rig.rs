@@ -337,13 +337,9 @@ pub fn qemu_virtiofsd_command(bin: &Path, dir: &Path, socket: &Path) -> Command 
     c
 }
 
-/// The command line our daemon's vhost-user mode will take:
-/// `ext4-virtiofsd serve --image IMG --socket-path SOCK --tag TAG`.
-///
-/// NOT USABLE YET: the `serve` subcommand is being written (issue 10); until
-/// it exists this command exits with a usage error and [`run_ext4_image`]
-/// panics because no socket appears. No test calls it yet; the test that
-/// does comes with `serve`.
+/// Our daemon's vhost-user mode serving `image`:
+/// `ext4-virtiofsd serve --image IMG --socket-path SOCK --tag TAG`
+/// (`tests/ext4_guest.rs` boots the guest against it).
 pub fn ext4_serve_command(bin: &Path, image: &Path, socket: &Path, tag: &str) -> Command {
     let mut c = Command::new(bin);
     c.arg("serve").arg("--image").arg(image).arg("--socket-path").arg(socket).arg("--tag").arg(tag);
@@ -351,8 +347,7 @@ pub fn ext4_serve_command(bin: &Path, image: &Path, socket: &Path, tag: &str) ->
 }
 
 /// Runs the guest program against ext4 image `image` served by our daemon
-/// `bin` (see [`ext4_serve_command`]: NOT USABLE until `serve` exists),
-/// socket in `run.logs`. Afterwards check the image with
+/// `bin` (see [`ext4_serve_command`]), socket in `run.logs`. Afterwards check the image with
 /// [`crate::leftovers::check`] on a [`crate::leftovers::ImageView`] and
 /// `testkit::assert_fsck_clean`.
 pub fn run_ext4_image(prep: &Prepared, bin: &Path, image: &Path, run: &GuestRun) -> RunResult {
