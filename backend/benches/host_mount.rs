@@ -225,7 +225,9 @@ fn seq_read(path: &Path, base: &[u8]) -> std::io::Result<()> {
             stamp(&mut expect, i);
             buf == expect
         } else {
-            buf.chunks(4096).enumerate().all(|(b, blk)| blk[..8] == i.to_le_bytes() && blk[8..16] == (b as u64).to_le_bytes())
+            buf.chunks(4096)
+                .enumerate()
+                .all(|(b, blk)| blk[..8] == i.to_le_bytes() && blk[8..16] == (b as u64).to_le_bytes())
         };
         if !good {
             return Err(std::io::Error::other(format!("chunk {i} of the 1 GiB file reads back wrong")));
@@ -246,7 +248,14 @@ fn ok(st: std::io::Result<std::process::ExitStatus>, what: &str) -> Result<(), S
 }
 
 /// One run of the four rows for one peer on a fresh image.
-fn run_peer(peer: Peer, ours: &OurArgs, work: &Path, archive: &Path, base: &[u8], check_tree: bool) -> Result<[Duration; 4], String> {
+fn run_peer(
+    peer: Peer,
+    ours: &OurArgs,
+    work: &Path,
+    archive: &Path,
+    base: &[u8],
+    check_tree: bool,
+) -> Result<[Duration; 4], String> {
     let image = work.join(format!("{}.img", peer.name()));
     let mnt = work.join(format!("mnt-{}", peer.name()));
     mkfs(&image);
@@ -265,7 +274,14 @@ fn run_peer(peer: Peer, ours: &OurArgs, work: &Path, archive: &Path, base: &[u8]
     if check_tree {
         // Untimed, first run only: every file's contents, size, mode, owner
         // and mtime against the archive.
-        let out = Command::new("tar").arg("--compare").arg("-f").arg(archive).arg("-C").arg(&mnt).output().map_err(|e| e.to_string())?;
+        let out = Command::new("tar")
+            .arg("--compare")
+            .arg("-f")
+            .arg(archive)
+            .arg("-C")
+            .arg(&mnt)
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
             return Err(format!("tar --compare: {}", text.lines().take(10).collect::<Vec<_>>().join("\n")));
@@ -363,7 +379,12 @@ fn main() {
         for (pi, &peer) in peers.iter().enumerate() {
             let t = run_peer(peer, &ours, &work.path, &archive, &base, r == 0)
                 .unwrap_or_else(|e| panic!("{} failed in run {}: {e}", peer.name(), r + 1));
-            eprintln!("run {} {:<8} {}", r + 1, peer.name(), t.iter().map(|d| format!("{:>10}", ms(*d))).collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "run {} {:<8} {}",
+                r + 1,
+                peer.name(),
+                t.iter().map(|d| format!("{:>10}", ms(*d))).collect::<Vec<_>>().join(" ")
+            );
             let b = best[pi].get_or_insert(t);
             for i in 0..4 {
                 b[i] = b[i].min(t[i]);
@@ -387,7 +408,14 @@ fn main() {
     println!("| workload | ours | fuse2fs | kernel | ours / fuse2fs | ours / kernel |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (i, name) in ROWS.iter().enumerate() {
-        println!("| {name} | {} | {} | {} | {} | {} |", cell(o, i), cell(f, i), cell(k, i), ratio(o, f, i), ratio(o, k, i));
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            cell(o, i),
+            cell(f, i),
+            cell(k, i),
+            ratio(o, f, i),
+            ratio(o, k, i)
+        );
     }
     println!();
     match our_fsck {

@@ -1,7 +1,7 @@
 //! Command-line interface definition.
 
-use ext4_virtiofsd::adapter::attr::CachePolicy;
 use clap::{Parser, Subcommand};
+use ext4_virtiofsd::adapter::attr::CachePolicy;
 use std::path::PathBuf;
 
 /// Serves ext4 images to VMs over vhost-user virtio-fs.

@@ -28,7 +28,11 @@ fn image(tag: &str) -> (Scratch, std::path::PathBuf) {
 fn a_wellformed_session_works_end_to_end() {
     let (_s, img) = image("proto-ok");
     let mut c = Client::new(&img);
-    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()), libc::EIO, "before INIT");
+    assert_eq!(
+        c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()),
+        libc::EIO,
+        "before INIT"
+    );
     let init = c.init();
     assert_eq!((init.major, init.minor), (7, 40));
     assert_eq!(init.max_write, 1 << 20);
@@ -70,7 +74,11 @@ fn init_negotiation() {
     let r = init(&mut c, 8, 0, u64::MAX);
     let out = fuse_init_out::read_from_bytes(&r.body).unwrap();
     assert_eq!((r.errno, out.major, out.minor), (0, 7, 40));
-    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()), libc::EIO, "not initialised yet");
+    assert_eq!(
+        c.errno(fuse_opcode::FUSE_GETATTR, FUSE_ROOT_ID, fuse_getattr_in::default().as_bytes()),
+        libc::EIO,
+        "not initialised yet"
+    );
     let r = init(&mut c, 7, 31, (FUSE_POSIX_ACL | FUSE_ASYNC_READ) as u64);
     let out = fuse_init_out::read_from_bytes(&r.body).unwrap();
     assert_eq!(out.minor, 31);
@@ -128,10 +136,16 @@ fn malformed_requests_get_errors_and_change_nothing() {
     assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), b"dir"])), libc::EINVAL);
     assert_eq!(c.errno(fuse_opcode::FUSE_SYMLINK, FUSE_ROOT_ID, &cat(&[&cstr("l"), b"target"])), libc::EINVAL);
     let r = fuse_rename_in { newdir: FUSE_ROOT_ID };
-    assert_eq!(c.errno(fuse_opcode::FUSE_RENAME, FUSE_ROOT_ID, &cat(&[r.as_bytes(), &cstr("file"), b"new"])), libc::EINVAL);
+    assert_eq!(
+        c.errno(fuse_opcode::FUSE_RENAME, FUSE_ROOT_ID, &cat(&[r.as_bytes(), &cstr("file"), b"new"])),
+        libc::EINVAL
+    );
     assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, FUSE_ROOT_ID, b"file"), libc::EINVAL);
     // Names the file system cannot hold.
-    assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr(&"x".repeat(256))])), libc::ENAMETOOLONG);
+    assert_eq!(
+        c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr(&"x".repeat(256))])),
+        libc::ENAMETOOLONG
+    );
     assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("a/b")])), libc::EINVAL);
     assert_eq!(c.errno(fuse_opcode::FUSE_MKDIR, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("")])), libc::EINVAL);
     // Argument structures cut short.
@@ -147,21 +161,39 @@ fn malformed_requests_get_errors_and_change_nothing() {
     assert_eq!(c.errno(fuse_opcode::FUSE_SETXATTR, node, &cat(&[x.as_bytes(), &cstr("user.k"), b"v"])), libc::EINVAL);
     // Node ids never looked up, or beyond any inode number.
     for bad in [3u64, 8, 11, 12345, 1 << 40, u64::MAX] {
-        assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, bad, fuse_getattr_in::default().as_bytes()), libc::ESTALE, "node {bad}");
+        assert_eq!(
+            c.errno(fuse_opcode::FUSE_GETATTR, bad, fuse_getattr_in::default().as_bytes()),
+            libc::ESTALE,
+            "node {bad}"
+        );
         assert_eq!(c.errno(fuse_opcode::FUSE_LOOKUP, bad, &cstr("x")), libc::ESTALE, "node {bad}");
     }
     let l = fuse_link_in { oldnodeid: 12345 };
     assert_eq!(c.errno(fuse_opcode::FUSE_LINK, FUSE_ROOT_ID, &cat(&[l.as_bytes(), &cstr("ln")])), libc::ESTALE);
     // Offsets at the end of the 64-bit range.
     let (node2, fh2) = c.create(FUSE_ROOT_ID, "other");
-    let cp = fuse_copy_file_range_in { fh_in: fh, off_in: u64::MAX - 1, nodeid_out: node2, fh_out: fh2, off_out: 0, len: 100, flags: 0 };
+    let cp = fuse_copy_file_range_in {
+        fh_in: fh,
+        off_in: u64::MAX - 1,
+        nodeid_out: node2,
+        fh_out: fh2,
+        off_out: 0,
+        len: 100,
+        flags: 0,
+    };
     assert_eq!(c.errno(fuse_opcode::FUSE_COPY_FILE_RANGE, node, cp.as_bytes()), libc::EINVAL);
     let cp = fuse_copy_file_range_in { off_in: 0, off_out: u64::MAX, ..cp };
     assert_eq!(c.errno(fuse_opcode::FUSE_COPY_FILE_RANGE, node, cp.as_bytes()), libc::EINVAL);
     assert_ne!(c.write(node, fh, u64::MAX - 2, b"abcd").errno, 0);
     let fa = fuse_fallocate_in { fh, offset: u64::MAX - 10, length: 100, mode: 0, padding: 0 };
     assert_eq!(c.errno(fuse_opcode::FUSE_FALLOCATE, node, fa.as_bytes()), libc::EINVAL);
-    let lk = fuse_lk_in { fh, owner: 1, lk: fuse_file_lock { start: 10, end: 5, type_: libc::F_WRLCK as u32, pid: 1 }, lk_flags: 0, padding: 0 };
+    let lk = fuse_lk_in {
+        fh,
+        owner: 1,
+        lk: fuse_file_lock { start: 10, end: 5, type_: libc::F_WRLCK as u32, pid: 1 },
+        lk_flags: 0,
+        padding: 0,
+    };
     assert_eq!(c.errno(fuse_opcode::FUSE_SETLK, node, lk.as_bytes()), libc::EINVAL);
     assert_eq!(c.release(node2, fh2), 0);
     assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, FUSE_ROOT_ID, &cstr("other")), 0);
@@ -210,21 +242,72 @@ fn random_corruptions_of_valid_requests_never_break_the_server() {
     let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
     let dfh = fuse_open_out::read_from_bytes(&c.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
     let templates: Vec<Vec<u8>> = vec![
-        c.request(fuse_opcode::FUSE_READDIR as u32, FUSE_ROOT_ID, fuse_read_in { fh: dfh, offset: 0, size: 4096, ..Default::default() }.as_bytes()),
-        c.request(fuse_opcode::FUSE_READDIRPLUS as u32, FUSE_ROOT_ID, fuse_read_in { fh: dfh, offset: 12, size: 4096, ..Default::default() }.as_bytes()),
+        c.request(
+            fuse_opcode::FUSE_READDIR as u32,
+            FUSE_ROOT_ID,
+            fuse_read_in { fh: dfh, offset: 0, size: 4096, ..Default::default() }.as_bytes(),
+        ),
+        c.request(
+            fuse_opcode::FUSE_READDIRPLUS as u32,
+            FUSE_ROOT_ID,
+            fuse_read_in { fh: dfh, offset: 12, size: 4096, ..Default::default() }.as_bytes(),
+        ),
         c.request(fuse_opcode::FUSE_LOOKUP as u32, FUSE_ROOT_ID, &cstr("victim")),
         c.request(fuse_opcode::FUSE_GETATTR as u32, node, fuse_getattr_in::default().as_bytes()),
-        c.request(fuse_opcode::FUSE_READ as u32, node, fuse_read_in { fh, size: 4096, ..Default::default() }.as_bytes()),
-        c.request(fuse_opcode::FUSE_WRITE as u32, node, &cat(&[fuse_write_in { fh, offset: 100, size: 4, ..Default::default() }.as_bytes(), b"abcd"])),
-        c.request(fuse_opcode::FUSE_SETATTR as u32, node, fuse_setattr_in { valid: FATTR_MODE, mode: 0o100600, ..Default::default() }.as_bytes()),
+        c.request(
+            fuse_opcode::FUSE_READ as u32,
+            node,
+            fuse_read_in { fh, size: 4096, ..Default::default() }.as_bytes(),
+        ),
+        c.request(
+            fuse_opcode::FUSE_WRITE as u32,
+            node,
+            &cat(&[fuse_write_in { fh, offset: 100, size: 4, ..Default::default() }.as_bytes(), b"abcd"]),
+        ),
+        c.request(
+            fuse_opcode::FUSE_SETATTR as u32,
+            node,
+            fuse_setattr_in { valid: FATTR_MODE, mode: 0o100600, ..Default::default() }.as_bytes(),
+        ),
         c.request(fuse_opcode::FUSE_MKDIR as u32, FUSE_ROOT_ID, &cat(&[m.as_bytes(), &cstr("d2")])),
-        c.request(fuse_opcode::FUSE_SETXATTR as u32, node, &cat(&[fuse_setxattr_in { size: 3, ..Default::default() }.as_bytes(), &cstr("user.x"), b"val"])),
-        c.request(fuse_opcode::FUSE_GETXATTR as u32, node, &cat(&[fuse_getxattr_in { size: 100, padding: 0 }.as_bytes(), &cstr("user.x")])),
-        c.request(fuse_opcode::FUSE_RENAME as u32, FUSE_ROOT_ID, &cat(&[fuse_rename_in { newdir: FUSE_ROOT_ID }.as_bytes(), &cstr("d2"), &cstr("d3")])),
-        c.request(fuse_opcode::FUSE_FALLOCATE as u32, node, fuse_fallocate_in { fh, offset: 0, length: 8192, mode: 0, padding: 0 }.as_bytes()),
-        c.request(fuse_opcode::FUSE_LSEEK as u32, node, fuse_lseek_in { fh, offset: 0, whence: libc::SEEK_HOLE as u32, padding: 0 }.as_bytes()),
+        c.request(
+            fuse_opcode::FUSE_SETXATTR as u32,
+            node,
+            &cat(&[fuse_setxattr_in { size: 3, ..Default::default() }.as_bytes(), &cstr("user.x"), b"val"]),
+        ),
+        c.request(
+            fuse_opcode::FUSE_GETXATTR as u32,
+            node,
+            &cat(&[fuse_getxattr_in { size: 100, padding: 0 }.as_bytes(), &cstr("user.x")]),
+        ),
+        c.request(
+            fuse_opcode::FUSE_RENAME as u32,
+            FUSE_ROOT_ID,
+            &cat(&[fuse_rename_in { newdir: FUSE_ROOT_ID }.as_bytes(), &cstr("d2"), &cstr("d3")]),
+        ),
+        c.request(
+            fuse_opcode::FUSE_FALLOCATE as u32,
+            node,
+            fuse_fallocate_in { fh, offset: 0, length: 8192, mode: 0, padding: 0 }.as_bytes(),
+        ),
+        c.request(
+            fuse_opcode::FUSE_LSEEK as u32,
+            node,
+            fuse_lseek_in { fh, offset: 0, whence: libc::SEEK_HOLE as u32, padding: 0 }.as_bytes(),
+        ),
         c.request(fuse_opcode::FUSE_STATFS as u32, FUSE_ROOT_ID, &[]),
-        c.request(fuse_opcode::FUSE_SETLK as u32, node, fuse_lk_in { fh, owner: 1, lk: fuse_file_lock { start: 0, end: 10, type_: libc::F_WRLCK as u32, pid: 1 }, lk_flags: 0, padding: 0 }.as_bytes()),
+        c.request(
+            fuse_opcode::FUSE_SETLK as u32,
+            node,
+            fuse_lk_in {
+                fh,
+                owner: 1,
+                lk: fuse_file_lock { start: 0, end: 10, type_: libc::F_WRLCK as u32, pid: 1 },
+                lk_flags: 0,
+                padding: 0,
+            }
+            .as_bytes(),
+        ),
     ];
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut replies = 0;
@@ -311,7 +394,14 @@ impl ext4_virtiofsd::fuse::dispatch::Transport for Queue {
 fn the_worker_pool_serves_and_lock_waits_do_not_block_it() {
     let (_s, img) = image("proto-pool");
     let mut c = Client::new(&img);
-    let init = fuse_init_in { major: 7, minor: 40, max_readahead: 1 << 17, flags: u32::MAX, flags2: u32::MAX, unused: [0; 11] };
+    let init = fuse_init_in {
+        major: 7,
+        minor: 40,
+        max_readahead: 1 << 17,
+        flags: u32::MAX,
+        flags2: u32::MAX,
+        unused: [0; 11],
+    };
     let q = Arc::new(Queue {
         requests: Default::default(),
         replies: Default::default(),
@@ -354,13 +444,18 @@ fn the_worker_pool_serves_and_lock_waits_do_not_block_it() {
     }
     wait_replies(&q, 52);
     assert!(
-        q.replies.lock().unwrap().iter().all(|r| fuse_out_header::read_from_prefix(r).unwrap().0.unique != waiter_unique),
+        q.replies
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| fuse_out_header::read_from_prefix(r).unwrap().0.unique != waiter_unique),
         "the waiter is not answered while the lock is held"
     );
     push(&q, c.request(fuse_opcode::FUSE_SETLK as u32, node, lock(1, libc::F_UNLCK).as_bytes()));
     wait_replies(&q, 54);
     let replies = q.replies.lock().unwrap().clone();
-    let got = replies.iter().map(|r| fuse_out_header::read_from_prefix(r).unwrap().0).find(|h| h.unique == waiter_unique);
+    let got =
+        replies.iter().map(|r| fuse_out_header::read_from_prefix(r).unwrap().0).find(|h| h.unique == waiter_unique);
     assert_eq!(got.map(|h| h.error), Some(0), "the waiter got the lock once it was free");
     q.closed.store(true, std::sync::atomic::Ordering::SeqCst);
     pool.join().unwrap().unwrap();
@@ -400,7 +495,11 @@ fn entries_carry_the_inode_generation() {
     // READDIRPLUS of the root.
     let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
     let dfh = fuse_open_out::read_from_bytes(&c.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
-    let body = c.ok(fuse_opcode::FUSE_READDIRPLUS, FUSE_ROOT_ID, fuse_read_in { fh: dfh, size: 1 << 16, ..Default::default() }.as_bytes());
+    let body = c.ok(
+        fuse_opcode::FUSE_READDIRPLUS,
+        FUSE_ROOT_ID,
+        fuse_read_in { fh: dfh, size: 1 << 16, ..Default::default() }.as_bytes(),
+    );
     let mut b = &body[..];
     let mut plus = 0;
     while !b.is_empty() {

@@ -29,7 +29,9 @@ fn image_file(img: &Path, path: &str) -> Vec<u8> {
 /// Whether debugfs lists `needs_recovery` among the features.
 fn needs_recovery(img: &Path) -> bool {
     let out = Command::new("dumpe2fs").arg("-h").arg(img).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("Filesystem features") && l.contains("needs_recovery"))
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("Filesystem features") && l.contains("needs_recovery"))
 }
 
 #[test]
@@ -97,7 +99,13 @@ fn sigterm_while_busy_closes_the_image_at_once() {
     let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
     mkfs(&img, "128M", &["-t", "ext4"]);
     std::fs::create_dir(&mnt).unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd")).arg("mount").arg(&img).arg(&mnt).stdin(Stdio::null()).spawn().unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd"))
+        .arg("mount")
+        .arg(&img)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut polls = 0;
     while mounted_fstype(&mnt).as_deref() != Some(HostMount::FSTYPE) {
         polls += 1;
@@ -186,7 +194,11 @@ fn every_cache_mode_serves_the_same_data() {
         std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o777)).unwrap();
         let script = format!("echo data | dd of={0} conv=notrunc,fsync status=none && touch {0}", shared.display());
         let out = Command::new("su").args(["nobody", "-s", "/bin/sh", "-c", &script]).output().unwrap();
-        assert!(out.status.success(), "{args:?}: non-owner write/fsync/touch: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: non-owner write/fsync/touch: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(std::fs::read(&shared).unwrap(), b"data\n", "{args:?}");
         m.unmount().unwrap_or_else(|e| panic!("{args:?}: {e}"));
         assert_fsck_clean(&img);
@@ -292,7 +304,8 @@ fn file_operations_through_the_kernel() {
     assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENXIO));
 
     // copy_file_range within the mount.
-    let copy = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(mnt.join("copy")).unwrap();
+    let copy =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(mnt.join("copy")).unwrap();
     let (mut off_in, mut off_out) = (0i64, 0i64);
     // SAFETY: both descriptors are open; the offsets are our locals.
     let n = unsafe { libc::copy_file_range(fd, &mut off_in, copy.as_raw_fd(), &mut off_out, 8192, 0) };
@@ -337,7 +350,15 @@ fn file_operations_through_the_kernel() {
     let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{tfd}")).unwrap();
     let named = mnt.join("named");
     // SAFETY: valid NUL-terminated paths.
-    let r = unsafe { libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, cpath(&named).as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc_path.as_ptr(),
+            libc::AT_FDCWD,
+            cpath(&named).as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
     assert_eq!(r, 0, "linkat: {}", std::io::Error::last_os_error());
     // SAFETY: closing our descriptor.
     unsafe { libc::close(tfd) };

@@ -122,8 +122,11 @@ fn worker(me: usize, own: &Path, shared: &Path, seed: u64) {
                 std::fs::write(shared.join(fresh(tag)), vec![tag; len as usize]).unwrap();
             }
             _ => {
-                let names: Vec<String> =
-                    std::fs::read_dir(shared).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().into_string().unwrap()).collect();
+                let names: Vec<String> = std::fs::read_dir(shared)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().into_string().unwrap())
+                    .collect();
                 if names.is_empty() {
                     continue;
                 }
@@ -184,7 +187,15 @@ fn run_mode(args: &[&str], seed: u64) {
     let children: Vec<_> = (0..PROCESSES)
         .map(|p| {
             Command::new(std::env::current_exe().unwrap())
-                .env("EXT4_MODEL_WORKER", format!("{p} {} {} {}", mnt.join(format!("p{p}")).display(), mnt.join("shared").display(), seed * 10 + p as u64))
+                .env(
+                    "EXT4_MODEL_WORKER",
+                    format!(
+                        "{p} {} {} {}",
+                        mnt.join(format!("p{p}")).display(),
+                        mnt.join("shared").display(),
+                        seed * 10 + p as u64
+                    ),
+                )
                 .spawn()
                 .unwrap()
         })

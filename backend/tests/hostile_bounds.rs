@@ -29,7 +29,8 @@ const GROWTH_BOUND: u64 = 64 << 20;
 /// A field (in KiB) of /proc/self/status, in bytes.
 fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let line =
+        status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
@@ -66,7 +67,13 @@ fn open(c: &mut Client, node: u64) -> Result<u64, i32> {
 }
 
 fn lock(fh: u64, owner: u64, start: u64, end: u64, typ: i32) -> fuse_lk_in {
-    fuse_lk_in { fh, owner, lk: fuse_file_lock { start, end, type_: typ as u32, pid: owner as u32 }, lk_flags: 0, padding: 0 }
+    fuse_lk_in {
+        fh,
+        owner,
+        lk: fuse_file_lock { start, end, type_: typ as u32, pid: owner as u32 },
+        lk_flags: 0,
+        padding: 0,
+    }
 }
 
 #[test]
@@ -98,7 +105,8 @@ fn hostile_requests_are_answered_and_bounded() {
         assert_eq!(c.errno(fuse_opcode::FUSE_GETXATTR, node, &cat(&[g.as_bytes(), &cstr("user.none")])), libc::ENODATA);
         assert_eq!(c.ok(fuse_opcode::FUSE_LISTXATTR, node, g.as_bytes()), b"user.k\0");
         let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
-        let dfh = fuse_open_out::read_from_bytes(&c.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
+        let dfh =
+            fuse_open_out::read_from_bytes(&c.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
         for op in [fuse_opcode::FUSE_READDIR, fuse_opcode::FUSE_READDIRPLUS] {
             for off in [0, u64::MAX, 1 << 40] {
                 let r = fuse_read_in { fh: dfh, offset: off, size: u32::MAX, ..Default::default() };
@@ -114,7 +122,11 @@ fn hostile_requests_are_answered_and_bounded() {
     bounded("a flood of lock waiters", || {
         c.ok(fuse_opcode::FUSE_SETLK, node, lock(fh, 1, 0, 99, libc::F_WRLCK).as_bytes());
         for owner in 2..18 {
-            assert_eq!(c.errno(fuse_opcode::FUSE_SETLKW, node, lock(fh, owner, 0, 99, libc::F_WRLCK).as_bytes()), 0, "deferred");
+            assert_eq!(
+                c.errno(fuse_opcode::FUSE_SETLKW, node, lock(fh, owner, 0, 99, libc::F_WRLCK).as_bytes()),
+                0,
+                "deferred"
+            );
         }
         // Each waiter is counted before its thread starts.
         assert_eq!(c.server.lock_waiters(), 16);
@@ -142,7 +154,10 @@ fn hostile_requests_are_answered_and_bounded() {
         assert_eq!(before + fhs.len(), 64, "the table filled up to its cap");
         assert_eq!(refused, 5000 - fhs.len());
         let cr = fuse_create_in { flags: libc::O_RDWR as u32, mode: 0o100644, umask: 0o022, open_flags: 0 };
-        assert_eq!(c.errno(fuse_opcode::FUSE_CREATE, FUSE_ROOT_ID, &cat(&[cr.as_bytes(), &cstr("refused")])), libc::EMFILE);
+        assert_eq!(
+            c.errno(fuse_opcode::FUSE_CREATE, FUSE_ROOT_ID, &cat(&[cr.as_bytes(), &cstr("refused")])),
+            libc::EMFILE
+        );
         assert_eq!(c.lookup(FUSE_ROOT_ID, "refused").unwrap_err(), libc::ENOENT, "a refused CREATE creates nothing");
         let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
         assert_eq!(c.errno(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes()), libc::EMFILE);
@@ -184,7 +199,13 @@ fn hostile_requests_are_answered_and_bounded() {
         let mut dir = FUSE_ROOT_ID;
         let mut chain = Vec::new();
         for _ in 0..300 {
-            let e = fuse_entry_out::read_from_prefix(&c.ok(fuse_opcode::FUSE_MKDIR, dir, &cat(&[m.as_bytes(), &cstr("d")]))).unwrap().0;
+            let e = fuse_entry_out::read_from_prefix(&c.ok(
+                fuse_opcode::FUSE_MKDIR,
+                dir,
+                &cat(&[m.as_bytes(), &cstr("d")]),
+            ))
+            .unwrap()
+            .0;
             chain.push(e.nodeid);
             dir = e.nodeid;
         }
@@ -277,8 +298,13 @@ fn seek_data_and_hole_walk_only_what_they_need() {
         fs.file_extents(&fs.read_inode(ino).unwrap()).unwrap().len() / 340
     };
     assert!(leaves >= 20, "the file has a deep enough tree ({leaves} leaves)");
-    let dev = Arc::new(Counting { inner: FileDevice::open(&img, true).unwrap(), reads: AtomicU64::new(0), armed: Default::default() });
-    let fs = Arc::new(Ext4::open_device(dev.clone(), &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap());
+    let dev = Arc::new(Counting {
+        inner: FileDevice::open(&img, true).unwrap(),
+        reads: AtomicU64::new(0),
+        armed: Default::default(),
+    });
+    let fs =
+        Arc::new(Ext4::open_device(dev.clone(), &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap());
     let a = Ext4Fs::new(fs.clone(), AdapterOptions::default(), Box::new(NoGroups));
     let caller = a.caller(0, 0, 0);
     let e = a.lookup(&caller, FUSE_ROOT_ID, b"sparse").unwrap();

@@ -37,7 +37,15 @@ fn fixture(tag: &str, mkfs_args: &[&str]) -> Fixture {
         assert!(ok.success());
     }
     let img = dir.join("fs.img");
-    let out = Command::new("mke2fs").args(["-q", "-F"]).args(mkfs_args).arg("-d").arg(&src).arg(&img).arg("32M").output().unwrap();
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F"])
+        .args(mkfs_args)
+        .arg("-d")
+        .arg(&src)
+        .arg(&img)
+        .arg("32M")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Fixture { dir, img }
 }
@@ -100,7 +108,9 @@ fn check(tag: &str, mkfs_args: &[&str]) {
     assert!(ok(&["getfattr", "/hello.txt"], img).contains("user.color=\"blue\""));
     assert!(ok(&["getfattr", "/hello.txt", "-n", "user.color", "-x"], img).contains("user.color=0x626c7565"));
     let tree = ok(&["tree"], img);
-    for want in ["hello.txt  (13 bytes)", "sub/", "big.bin  (200000 bytes)", "deeper/", "leaf  (4 bytes)", "link -> hello.txt"] {
+    for want in
+        ["hello.txt  (13 bytes)", "sub/", "big.bin  (200000 bytes)", "deeper/", "leaf  (4 bytes)", "link -> hello.txt"]
+    {
         assert!(tree.contains(want), "{tag}: tree lacks {want:?}:\n{tree}");
     }
 
@@ -166,7 +176,12 @@ fn attribute_tools_change_the_image_cleanly() {
     ok(&["setfattr", "/hello.txt", "-n", "user.color", "-x"], img);
     fsck_clean(img);
     let attrs = ok(&["getfattr", "/hello.txt", "-x"], img);
-    assert!(attrs.contains("user.size=0x6c61726765") && attrs.contains("user.bin=0x00ff10") && !attrs.contains("user.color"), "{attrs}");
+    assert!(
+        attrs.contains("user.size=0x6c61726765")
+            && attrs.contains("user.bin=0x00ff10")
+            && !attrs.contains("user.color"),
+        "{attrs}"
+    );
     assert!(debugfs(img, "ea_list /hello.txt").contains("user.size"));
     let (success, _, err) = tool(&["chmod", "999", "/hello.txt"], img);
     assert!(!success && err.contains("not octal"), "{err}");

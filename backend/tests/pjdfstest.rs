@@ -385,8 +385,11 @@ fn pjdfstest_ours_vs_kernel() {
         fuse2fs.as_ref().map_or(String::new(), |f| format!(", fuse2fs {}/{}", f.count(Outcome::Pass), f.cases.len()))
     );
     common::assert_fsck_clean(&oimg);
-    let missed: Vec<&String> =
-        kernel.cases.keys().filter(|n| kernel.outcome(n) == pass && ours.outcome(n) != pass && !excused.contains(&n.as_str())).collect();
+    let missed: Vec<&String> = kernel
+        .cases
+        .keys()
+        .filter(|n| kernel.outcome(n) == pass && ours.outcome(n) != pass && !excused.contains(&n.as_str()))
+        .collect();
     assert!(missed.is_empty(), "cases the kernel passes and ours does not: {missed:?}");
     assert!(
         ours_pass >= bar,

@@ -70,7 +70,9 @@ fn image(s: &Scratch) -> PathBuf {
 
 fn needs_recovery(img: &Path) -> bool {
     let out = Command::new("dumpe2fs").arg("-h").arg(img).stderr(Stdio::null()).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("Filesystem features:") && l.contains("needs_recovery"))
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("Filesystem features:") && l.contains("needs_recovery"))
 }
 
 #[test]
@@ -81,7 +83,14 @@ fn socket_mode_image_lock_and_sigterm() {
     let mut d = start(&img, &sock, &[]);
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
     // A second daemon on the same image is refused, naming the conflict.
-    let out = Command::new(BIN).arg("serve").arg("--image").arg(&img).arg("--socket-path").arg(s.join("b.sock")).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--image")
+        .arg(&img)
+        .arg("--socket-path")
+        .arg(s.join("b.sock"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use") && err.contains("fs.img"), "{err}");

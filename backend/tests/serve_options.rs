@@ -39,14 +39,31 @@ fn every_example_config_loads_and_resolves() {
     let full = parse(&["--config", configs().join("full.toml").to_str().unwrap()]).unwrap();
     assert_eq!((full.tag.as_str(), full.cache, full.threads, full.request_queues), ("ext4fs", CachePolicy::Auto, 4, 1));
     let ro = parse(&["--config", configs().join("read-only-shared.toml").to_str().unwrap()]).unwrap();
-    assert!(ro.read_only && ro.keep_running && ro.cache == CachePolicy::Always && ro.socket_group.as_deref() == Some("kvm"));
+    assert!(
+        ro.read_only && ro.keep_running && ro.cache == CachePolicy::Always && ro.socket_group.as_deref() == Some("kvm")
+    );
 }
 
 #[test]
 fn the_command_line_overrides_the_file_and_unknown_fields_are_refused() {
     let cfg = configs().join("full.toml");
-    let s = parse(&["--config", cfg.to_str().unwrap(), "--tag", "other", "--cache", "never", "--num-request-queues", "4", "--image", "/x.img"]).unwrap();
-    assert_eq!((s.tag.as_str(), s.cache, s.request_queues, s.image.to_str().unwrap()), ("other", CachePolicy::Never, 4, "/x.img"));
+    let s = parse(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--tag",
+        "other",
+        "--cache",
+        "never",
+        "--num-request-queues",
+        "4",
+        "--image",
+        "/x.img",
+    ])
+    .unwrap();
+    assert_eq!(
+        (s.tag.as_str(), s.cache, s.request_queues, s.image.to_str().unwrap()),
+        ("other", CachePolicy::Never, 4, "/x.img")
+    );
     let dir = std::env::temp_dir().join(format!("serve-opts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
@@ -60,7 +77,10 @@ fn the_command_line_overrides_the_file_and_unknown_fields_are_refused() {
 fn minimal_command_lines_and_defaults() {
     let s = parse(&["--image", "a.img", "--socket-path", "s.sock"]).unwrap();
     assert_eq!(s.listen, Listen::Path("s.sock".into()));
-    assert_eq!((s.tag.as_str(), s.read_only, s.keep_running, s.request_queues, s.cache), ("ext4fs", false, false, 1, CachePolicy::Auto));
+    assert_eq!(
+        (s.tag.as_str(), s.read_only, s.keep_running, s.request_queues, s.cache),
+        ("ext4fs", false, false, 1, CachePolicy::Auto)
+    );
     assert!(s.threads >= 2);
     assert!(parse(&["--socket-path", "s"]).unwrap_err().contains("no image"));
     assert!(parse(&["--image", "a"]).unwrap_err().contains("no socket"));
@@ -68,7 +88,19 @@ fn minimal_command_lines_and_defaults() {
     assert!(parse(&["--image", "a", "--socket-path", "s", "--tag", &"t".repeat(37)]).unwrap_err().contains("longer"));
     assert!(parse(&["--image", "a", "--socket-path", "s", "--num-request-queues", "0"]).is_err());
     assert!(parse(&["--image", "a", "--socket-path", "s", "--log-level", "loud"]).unwrap_err().contains("log level"));
-    let s = parse(&["--image", "a", "--socket-path", "s", "--read-only", "--keep-running", "--thread-pool-size", "3", "--log-level", "DEBUG"]).unwrap();
+    let s = parse(&[
+        "--image",
+        "a",
+        "--socket-path",
+        "s",
+        "--read-only",
+        "--keep-running",
+        "--thread-pool-size",
+        "3",
+        "--log-level",
+        "DEBUG",
+    ])
+    .unwrap();
     assert!(s.read_only && s.keep_running && s.threads == 3 && s.log_level.as_deref() == Some("debug"));
 }
 
@@ -77,11 +109,34 @@ fn virtiofsd_and_libvirt_forms() {
     // What libvirt's <filesystem type='mount'><driver type='virtiofs'/>
     // passes a virtiofsd-compatible binary: an inherited socket, -o source,
     // cache, xattr, sandbox and the like.
-    let s = parse(&["--fd=3", "-o", "source=/images/g.img", "--cache=always", "--xattr", "--posix-lock", "--sandbox", "none", "--thread-pool-size=2"]).unwrap();
-    assert_eq!((s.listen, s.image.to_str().unwrap(), s.cache, s.threads), (Listen::Fd(3), "/images/g.img", CachePolicy::Always, 2));
-    let s = parse(&["--socket-path=/run/s", "-o", "source=/i.img,cache=none,xattr,no_flock,posix_lock,sandbox=none", "-o", "writeback,announce_submounts"]).unwrap();
+    let s = parse(&[
+        "--fd=3",
+        "-o",
+        "source=/images/g.img",
+        "--cache=always",
+        "--xattr",
+        "--posix-lock",
+        "--sandbox",
+        "none",
+        "--thread-pool-size=2",
+    ])
+    .unwrap();
+    assert_eq!(
+        (s.listen, s.image.to_str().unwrap(), s.cache, s.threads),
+        (Listen::Fd(3), "/images/g.img", CachePolicy::Always, 2)
+    );
+    let s = parse(&[
+        "--socket-path=/run/s",
+        "-o",
+        "source=/i.img,cache=none,xattr,no_flock,posix_lock,sandbox=none",
+        "-o",
+        "writeback,announce_submounts",
+    ])
+    .unwrap();
     assert_eq!((s.image.to_str().unwrap(), s.cache, s.writeback), ("/i.img", CachePolicy::Never, true));
-    let s = parse(&["--socket-path", "/run/s", "--shared-dir", "/i.img", "--socket-group", "kvm", "--log-level", "warn"]).unwrap();
+    let s =
+        parse(&["--socket-path", "/run/s", "--shared-dir", "/i.img", "--socket-group", "kvm", "--log-level", "warn"])
+            .unwrap();
     assert_eq!((s.image.to_str().unwrap(), s.socket_group.as_deref()), ("/i.img", Some("kvm")));
     // Refused, each with a reason.
     for (args, why) in [

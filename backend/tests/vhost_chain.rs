@@ -19,8 +19,8 @@ use ext4_virtiofsd::fuse::wire::{ReplyBuf, bounced_payload_bytes};
 use ext4_virtiofsd::vhost::chain::{Chain, ChainError, Mem};
 use fuse_abi::linux::*;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Arc;
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::RawDescriptor;
@@ -107,10 +107,8 @@ fn serve(c: &Client, chain: &Chain) -> Option<(fuse_out_header, u32)> {
     let (n, mut source) = chain.copy_head(&mut buf).unwrap();
     let mut sink = chain.sink();
     let mut out = ReplyBuf::new();
-    let mut payload = Payload {
-        write: source.as_mut().map(|s| s as &mut dyn ext4::fs::data::io::DataSource),
-        read: Some(&mut sink),
-    };
+    let mut payload =
+        Payload { write: source.as_mut().map(|s| s as &mut dyn ext4::fs::data::io::DataSource), read: Some(&mut sink) };
     match c.server.handle_with(&buf[..n], &mut payload, &mut out) {
         Outcome::Reply(_) => {}
         Outcome::NoReply => return None,
@@ -204,7 +202,11 @@ fn a_1mib_write_and_read_split_over_descriptors_land_right_without_a_payload_buf
         off += len as usize;
     }
 
-    assert_eq!(BIG_ALLOCS.load(Ordering::SeqCst), 0, "allocations of {BIG} bytes or more while serving the 1 MiB requests");
+    assert_eq!(
+        BIG_ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations of {BIG} bytes or more while serving the 1 MiB requests"
+    );
     assert_eq!(bounced_payload_bytes(), bounced, "payload bytes went through a daemon buffer");
 
     // The same file through the contiguous path agrees; that path does
@@ -246,7 +248,11 @@ fn malformed_chains_are_refused_or_answered_with_an_error() {
     // (or the chain is refused): nothing can be written into it.
     let r = chain(&mem, &[ok, desc(0x11_0000, u32::MAX, true), desc(0x11_0000, u32::MAX, true)]);
     assert!(r.as_ref().map_or(true, |c| c.writable().is_empty()), "{r:?}");
-    let r = Chain::from_descriptors(mem.clone(), 0, [Descriptor::new(0x10_0000, u32::MAX, 0, 0), Descriptor::new(0x10_0000, 2, 0, 0)]);
+    let r = Chain::from_descriptors(
+        mem.clone(),
+        0,
+        [Descriptor::new(0x10_0000, u32::MAX, 0, 0), Descriptor::new(0x10_0000, 2, 0, 0)],
+    );
     assert!(matches!(r, Err(ChainError::Overflow | ChainError::OutsideMemory { .. })), "{r:?}");
     // Too short for a header: no reply, the chain is given back empty.
     let short = chain(&mem, &[desc(0x10_0000, 20, false), out]).unwrap();
@@ -272,13 +278,19 @@ fn malformed_chains_are_refused_or_answered_with_an_error() {
     let w = fuse_write_in { fh, offset: 0, size: 8192, ..Default::default() };
     let head = header(&mut c, fuse_opcode::FUSE_WRITE, node, w.as_bytes(), 100);
     mem.write_slice(&head, GuestAddress(0x13_0000)).unwrap();
-    let (h, _) = serve(&c, &chain(&mem, &[desc(0x13_0000, head.len() as u32, false), desc(0x14_0000, 100, false), out]).unwrap()).unwrap();
+    let (h, _) = serve(
+        &c,
+        &chain(&mem, &[desc(0x13_0000, head.len() as u32, false), desc(0x14_0000, 100, false), out]).unwrap(),
+    )
+    .unwrap();
     assert_eq!(h.error, -libc::EINVAL);
     // A READ asking more than the writable part holds gets what fits.
     let r = fuse_read_in { fh, offset: 0, size: 1 << 20, ..Default::default() };
     let head = header(&mut c, fuse_opcode::FUSE_READ, node, r.as_bytes(), 0);
     mem.write_slice(&head, GuestAddress(0x15_0000)).unwrap();
-    let (h, _) = serve(&c, &chain(&mem, &[desc(0x15_0000, head.len() as u32, false), desc(0x16_0000, 100, true)]).unwrap()).unwrap();
+    let (h, _) =
+        serve(&c, &chain(&mem, &[desc(0x15_0000, head.len() as u32, false), desc(0x16_0000, 100, true)]).unwrap())
+            .unwrap();
     assert_eq!(h.error, 0);
 
     // A loop: descriptor 1 points back at 0. The chain ends after as many
@@ -299,7 +311,9 @@ fn malformed_chains_are_refused_or_answered_with_an_error() {
         let mut buf = vec![0u8; 4096];
         let (n, _) = ch.copy_head(&mut buf).unwrap();
         let mut o = ReplyBuf::new();
-        assert!(matches!(c.server.handle_with(&buf[..n], &mut Payload::default(), &mut o), Outcome::Reply(r) if r[4..8] == (-libc::EINVAL).to_le_bytes()));
+        assert!(
+            matches!(c.server.handle_with(&buf[..n], &mut Payload::default(), &mut o), Outcome::Reply(r) if r[4..8] == (-libc::EINVAL).to_le_bytes())
+        );
     }
     assert_eq!(c.release(node, fh), 0);
     let _ = cat(&[]);

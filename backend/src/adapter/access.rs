@@ -168,7 +168,9 @@ pub fn check_chown(inode: &Inode, caller: &Caller<'_>, uid: Option<u32>, gid: Op
         return Ok(());
     }
     let uid_ok = uid.is_none_or(|u| u == inode.uid() && caller.uid == inode.uid());
-    let gid_ok = gid.is_none_or(|g| (caller.uid == inode.uid() && caller.in_group(g)) || g == inode.gid() && caller.uid == inode.uid());
+    let gid_ok = gid.is_none_or(|g| {
+        (caller.uid == inode.uid() && caller.in_group(g)) || g == inode.gid() && caller.uid == inode.uid()
+    });
     if uid_ok && gid_ok { Ok(()) } else { Err(Errno::EPERM) }
 }
 

@@ -3,10 +3,12 @@
 
 use super::AdapterOptions;
 use super::nodes::node_of;
-use ext4::disk::inode::FL_DAX;
 use ext4::disk::features::RoCompat;
+use ext4::disk::inode::FL_DAX;
 use ext4::{Ext4, FileType, Inode};
-use fuse_abi::linux::{FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ATTR_DAX, fuse_attr, fuse_attr_out, fuse_entry_out};
+use fuse_abi::linux::{
+    FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ATTR_DAX, fuse_attr, fuse_attr_out, fuse_entry_out,
+};
 use std::time::Duration;
 
 /// How long the client may trust names, attributes and file data, named
@@ -76,7 +78,12 @@ pub fn fuse_attr_of(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_att
 /// GETATTR / SETATTR reply for `inode`.
 pub fn attr_out(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_attr_out {
     let t = opts.cache.timeout();
-    fuse_attr_out { attr_valid: t.as_secs(), attr_valid_nsec: t.subsec_nanos(), dummy: 0, attr: fuse_attr_of(fs, inode, opts) }
+    fuse_attr_out {
+        attr_valid: t.as_secs(),
+        attr_valid_nsec: t.subsec_nanos(),
+        dummy: 0,
+        attr: fuse_attr_of(fs, inode, opts),
+    }
 }
 
 /// LOOKUP-style reply for `inode` (the caller counts the lookup).

@@ -2,11 +2,11 @@
 //! core's stable readdir cookies, so a listing resumes correctly across
 //! requests even while entries are added or removed.
 
+use super::Ext4Fs;
 use super::access::{self, Caller, MAY_READ};
 use super::attr::{dirent_type, entry_out};
 use super::errno::{Errno, FsResult};
 use super::nodes::node_of;
-use super::Ext4Fs;
 use crate::fuse::wire::ReplyBuf;
 use ext4::{Inode, Timestamp};
 use fuse_abi::linux::{fuse_dirent, fuse_entry_out, fuse_open_out};
@@ -45,7 +45,13 @@ impl Ext4Fs {
         let recent = Timestamp::now().secs - 1;
         let mut err = None;
         let walked = self.fs.read_dir(&dir, offset, &mut |e, next| {
-            let dirent = fuse_dirent { ino: e.ino as u64, off: next, namelen: e.name.len() as u32, type_: dirent_type(e.file_type), name: Default::default() };
+            let dirent = fuse_dirent {
+                ino: e.ino as u64,
+                off: next,
+                namelen: e.name.len() as u32,
+                type_: dirent_type(e.file_type),
+                name: Default::default(),
+            };
             let dot = e.name == b"." || e.name == b"..";
             let head = if plus { std::mem::size_of::<fuse_entry_out>() } else { 0 };
             let len = (head + std::mem::size_of::<fuse_dirent>() + e.name.len()).next_multiple_of(8);
@@ -105,7 +111,9 @@ impl Ext4Fs {
             return Ok(Some(inode.clone()));
         }
         let now = self.fs.read_inode(inode.ino)?;
-        let same = now.generation() == inode.generation() && now.file_type().is_some() && self.name_leads_to(dir.ino, name, inode.ino)?;
+        let same = now.generation() == inode.generation()
+            && now.file_type().is_some()
+            && self.name_leads_to(dir.ino, name, inode.ino)?;
         Ok(same.then_some(now))
     }
 }

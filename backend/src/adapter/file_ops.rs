@@ -8,9 +8,9 @@ use super::errno::{Errno, FsResult};
 use super::handles::Handle;
 use super::{Ext4Fs, killed_suid};
 use crate::fuse::wire::{ReplyBuf, ReplySink};
-use ext4::fs::data::io::{DataSource, SliceSource};
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
 use ext4::fs::data::fallocate::FallocMode;
+use ext4::fs::data::io::{DataSource, SliceSource};
 use ext4::fs::inode::setattr::SetAttr;
 use ext4::{Inode, Mapping, Timestamp};
 use fuse_abi::linux::*;
@@ -129,7 +129,9 @@ impl Ext4Fs {
             if self.fs.is_read_only() {
                 return Err(Errno::EROFS);
             }
-            if inode.flags() & FL_IMMUTABLE != 0 || (inode.flags() & FL_APPEND != 0 && (f & libc::O_APPEND == 0 || trunc)) {
+            if inode.flags() & FL_IMMUTABLE != 0
+                || (inode.flags() & FL_APPEND != 0 && (f & libc::O_APPEND == 0 || trunc))
+            {
                 return Err(Errno::EPERM);
             }
         }
@@ -182,7 +184,15 @@ impl Ext4Fs {
     /// READ into a transport's [`ReplySink`] (guest memory): up to `size`
     /// bytes at `offset` (no more than the sink holds), each moved once
     /// from the image; their count is added to the reply's length.
-    pub fn read_to(&self, node: u64, fh: u64, offset: u64, size: u32, sink: &mut dyn ReplySink, out: &mut ReplyBuf) -> FsResult<()> {
+    pub fn read_to(
+        &self,
+        node: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        sink: &mut dyn ReplySink,
+        out: &mut ReplyBuf,
+    ) -> FsResult<()> {
         let inode = self.inode(node)?;
         if !self.file_handle(fh, inode.ino)?.read {
             return Err(Errno::EBADF);
@@ -200,7 +210,14 @@ impl Ext4Fs {
 
     /// [`Ext4Fs::write`] from any [`DataSource`] (guest memory): each byte
     /// moves once, from the source to the image.
-    pub fn write_from(&self, node: u64, fh: u64, offset: u64, data: &mut dyn DataSource, write_flags: u32) -> FsResult<u32> {
+    pub fn write_from(
+        &self,
+        node: u64,
+        fh: u64,
+        offset: u64,
+        data: &mut dyn DataSource,
+        write_flags: u32,
+    ) -> FsResult<u32> {
         let inode = self.inode(node)?;
         let h = self.file_handle(fh, inode.ino)?;
         if !h.write {

@@ -93,7 +93,8 @@ impl InodeLocks {
     fn apply(&mut self, want: &RangeLock, room: usize) -> FsResult<isize> {
         let new = (want.typ != F_UNLCK).then_some(Holder { owner: want.owner, typ: want.typ, pid: want.pid });
         let undo = self.segs.update(want.start, want.end, |hs| {
-            let mut hs: Vec<Holder> = hs.map(|v| v.iter().copied().filter(|h| h.owner != want.owner).collect()).unwrap_or_default();
+            let mut hs: Vec<Holder> =
+                hs.map(|v| v.iter().copied().filter(|h| h.owner != want.owner).collect()).unwrap_or_default();
             if let Some(n) = new {
                 let at = hs.partition_point(|h| h.owner < n.owner);
                 hs.insert(at, n);
@@ -335,7 +336,10 @@ mod tests {
             assert_eq!(got.is_some(), expect, "test of {want:?}");
             if let Some(l) = got {
                 assert!(l.owner != owner && l.start <= end && start <= l.end, "{l:?} vs {want:?}");
-                assert!((l.start..=l.end).all(|b| model[l.owner as usize][b as usize] == l.typ + 1), "{l:?} is held whole");
+                assert!(
+                    (l.start..=l.end).all(|b| model[l.owner as usize][b as usize] == l.typ + 1),
+                    "{l:?} is held whole"
+                );
             }
             let r = t.set(9, &want);
             assert_eq!(r.is_err(), expect);

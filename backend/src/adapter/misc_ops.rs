@@ -1,10 +1,10 @@
 //! STATFS, ACCESS, POSIX locks (GETLK, SETLK, SETLKW, INTERRUPT) and the
 //! FS_IOC_GETFLAGS / FS_IOC_SETFLAGS ioctls.
 
+use super::Ext4Fs;
 use super::access::{self, Caller, MAY_WRITE};
 use super::errno::{Errno, FsResult};
 use super::locks::{F_UNLCK, RangeLock};
-use super::Ext4Fs;
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP};
 use ext4::fs::inode::setattr::SETTABLE_FLAGS;
 use fuse_abi::linux::{fuse_file_lock, fuse_kstatfs, fuse_lk_in};
@@ -66,7 +66,17 @@ impl Ext4Fs {
         let inode = self.inode(node)?;
         let mask = (mask & 7) as u16;
         if mask & MAY_WRITE != 0 {
-            if self.fs.is_read_only() && !matches!(inode.file_type(), Some(ext4::FileType::CharDevice | ext4::FileType::BlockDevice | ext4::FileType::Fifo | ext4::FileType::Socket)) {
+            if self.fs.is_read_only()
+                && !matches!(
+                    inode.file_type(),
+                    Some(
+                        ext4::FileType::CharDevice
+                            | ext4::FileType::BlockDevice
+                            | ext4::FileType::Fifo
+                            | ext4::FileType::Socket
+                    )
+                )
+            {
                 return Err(Errno::EROFS);
             }
             if inode.flags() & FL_IMMUTABLE != 0 {

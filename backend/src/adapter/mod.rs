@@ -19,8 +19,8 @@ mod namespace_ops;
 mod xattr_ops;
 
 pub use misc_ops::{
-    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSXATTR_SIZE,
-    flags_of_xflags,
+    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS,
+    FSXATTR_SIZE, flags_of_xflags,
 };
 pub use xattr_ops::XattrReply;
 
@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 
 /// Longest name a directory entry can hold.
 const NAME_MAX: usize = 255;
-
 
 /// Stripes of the locks that make a removal or rename's permission
 /// check and the change itself one step (see [`DirStripes`]).

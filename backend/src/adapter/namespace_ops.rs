@@ -35,7 +35,10 @@ impl Ext4Fs {
         let gid = if parent.mode() & S_ISGID != 0 {
             if mode & S_IFMT == S_IFDIR {
                 mode |= S_ISGID;
-            } else if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010) && !caller.is_root() && !caller.in_group(parent.gid()) {
+            } else if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010)
+                && !caller.is_root()
+                && !caller.in_group(parent.gid())
+            {
                 mode &= !S_ISGID;
             }
             parent.gid()
@@ -83,7 +86,11 @@ impl Ext4Fs {
                 Err(_) => continue,
             };
             self.nodes.add_lookup(&self.fs, e.ino);
-            let now = self.fs.read_inode(e.ino).ok().filter(|i| i.generation() == first.generation() && i.file_type().is_some());
+            let now = self
+                .fs
+                .read_inode(e.ino)
+                .ok()
+                .filter(|i| i.generation() == first.generation() && i.file_type().is_some());
             match now {
                 Some(inode) if self.name_leads_to(dir.ino, name, e.ino)? => return Ok(inode),
                 _ => self.nodes.forget(&self.fs, super::nodes::node_of(e.ino), 1),
@@ -115,12 +122,22 @@ impl Ext4Fs {
     }
 
     /// MKNOD: regular files, FIFOs, sockets and (for root) devices.
-    pub fn mknod(&self, caller: &Caller<'_>, parent: u64, name: &[u8], mode: u32, rdev: u32, umask: u32) -> FsResult<fuse_entry_out> {
+    pub fn mknod(
+        &self,
+        caller: &Caller<'_>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        umask: u32,
+    ) -> FsResult<fuse_entry_out> {
         let dir = self.creatable_parent(caller, parent, name)?;
         let mode = mode as u16;
         match FileType::from_mode(mode) {
             Some(FileType::CharDevice | FileType::BlockDevice) if !caller.is_root() => return Err(Errno::EPERM),
-            Some(FileType::Regular | FileType::Fifo | FileType::Socket | FileType::CharDevice | FileType::BlockDevice) => {}
+            Some(
+                FileType::Regular | FileType::Fifo | FileType::Socket | FileType::CharDevice | FileType::BlockDevice,
+            ) => {}
             _ => return Err(Errno::EINVAL),
         }
         let mut attr = self.new_inode(&dir, caller, mode, umask as u16);
@@ -130,7 +147,14 @@ impl Ext4Fs {
     }
 
     /// MKDIR.
-    pub fn mkdir(&self, caller: &Caller<'_>, parent: u64, name: &[u8], mode: u32, umask: u32) -> FsResult<fuse_entry_out> {
+    pub fn mkdir(
+        &self,
+        caller: &Caller<'_>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<fuse_entry_out> {
         let dir = self.creatable_parent(caller, parent, name)?;
         let attr = self.new_inode(&dir, caller, S_IFDIR | (mode as u16 & !S_IFMT), umask as u16);
         let inode = self.fs.mkdir(dir.ino, name, attr)?;
@@ -203,7 +227,15 @@ impl Ext4Fs {
     }
 
     /// RENAME / RENAME2.
-    pub fn rename(&self, caller: &Caller<'_>, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32) -> FsResult<()> {
+    pub fn rename(
+        &self,
+        caller: &Caller<'_>,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -235,7 +267,14 @@ impl Ext4Fs {
     }
 
     /// TMPFILE: an unnamed regular file for `parent`, opened.
-    pub fn tmpfile(&self, caller: &Caller<'_>, parent: u64, mode: u32, flags: u32, umask: u32) -> FsResult<(fuse_entry_out, fuse_open_out)> {
+    pub fn tmpfile(
+        &self,
+        caller: &Caller<'_>,
+        parent: u64,
+        mode: u32,
+        flags: u32,
+        umask: u32,
+    ) -> FsResult<(fuse_entry_out, fuse_open_out)> {
         let dir = self.dir(parent)?;
         access::check(&self.fs, &dir, caller, MAY_WRITE | MAY_EXEC)?;
         if !self.handles.has_room() {
@@ -250,7 +289,15 @@ impl Ext4Fs {
     }
 
     /// CREATE: a new regular file, opened.
-    pub fn create(&self, caller: &Caller<'_>, parent: u64, name: &[u8], mode: u32, flags: u32, umask: u32) -> FsResult<(fuse_entry_out, fuse_open_out)> {
+    pub fn create(
+        &self,
+        caller: &Caller<'_>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: u32,
+        umask: u32,
+    ) -> FsResult<(fuse_entry_out, fuse_open_out)> {
         let dir = self.creatable_parent(caller, parent, name)?;
         if !self.handles.has_room() {
             return Err(Errno::EMFILE);

@@ -84,7 +84,15 @@ impl Ext4Fs {
 
     /// SETXATTR. `acl_kill_sgid`: the client asks to drop S_ISGID along
     /// with an ACL change (FUSE_SETXATTR_ACL_KILL_SGID).
-    pub fn setxattr(&self, caller: &Caller<'_>, node: u64, name: &[u8], value: &[u8], flags: u32, acl_kill_sgid: bool) -> FsResult<()> {
+    pub fn setxattr(
+        &self,
+        caller: &Caller<'_>,
+        node: u64,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+        acl_kill_sgid: bool,
+    ) -> FsResult<()> {
         let inode = self.inode(node)?;
         let ns = namespace(name);
         self.may_write_xattr(&inode, caller, ns)?;

@@ -6,17 +6,17 @@
 
 use super::dispatch::Payload;
 use super::wire::{ArgReader, ReplyBuf, WireError, count_bounced};
-use ext4::fs::data::io::{DataSource, SliceSource};
 use crate::adapter::Ext4Fs;
 use crate::adapter::errno::{Errno, FsResult};
 use crate::adapter::{
-    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSXATTR_SIZE,
-    XattrReply, flags_of_xflags,
+    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS,
+    FSXATTR_SIZE, XattrReply, flags_of_xflags,
 };
+use ext4::fs::data::io::{DataSource, SliceSource};
 use fuse_abi::linux::*;
 use std::sync::Arc;
-use zerocopy::FromBytes;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use zerocopy::FromBytes;
 
 /// Oldest protocol minor served (7.31: the first with everything virtio-fs needs).
 pub const MIN_MINOR: u32 = 31;
@@ -81,7 +81,10 @@ impl WaiterSlot {
     /// Takes a slot; ENOLCK when [`ServerOptions::max_lock_waiters`] are taken.
     fn take(server: &Arc<Server>) -> FsResult<WaiterSlot> {
         let max = server.opts.max_lock_waiters;
-        server.waiters.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).map_err(|_| Errno::ENOLCK)?;
+        server
+            .waiters
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .map_err(|_| Errno::ENOLCK)?;
         Ok(WaiterSlot(server.clone()))
     }
 }
@@ -191,7 +194,12 @@ impl Server {
     /// memory), `payload` the WRITE data left in place and the place for
     /// READ data. The reply's buffered part is built in `out`; READ data
     /// given to `payload.read` counts in its header's length.
-    pub fn handle_with<'o>(self: &Arc<Self>, buf: &[u8], payload: &mut Payload<'_>, out: &'o mut ReplyBuf) -> Outcome<'o> {
+    pub fn handle_with<'o>(
+        self: &Arc<Self>,
+        buf: &[u8],
+        payload: &mut Payload<'_>,
+        out: &'o mut ReplyBuf,
+    ) -> Outcome<'o> {
         let Ok((hdr, _)) = fuse_in_header::read_from_prefix(buf) else {
             log::warn!("request of {} bytes is shorter than a header; dropped", buf.len());
             return Outcome::NoReply;
@@ -510,7 +518,13 @@ impl Server {
         Ok(())
     }
 
-    fn ioctl(&self, c: &crate::adapter::access::Caller<'_>, node: u64, a: &mut ArgReader<'_>, out: &mut ReplyBuf) -> FsResult<()> {
+    fn ioctl(
+        &self,
+        c: &crate::adapter::access::Caller<'_>,
+        node: u64,
+        a: &mut ArgReader<'_>,
+        out: &mut ReplyBuf,
+    ) -> FsResult<()> {
         let io: fuse_ioctl_in = a.read("ioctl_in")?;
         log::debug!("ioctl {io:?}, {} bytes in", a.rest().len());
         if io.flags & FUSE_IOCTL_UNRESTRICTED != 0 {

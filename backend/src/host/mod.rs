@@ -74,7 +74,10 @@ fn watch_signals(target: PathBuf, served: Arc<OnceLock<Arc<Ext4>>>) -> Result<()
         libc::sigaddset(&mut set, libc::SIGTERM);
         let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if r != 0 {
-            return Err(MountError::Os { what: "blocking signals".into(), source: std::io::Error::from_raw_os_error(r) });
+            return Err(MountError::Os {
+                what: "blocking signals".into(),
+                source: std::io::Error::from_raw_os_error(r),
+            });
         }
         let set_copy = set;
         std::thread::Builder::new()
@@ -132,14 +135,22 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     let _timer = if fs.is_read_only() { None } else { Some(fs.start_commit_timer().map_err(img_err)?) };
     let adapter_opts = AdapterOptions { cache: opts.cache, writeback: opts.writeback, ..AdapterOptions::default() };
     let adapter = Arc::new(Ext4Fs::new(fs.clone(), adapter_opts, Box::new(groups::ProcGroups)));
-    let server_opts = ServerOptions { writeback: opts.writeback, max_lock_waiters: opts.max_lock_waiters, ..ServerOptions::default() };
+    let server_opts = ServerOptions {
+        writeback: opts.writeback,
+        max_lock_waiters: opts.max_lock_waiters,
+        ..ServerOptions::default()
+    };
     let server = Arc::new(Server::new(adapter.clone(), server_opts));
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
     mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
     raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), server_opts.max_write / 1024);
     log::info!("serving {} on {}", image.display(), mountpoint.display());
-    let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) } else { opts.threads };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+    } else {
+        opts.threads
+    };
     let served = dispatch::serve(server, dev, threads);
     adapter.end_session();
     drop(_timer);

@@ -70,13 +70,11 @@ pub fn set_readahead(target: &Path, kib: u32) -> io::Result<()> {
 /// "-", fstype, ...). Mount points with spaces are octal-escaped there.
 fn mountinfo_device(info: &str, target: &Path, fstype: &str) -> Option<String> {
     let want = target.to_str()?.replace(' ', "\\040");
-    info.lines()
-        .rev()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            (f.len() > 4 && f[4] == want && f.get(sep + 1) == Some(&fstype)).then(|| f[2].to_string())
-        })
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        (f.len() > 4 && f[4] == want && f.get(sep + 1) == Some(&fstype)).then(|| f[2].to_string())
+    })
 }
 
 #[cfg(test)]

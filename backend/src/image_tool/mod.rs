@@ -74,14 +74,20 @@ fn map(fs: &Ext4, path: &str, offset: u64, len: Option<u64>, write: bool, out: &
     let (ino, inode) = resolve(fs, path)?;
     let len = len.unwrap_or_else(|| inode.size().saturating_sub(offset).max(1));
     let m = ctx(path, fs.map_for_dax(ino, offset, len, write))?;
-    writeln!(out, "{path}: inode {ino}, {} mapping of {len} bytes at offset {offset}", if write { "writable" } else { "read-only" })?;
+    writeln!(
+        out,
+        "{path}: inode {ino}, {} mapping of {len} bytes at offset {offset}",
+        if write { "writable" } else { "read-only" }
+    )?;
     writeln!(out, "{:>4} {:>14} {:>14} {:>12}", "ext", "file offset", "image offset", "length")?;
     for (i, p) in m.pieces.iter().enumerate() {
         match *p {
             ext4::fs::data::dax::DaxPiece::Image { file_offset, image_offset, len } => {
                 writeln!(out, "{i:>4} {file_offset:>14} {image_offset:>14} {len:>12}")?
             }
-            ext4::fs::data::dax::DaxPiece::Zero { file_offset, len } => writeln!(out, "{i:>4} {file_offset:>14} {:>14} {len:>12}", "zero")?,
+            ext4::fs::data::dax::DaxPiece::Zero { file_offset, len } => {
+                writeln!(out, "{i:>4} {file_offset:>14} {:>14} {len:>12}", "zero")?
+            }
         }
     }
     fs.release_dax(m.id);
@@ -93,7 +99,9 @@ fn parse_value(v: &str) -> Result<Vec<u8>> {
     match v.strip_prefix("0x") {
         Some(hex) if hex.len() % 2 == 0 => (0..hex.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| ToolError::Usage(format!("bad hex value {v:?}"))))
+            .map(|i| {
+                u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| ToolError::Usage(format!("bad hex value {v:?}")))
+            })
             .collect(),
         Some(_) => Err(ToolError::Usage(format!("bad hex value {v:?}"))),
         None => Ok(v.as_bytes().to_vec()),
@@ -184,7 +192,9 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             out.write_all(b"\n")?;
             Ok(())
         }
-        ImageCommand::Getfattr { image, path, name, hex } => getfattr(&open(&image)?, &path, name.as_deref(), hex, &mut out),
+        ImageCommand::Getfattr { image, path, name, hex } => {
+            getfattr(&open(&image)?, &path, name.as_deref(), hex, &mut out)
+        }
         ImageCommand::Tree { image, path } => tree(&open(&image)?, &path, &mut out),
         ImageCommand::Get { image, path, dest } => get(&open(&image)?, &path, &dest),
         ImageCommand::Put { image, source, path } => {
@@ -224,13 +234,19 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         }),
         ImageCommand::Chmod { image, mode, path } => {
             let mode = parse_mode(&mode)?;
-            modify(&image, |fs| setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { mode: Some(mode), ..Default::default() }))
+            modify(&image, |fs| {
+                setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { mode: Some(mode), ..Default::default() })
+            })
         }
         ImageCommand::Chown { image, owner, path } => {
             let (uid, gid) = parse_owner(&owner)?;
-            modify(&image, |fs| setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() }))
+            modify(&image, |fs| {
+                setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { uid: Some(uid), gid, ..Default::default() })
+            })
         }
-        ImageCommand::Map { image, path, offset, len, write } => modify(&image, |fs| map(fs, &path, offset, len, write, &mut out)),
+        ImageCommand::Map { image, path, offset, len, write } => {
+            modify(&image, |fs| map(fs, &path, offset, len, write, &mut out))
+        }
         ImageCommand::Setfattr { image, path, name, value, remove } => modify(&image, |fs| {
             let (ino, _) = resolve(fs, &path)?;
             if remove {
@@ -240,9 +256,9 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
                 ctx(&path, fs.setxattr(ino, name.as_bytes(), &bytes, ext4::fs::xattr::write::SetMode::Any))
             }
         }),
-        ImageCommand::Truncate { image, path, size } => {
-            modify(&image, |fs| setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { size: Some(size), ..Default::default() }))
-        }
+        ImageCommand::Truncate { image, path, size } => modify(&image, |fs| {
+            setattr(fs, &path, &ext4::fs::inode::setattr::SetAttr { size: Some(size), ..Default::default() })
+        }),
     };
     match r.and_then(|()| out.flush().map_err(ToolError::from)) {
         // A closed pipe (`| head`) is not an error.
@@ -302,9 +318,22 @@ fn stat(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
     let (ino, inode) = resolve(fs, path)?;
     let sb = fs.superblock();
     let huge = sb.ro_compat().has(ext4::disk::features::RoCompat::HUGE_FILE);
-    writeln!(out, "Inode: {ino}   Type: {}    Mode:  {:04o}   Flags: {:#x}", type_name(inode.file_type()), inode.mode() & 0o7777, inode.flags())?;
+    writeln!(
+        out,
+        "Inode: {ino}   Type: {}    Mode:  {:04o}   Flags: {:#x}",
+        type_name(inode.file_type()),
+        inode.mode() & 0o7777,
+        inode.flags()
+    )?;
     writeln!(out, "Generation: {}    Version: {:#010x}", inode.generation(), inode.raw.version_lo)?;
-    writeln!(out, "User: {:>5}   Group: {:>5}   Project: {:>5}   Size: {}", inode.uid(), inode.gid(), inode.projid(), inode.size())?;
+    writeln!(
+        out,
+        "User: {:>5}   Group: {:>5}   Project: {:>5}   Size: {}",
+        inode.uid(),
+        inode.gid(),
+        inode.projid(),
+        inode.size()
+    )?;
     writeln!(out, "File ACL: {}", inode.file_acl())?;
     writeln!(out, "Links: {}   Blockcount: {}", inode.links_count(), inode.blocks_512(huge, fs.block_size()))?;
     writeln!(out, " ctime: {}", full_date(inode.ctime()))?;
@@ -325,7 +354,12 @@ fn stat(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
     match inode.file_type() {
         Some(FileType::CharDevice | FileType::BlockDevice) => {
             let d = inode.rdev();
-            writeln!(out, "Device major/minor number: {:02}:{:02}", (d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00))?;
+            writeln!(
+                out,
+                "Device major/minor number: {:02}:{:02}",
+                (d >> 8) & 0xfff,
+                (d & 0xff) | ((d >> 12) & 0xfff00)
+            )?;
         }
         Some(FileType::Symlink) => {
             let target = ctx(path, fs.read_link(&inode))?;
@@ -378,7 +412,9 @@ fn cat(fs: &Ext4, path: &str, out: &mut impl Write) -> Result<()> {
 fn getfattr(fs: &Ext4, path: &str, name: Option<&str>, as_hex: bool, out: &mut impl Write) -> Result<()> {
     let (_, inode) = resolve(fs, path)?;
     let attrs = match name {
-        Some(n) => vec![ext4::Xattr { name: n.as_bytes().to_vec(), value: ctx(path, fs.get_xattr(&inode, n.as_bytes()))? }],
+        Some(n) => {
+            vec![ext4::Xattr { name: n.as_bytes().to_vec(), value: ctx(path, fs.get_xattr(&inode, n.as_bytes()))? }]
+        }
         None => ctx(path, fs.list_xattrs(&inode))?,
     };
     writeln!(out, "# file: {path}")?;

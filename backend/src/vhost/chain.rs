@@ -16,7 +16,9 @@ use ext4::io::BlockDevice;
 use std::sync::Arc;
 use virtio_queue::DescriptorChain;
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap, Permissions, VolatileSlice};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap, Permissions, VolatileSlice,
+};
 
 use crate::fuse::wire::{OUT_HEADER_SIZE, ReplySink, count_bounced};
 
@@ -161,7 +163,15 @@ impl Pieces {
 /// Moves `len` bytes between file `fd` at `offset` and guest memory
 /// `at..at+len` of `run`, with one `preadv` (`to_guest`) or `pwritev` per
 /// try, straight into or out of guest memory.
-fn file_io(run: &Pieces, mem: &Mem, at: usize, len: usize, fd: i32, offset: u64, to_guest: bool) -> std::io::Result<()> {
+fn file_io(
+    run: &Pieces,
+    mem: &Mem,
+    at: usize,
+    len: usize,
+    fd: i32,
+    offset: u64,
+    to_guest: bool,
+) -> std::io::Result<()> {
     let slices = run.slices(mem, at, len)?;
     let (mut idx, mut skip, mut done) = (0usize, 0usize, 0usize);
     while done < len {
@@ -249,7 +259,11 @@ impl Chain {
     }
 
     /// A chain from its descriptors (in chain order).
-    pub fn from_descriptors(mem: Arc<Mem>, head: u16, descs: impl IntoIterator<Item = Descriptor>) -> Result<Chain, ChainError> {
+    pub fn from_descriptors(
+        mem: Arc<Mem>,
+        head: u16,
+        descs: impl IntoIterator<Item = Descriptor>,
+    ) -> Result<Chain, ChainError> {
         let (mut readable, mut writable) = (Pieces::default(), Pieces::default());
         let mut total: u64 = 0;
         for (i, d) in descs.into_iter().enumerate() {
@@ -304,7 +318,12 @@ impl Chain {
             self.readable.read_at(&self.mem, 4, &mut op)?;
             if u32::from_le_bytes(op) == fuse_abi::linux::fuse_opcode::FUSE_WRITE as u32 {
                 self.readable.read_at(&self.mem, 0, &mut buf[..WRITE_HEAD])?;
-                let src = ChainSource { mem: self.mem.clone(), run: self.readable.clone(), start: WRITE_HEAD, len: avail - WRITE_HEAD };
+                let src = ChainSource {
+                    mem: self.mem.clone(),
+                    run: self.readable.clone(),
+                    start: WRITE_HEAD,
+                    len: avail - WRITE_HEAD,
+                };
                 return Ok((WRITE_HEAD, Some(src)));
             }
         }
@@ -392,7 +411,10 @@ pub struct ChainSink {
 impl ChainSink {
     fn take(&mut self, len: usize) -> ext4::Result<usize> {
         if len > self.capacity() {
-            return Err(ext4::Error::InvalidArgument(format!("{len} bytes do not fit the reply's {}", self.capacity())));
+            return Err(ext4::Error::InvalidArgument(format!(
+                "{len} bytes do not fit the reply's {}",
+                self.capacity()
+            )));
         }
         let at = self.start + self.pos;
         self.pos += len;

@@ -145,7 +145,13 @@ impl VhostUserBackend for FsDevice {
         Ok(())
     }
 
-    fn handle_event(&self, device_event: u16, evset: EventSet, vrings: &[Vring], _thread_id: usize) -> std::io::Result<()> {
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[Vring],
+        _thread_id: usize,
+    ) -> std::io::Result<()> {
         if evset != EventSet::IN {
             log::warn!("unexpected event set {evset:?} on queue {device_event}");
             return Ok(());

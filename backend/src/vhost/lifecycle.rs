@@ -123,7 +123,9 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<Listener, ServeError>
     let gid = group.map(group_id).transpose()?;
     let os = |what: &str, e: std::io::Error| ServeError::Other(format!("{what} {}: {e}", path.display()));
     match std::fs::symlink_metadata(path) {
-        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => std::fs::remove_file(path).map_err(|e| os("removing the stale socket", e))?,
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            std::fs::remove_file(path).map_err(|e| os("removing the stale socket", e))?
+        }
         Ok(_) => return Err(ServeError::Other(format!("{} exists and is not a socket", path.display()))),
         Err(_) => {}
     }
@@ -157,7 +159,8 @@ pub fn run(settings: &ServeSettings) -> Result<(), ServeError> {
         Err(e @ ext4::Error::ImageLocked { .. }) => return Err(ServeError::Locked(e)),
         r => Arc::new(r.map_err(img_err)?),
     };
-    let config = FsConfigSpace::new(&settings.tag, settings.request_queues as u32).map_err(|e| ServeError::Other(e.to_string()))?;
+    let config = FsConfigSpace::new(&settings.tag, settings.request_queues as u32)
+        .map_err(|e| ServeError::Other(e.to_string()))?;
     let mut listener = match &settings.listen {
         Listen::Path(p) => bind_socket(p, settings.socket_group.as_deref())?,
         // SAFETY: the caller (libvirt) handed us this listening socket.
@@ -197,10 +200,21 @@ pub fn run(settings: &ServeSettings) -> Result<(), ServeError> {
 /// Serves one frontend connection: a fresh FUSE session, device and
 /// worker pool; returns when the frontend is gone and every request of
 /// the session is answered.
-fn session(settings: &ServeSettings, fs: &Arc<Ext4>, config: FsConfigSpace, listener: &mut Listener, shared: &Shared) -> Result<(), ServeError> {
-    let adapter_opts = AdapterOptions { cache: settings.cache, writeback: settings.writeback, ..AdapterOptions::default() };
+fn session(
+    settings: &ServeSettings,
+    fs: &Arc<Ext4>,
+    config: FsConfigSpace,
+    listener: &mut Listener,
+    shared: &Shared,
+) -> Result<(), ServeError> {
+    let adapter_opts =
+        AdapterOptions { cache: settings.cache, writeback: settings.writeback, ..AdapterOptions::default() };
     let adapter = Arc::new(Ext4Fs::new(fs.clone(), adapter_opts, Box::new(NoGroups)));
-    let server_opts = ServerOptions { writeback: settings.writeback, max_lock_waiters: settings.max_lock_waiters, ..ServerOptions::default() };
+    let server_opts = ServerOptions {
+        writeback: settings.writeback,
+        max_lock_waiters: settings.max_lock_waiters,
+        ..ServerOptions::default()
+    };
     let server = Arc::new(Server::new(adapter.clone(), server_opts));
     let (device, requests) = FsDevice::new(config, settings.request_queues);
     let threads = settings.threads;

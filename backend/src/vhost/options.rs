@@ -170,7 +170,11 @@ const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"]
 
 fn check_log_level(s: &str) -> Result<String, String> {
     let l = s.to_ascii_lowercase();
-    if LOG_LEVELS.contains(&l.as_str()) { Ok(l) } else { Err(format!("unknown log level {s:?}: use one of {LOG_LEVELS:?}")) }
+    if LOG_LEVELS.contains(&l.as_str()) {
+        Ok(l)
+    } else {
+        Err(format!("unknown log level {s:?}: use one of {LOG_LEVELS:?}"))
+    }
 }
 
 fn check_sandbox(s: &str) -> Result<(), String> {
@@ -208,18 +212,30 @@ impl ServeArgs {
                 ("no_writeback", None) => f.writeback = Some(false),
                 ("readonly" | "ro", None) => f.read_only = Some(true),
                 ("xattr" | "posix_lock" | "no_flock" | "announce_submounts" | "no_announce_submounts", None) => {}
-                ("no_xattr", None) => return Err("-o no_xattr: extended attributes are part of the image and always served".into()),
+                ("no_xattr", None) => {
+                    return Err("-o no_xattr: extended attributes are part of the image and always served".into());
+                }
                 ("no_posix_lock", None) => return Err("-o no_posix_lock: POSIX locks are always served".into()),
-                ("flock", None) => return Err("-o flock: flock(2) locks are not offered (the guest gets ENOSYS and falls back to local locks)".into()),
+                ("flock", None) => return Err(
+                    "-o flock: flock(2) locks are not offered (the guest gets ENOSYS and falls back to local locks)"
+                        .into(),
+                ),
                 _ => return Err(format!("unknown or malformed option -o {opt}")),
             }
         }
         if let Some(s) = &self.sandbox {
             check_sandbox(s)?;
         }
-        let image = self.image.clone().or(self.shared_dir.clone()).or(f.image).ok_or("no image: pass --image IMG (or image = \"...\" in the config)")?;
+        let image = self
+            .image
+            .clone()
+            .or(self.shared_dir.clone())
+            .or(f.image)
+            .ok_or("no image: pass --image IMG (or image = \"...\" in the config)")?;
         let listen = match (self.fd, self.socket_path.clone().or(f.socket_path)) {
-            (Some(_), Some(_)) if self.socket_path.is_some() => return Err("--fd and --socket-path exclude each other".into()),
+            (Some(_), Some(_)) if self.socket_path.is_some() => {
+                return Err("--fd and --socket-path exclude each other".into());
+            }
             (Some(fd), _) => Listen::Fd(fd),
             (None, Some(p)) => Listen::Path(p),
             (None, None) => return Err("no socket: pass --socket-path SOCK or --fd N".into()),
@@ -230,7 +246,10 @@ impl ServeArgs {
             (None, None) => CachePolicy::Auto,
         };
         let log_level = self.log_level.clone().or(f.log_level).map(|l| check_log_level(&l)).transpose()?;
-        let threads = self.thread_pool_size.or(f.thread_pool_size).unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+        let threads = self
+            .thread_pool_size
+            .or(f.thread_pool_size)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
         let request_queues = self.num_request_queues.or(f.num_request_queues).unwrap_or(1);
         if request_queues == 0 || request_queues > 64 {
             return Err(format!("--num-request-queues {request_queues}: between 1 and 64"));

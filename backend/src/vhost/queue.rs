@@ -137,7 +137,13 @@ pub struct Taken {
 /// it, and sends it to the workers; a malformed chain is given back
 /// empty. With EVENT_IDX the guest's notifications are off while
 /// draining and the queue is looked at again after turning them on.
-pub fn drain(vring: &Vring, mem: &GuestMemoryAtomic<Mem>, event_idx: bool, inflight: &Arc<InFlight>, work: &Sender<Taken>) {
+pub fn drain(
+    vring: &Vring,
+    mem: &GuestMemoryAtomic<Mem>,
+    event_idx: bool,
+    inflight: &Arc<InFlight>,
+    work: &Sender<Taken>,
+) {
     loop {
         let mem: Arc<Mem> = mem.memory().into_inner();
         if event_idx && let Err(e) = vring.disable_notification() {

@@ -127,7 +127,14 @@ impl Client {
 
     /// INIT as a 7.40 kernel offering everything.
     pub fn init(&mut self) -> fuse_init_out {
-        let init = fuse_init_in { major: 7, minor: 40, max_readahead: 1 << 17, flags: u32::MAX, flags2: u32::MAX, unused: [0; 11] };
+        let init = fuse_init_in {
+            major: 7,
+            minor: 40,
+            max_readahead: 1 << 17,
+            flags: u32::MAX,
+            flags2: u32::MAX,
+            unused: [0; 11],
+        };
         let body = self.ok(fuse_opcode::FUSE_INIT, 0, init.as_bytes());
         fuse_init_out::read_from_bytes(&body).unwrap()
     }
@@ -171,7 +178,8 @@ impl Client {
     /// The names in the root directory, through OPENDIR/READDIR.
     pub fn root_names(&mut self) -> Vec<String> {
         let o = fuse_open_in { flags: libc::O_RDONLY as u32, open_flags: 0 };
-        let fh = fuse_open_out::read_from_bytes(&self.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
+        let fh =
+            fuse_open_out::read_from_bytes(&self.ok(fuse_opcode::FUSE_OPENDIR, FUSE_ROOT_ID, o.as_bytes())).unwrap().fh;
         let mut names = Vec::new();
         let mut off = 0;
         loop {
