@@ -200,7 +200,7 @@ fn tree_and_every_operation() {
     };
     assert_eq!(seek(0, libc::SEEK_DATA), Ok(0));
     let hole = seek(0, libc::SEEK_HOLE).unwrap();
-    assert!(hole >= 200_000 && hole <= 3 << 20, "SEEK_HOLE {hole}");
+    assert!((200_000..=3 << 20).contains(&hole), "SEEK_HOLE {hole}");
     assert_eq!(seek((2 << 20) + 5, libc::SEEK_DATA), Ok(3 << 20), "SEEK_DATA to the tail block");
     assert_eq!(c.call(&fuse::fsync(f.nodeid, fh, false)).errno, 0);
     assert_eq!(c.call(&fuse::setxattr(f.nodeid, "user.colour", b"blue", 0)).errno, 0);
@@ -389,4 +389,418 @@ fn four_queues_sixteen_in_flight_model() {
     for (k, want) in want_files.iter().enumerate() {
         assert!(debugfs_cat(&image, &format!("shared{k}")) == *want, "debugfs: shared{k} differs from the model");
     }
+}
+
+use vmtests::frontend::virtq::{F_INDIRECT, F_NEXT, F_WRITE};
+use vmtests::frontend::{GuestRam, RawDesc, SplitQueue};
+
+/// Canary bytes around hostile chains: nothing but the writable
+/// descriptors' ranges may change.
+const CANARY: u8 = 0x5a;
+const ARENA: u64 = 64 << 10;
+
+/// A valid GETATTR header (with its argument) for raw chains.
+fn getattr_bytes(unique: u64, node: u64) -> Vec<u8> {
+    fuse::getattr(node).head_bytes(unique)
+}
+
+/// How a raw chain is published: its head in the next ring slot, or a
+/// bare available index.
+enum Post {
+    Head(u16),
+    Idx(u16),
+}
+
+struct Hostile<'a> {
+    c: &'a FuseClient,
+    d: Daemon,
+    arena: u64,
+    log: Vec<String>,
+}
+
+impl Hostile<'_> {
+    /// Posts a raw chain on queue `q`: `build` gets the ring, guest memory,
+    /// the arena's address and `n` free descriptor indexes, writes the
+    /// descriptors and returns the guest ranges the device may write and how
+    /// to publish the chain (done after a snapshot of the arena). Then: a used element within 3 s or none (a dropped chain),
+    /// the arena intact outside those ranges, the daemon alive and answering
+    /// a normal request on queue `check_q`.
+    fn case(
+        &mut self,
+        name: &str,
+        q: usize,
+        n: usize,
+        check_q: usize,
+        build: impl FnOnce(&mut SplitQueue, &GuestRam, u64, &[u16]) -> (Vec<(u64, u64)>, Post),
+    ) {
+        let ram = &self.c.session.ram;
+        ram.write(self.arena, &vec![CANARY; ARENA as usize]);
+        let mut before = Vec::new();
+        let writable = self.c.with_queue(q, |sq, ram| {
+            let idx = sq.take_descs(n).expect("free descriptors");
+            let (w, post) = build(sq, ram, self.arena, &idx);
+            before = ram.read(self.arena, ARENA as usize);
+            match post {
+                Post::Head(h) => sq.push_avail(ram, h),
+                Post::Idx(i) => sq.set_avail_idx(ram, i),
+            }
+            sq.kick();
+            w
+        });
+        let used = self.c.take_stray(q, 1, Duration::from_secs(3));
+        let mut outcome = match used.first() {
+            None => "dropped (no used element)".to_string(),
+            Some(u) if u.len == 0 => format!("used, nothing written (head {})", u.id),
+            Some(u) => format!("used, {} bytes written", u.len),
+        };
+        if let (Some(u), [(w, _), ..]) = (used.first(), writable.as_slice()) {
+            if u.len as usize >= fuse::OUT_HEADER {
+                let h = fuse::parse::<fuse_out_header>(&ram.read(*w, 16)).unwrap();
+                outcome += &format!(", reply error {}", h.error);
+            }
+        }
+        let now = ram.read(self.arena, ARENA as usize);
+        for (i, &b) in now.iter().enumerate() {
+            let a = self.arena + i as u64;
+            if b != before[i] && !writable.iter().any(|&(s, l)| a >= s && a < s + l) {
+                panic!("{name}: the daemon wrote guest byte {a:#x} outside the chain's writable descriptors");
+            }
+        }
+        assert!(self.d.running(), "{name}: the daemon died:\n{}", self.d.log_text());
+        let r = self.c.call_on(check_q, &fuse::getattr(FUSE_ROOT_ID));
+        let r =
+            r.unwrap_or_else(|e| panic!("{name}: no answer to a normal request after it: {e}\n{}", self.d.log_text()));
+        assert_eq!(r.errno, 0, "{name}: GETATTR of the root after it failed");
+        self.log.push(format!("{name}: {outcome}"));
+    }
+}
+
+#[test]
+fn hostile_guest() {
+    let s = Scratch::new("fe-ext4-hostile");
+    let (image, tree) = make_image(&s, 12);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", 4, true);
+    let mut c = connect(&d, 4);
+    // Still a hang guard: a normal request takes milliseconds.
+    c.hang_guard = Duration::from_secs(30);
+    let (victim, vfh) = c.create(FUSE_ROOT_ID, "victim", 0o644).unwrap();
+    let vdata = pattern(99, 10_000);
+    c.write(victim.nodeid, vfh, 0, &vdata).unwrap();
+    let arena = c.session.ram.alloc(ARENA, 4096).unwrap().addr;
+    let (gap, _) = c.session.ram.gap();
+    let end = c.session.ram.end();
+    let mut h = Hostile { c: &c, d, arena, log: Vec::new() };
+    let hdr = |ram: &GuestRam, at: u64, node: u64| {
+        let b = getattr_bytes(1 << 40, node);
+        ram.write(at, &b);
+        b.len() as u32
+    };
+
+    // Addresses outside guest memory.
+    for (name, addr) in
+        [("header in the gap", gap + 64), ("header past the end", end + 4096), ("header at 2^63", 1 << 63)]
+    {
+        h.case(name, 1, 2, 1, |sq, ram, a, i| {
+            sq.write_desc(ram, i[0], RawDesc { addr, len: 56, flags: F_NEXT, next: i[1] });
+            sq.write_desc(ram, i[1], RawDesc { addr: a, len: 256, flags: F_WRITE, next: 0 });
+            (vec![(a, 256)], Post::Head(i[0]))
+        });
+    }
+    h.case("reply buffer in the gap", 1, 2, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: l, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: gap - 16, len: 4096, flags: F_WRITE, next: 0 });
+        (vec![], Post::Head(i[0]))
+    });
+    // Lengths that overflow.
+    h.case("length runs 4 GiB past the arena", 1, 2, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        let _ = l;
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: u32::MAX, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a + 8192, len: 256, flags: F_WRITE, next: 0 });
+        (vec![(a + 8192, 256)], Post::Head(i[0]))
+    });
+    h.case("address + length wraps 2^64", 1, 2, 1, |sq, ram, a, i| {
+        sq.write_desc(ram, i[0], RawDesc { addr: u64::MAX - 15, len: 64, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a, len: 256, flags: F_WRITE, next: 0 });
+        (vec![(a, 256)], Post::Head(i[0]))
+    });
+    h.case("writable length wraps 2^64", 1, 2, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: l, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: u64::MAX - 100, len: 4096, flags: F_WRITE, next: 0 });
+        (vec![], Post::Head(i[0]))
+    });
+    // Chains that loop or point out of the table.
+    h.case("two-descriptor loop", 1, 2, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: l, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a + 4096, len: 256, flags: F_WRITE | F_NEXT, next: i[0] });
+        (vec![(a + 4096, 256)], Post::Head(i[0]))
+    });
+    h.case("self loop", 1, 1, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: l, flags: F_NEXT, next: i[0] });
+        (vec![], Post::Head(i[0]))
+    });
+    h.case("next beyond the table", 1, 1, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        let size = sq.size;
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: l, flags: F_NEXT, next: size + 7 });
+        (vec![], Post::Head(i[0]))
+    });
+    h.case("head beyond the table", 1, 0, 1, |sq, _ram, _a, _i| {
+        let size = sq.size;
+        (vec![], Post::Head(size + 3))
+    });
+    // Readable and writable in the wrong order.
+    h.case("writable before readable", 1, 2, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a + 4096, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: 256, flags: F_WRITE | F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a + 4096, len: l, flags: 0, next: 0 });
+        (vec![(a, 256)], Post::Head(i[0]))
+    });
+    h.case("only writable", 1, 1, 1, |sq, ram, a, i| {
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: 4096, flags: F_WRITE, next: 0 });
+        (vec![(a, 4096)], Post::Head(i[0]))
+    });
+    h.case("header of 10 bytes", 1, 2, 1, |sq, ram, a, i| {
+        hdr(ram, a, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: 10, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a + 4096, len: 256, flags: F_WRITE, next: 0 });
+        (vec![(a + 4096, 256)], Post::Head(i[0]))
+    });
+    h.case("zero-length descriptors", 1, 3, 1, |sq, ram, a, i| {
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: 0, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a, len: 0, flags: F_NEXT, next: i[2] });
+        sq.write_desc(ram, i[2], RawDesc { addr: a, len: 0, flags: F_WRITE, next: 0 });
+        (vec![], Post::Head(i[0]))
+    });
+    h.case("reply room smaller than a reply header", 1, 2, 1, |sq, ram, a, i| {
+        let l = hdr(ram, a, FUSE_ROOT_ID);
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: l, flags: F_NEXT, next: i[1] });
+        sq.write_desc(ram, i[1], RawDesc { addr: a + 4096, len: 7, flags: F_WRITE, next: 0 });
+        (vec![(a + 4096, 7)], Post::Head(i[0]))
+    });
+    // Indirect descriptors gone wrong.
+    h.case("indirect table outside memory", 1, 1, 1, |sq, ram, _a, i| {
+        sq.write_desc(ram, i[0], RawDesc { addr: gap + 8, len: 64, flags: F_INDIRECT, next: 0 });
+        (vec![], Post::Head(i[0]))
+    });
+    h.case("indirect table of 17 bytes", 1, 1, 1, |sq, ram, a, i| {
+        sq.write_desc(ram, i[0], RawDesc { addr: a, len: 17, flags: F_INDIRECT, next: 0 });
+        (vec![], Post::Head(i[0]))
+    });
+    h.case("indirect inside indirect, looping", 1, 1, 1, |sq, ram, a, i| {
+        let t = a + 1024;
+        let e0 = RawDesc { addr: t, len: 32, flags: F_INDIRECT | F_NEXT, next: 1 };
+        let e1 = RawDesc { addr: t, len: 32, flags: F_NEXT, next: 0 };
+        for (k, e) in [e0, e1].iter().enumerate() {
+            let mut b = Vec::new();
+            b.extend_from_slice(&e.addr.to_le_bytes());
+            b.extend_from_slice(&e.len.to_le_bytes());
+            b.extend_from_slice(&e.flags.to_le_bytes());
+            b.extend_from_slice(&e.next.to_le_bytes());
+            ram.write(t + 16 * k as u64, &b);
+        }
+        sq.write_desc(ram, i[0], RawDesc { addr: t, len: 32, flags: F_INDIRECT, next: 0 });
+        (vec![], Post::Head(i[0]))
+    });
+
+    // Headers that lie, opcodes that do not exist, node ids never looked up.
+    let mut lie = fuse::getattr(FUSE_ROOT_ID);
+    lie.len_override = Some(10_000);
+    let mut short = fuse::getattr(FUSE_ROOT_ID);
+    short.len_override = Some(3);
+    let mut bogus_op = fuse::getattr(FUSE_ROOT_ID);
+    bogus_op.opcode = 9999;
+    let never = 0x00de_adbe_ef00u64;
+    let mut must_fail = vec![
+        ("len field past the chain", lie),
+        ("len field shorter than the header", short),
+        ("opcode 9999", bogus_op),
+        ("GETATTR never-looked-up node", fuse::getattr(never)),
+        ("LOOKUP in a never-looked-up parent", fuse::lookup(never, "x")),
+        ("READ never-looked-up node", fuse::read(never, 1, 0, 4096)),
+        ("WRITE never-looked-up node", fuse::write(never, 1, 0, b"evil")),
+        ("WRITE victim with an fh never opened", fuse::write(victim.nodeid, 0xfff_ffff, 0, b"evil")),
+        ("SETXATTR never-looked-up node", fuse::setxattr(never, "user.x", b"evil", 0)),
+        ("CREATE in a never-looked-up parent", fuse::create(never, "x", libc::O_RDWR, 0o644)),
+        ("LINK of a never-looked-up node", fuse::link(never, FUSE_ROOT_ID, "evil-link")),
+        ("RENAME into a never-looked-up dir", fuse::rename(FUSE_ROOT_ID, "victim", never, "x")),
+        ("UNLINK in a never-looked-up parent", fuse::unlink(never, "victim", false)),
+        ("FALLOCATE never-looked-up node", fuse::fallocate(never, 1, 0, 1 << 30, 0)),
+        ("LSEEK with an fh never opened", fuse::lseek(victim.nodeid, 0xfff_fffe, 0, libc::SEEK_DATA as u32)),
+    ];
+    for (name, req) in must_fail.drain(..) {
+        let r = c.call_on(2, &req).unwrap_or_else(|e| panic!("{name}: {e}\n{}", h.d.log_text()));
+        assert_ne!(r.errno, 0, "{name}: succeeded");
+        h.log.push(format!("{name}: errno {}", r.errno));
+    }
+    // FORGET of a node never looked up: no reply, no harm.
+    c.call_on(2, &fuse::forget(never, 5)).unwrap();
+    assert!(c.getattr(FUSE_ROOT_ID).is_ok());
+
+    // An available-ring index that jumps: a small jump on queue 3 makes the
+    // daemon read ring slots never filled (queue 3 has carried nothing yet:
+    // head 0 of a zeroed table, a zero-length chain). A jump past the queue
+    // size is `hostile_avail_index_past_queue_size`.
+    h.case("avail index +5 over unfilled slots", 3, 0, 1, |sq, _ram, _a, _i| {
+        let to = sq.avail_idx().wrapping_add(5);
+        (vec![], Post::Idx(to))
+    });
+
+    // A flood on every queue: 300 requests each, as many in flight as the
+    // ring takes, a mix of good and bad; every one answered.
+    std::thread::scope(|sc| {
+        for q in 1..=4usize {
+            let (c, victim) = (&c, victim.nodeid);
+            sc.spawn(move || {
+                let mine = format!("flood{q}");
+                let (f, fh) = c.create(FUSE_ROOT_ID, &mine, 0o644).unwrap();
+                let mut ts = Vec::new();
+                for i in 0..300u64 {
+                    let req = match i % 6 {
+                        0 => fuse::getattr(victim),
+                        1 => fuse::lookup(FUSE_ROOT_ID, "no-such-name"),
+                        2 => fuse::write(f.nodeid, fh, i * 100, &[q as u8; 100]),
+                        3 => fuse::read(f.nodeid, fh, 0, 8192),
+                        4 => fuse::getattr(never + i),
+                        _ => fuse::statfs(FUSE_ROOT_ID),
+                    };
+                    ts.push(c.submit(q, &req).unwrap());
+                }
+                for t in ts {
+                    c.wait(t).unwrap_or_else(|e| panic!("flood on queue {q}: {e}"));
+                }
+                let got = c.read_all(f.nodeid, fh, 64 << 10).unwrap();
+                let mut want = vec![0u8; 29_700];
+                for i in (2..300).step_by(6) {
+                    want[i * 100..i * 100 + 100].fill(q as u8);
+                }
+                assert!(got == want, "flood{q} differs from its writes");
+                c.release(f.nodeid, fh).unwrap();
+            });
+        }
+    });
+    h.log.push("flood: 4 x 300 requests, every one answered".into());
+
+    let Hostile { mut d, log, .. } = h;
+    for l in &log {
+        eprintln!("hostile: {l}");
+    }
+
+    // Nothing written outside what a request may touch: a second frontend
+    // (the daemon keeps running) sees the tree as made, the victim intact.
+    c.release(victim.nodeid, vfh).unwrap();
+    drop(c);
+    let c = connect(&d, 4);
+    let mut seen = BTreeMap::new();
+    walk(&c, FUSE_ROOT_ID, "", &mut seen);
+    assert_eq!(seen.remove("victim"), Some(Node::File(vdata)));
+    for q in 1..=4 {
+        assert!(matches!(seen.remove(&format!("flood{q}")), Some(Node::File(_))));
+    }
+    assert_eq!(seen, tree, "the tree changed");
+    drop(c);
+    let (st, _) = d.terminate();
+    assert!(st.is_some_and(|s| s.success()), "daemon exit {st:?}\n{}", d.log_text());
+    testkit::assert_fsck_clean(&image);
+}
+
+/// An available index that jumps past the queue size on one queue: the
+/// daemon must not hang or spin, and must go on answering on the other
+/// queues.
+///
+/// IGNORED until the daemon handles it: on 2026-12-05 ext4-virtiofsd (at
+/// 8ea02e6) logged `virtio_queue::queue: Iterator error invalid available
+/// ring index` about 9 million times in 30 s and answered no request on
+/// queue 1 any more (the hang guard fired). Run it with
+/// `cargo test -p vmtests --test frontend_ext4 -- --ignored`.
+#[test]
+#[ignore = "ext4-virtiofsd spins on an avail index past the queue size and stops answering (see the doc comment)"]
+fn hostile_avail_index_past_queue_size() {
+    let s = Scratch::new("fe-ext4-jump");
+    let (image, _) = make_image(&s, 13);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", 2, false);
+    let mut c = connect(&d, 2);
+    c.hang_guard = Duration::from_secs(30);
+    let arena = c.session.ram.alloc(ARENA, 4096).unwrap().addr;
+    let mut h = Hostile { c: &c, d, arena, log: Vec::new() };
+    h.case("avail index +1000", 2, 0, 1, |sq, _ram, _a, _i| {
+        let to = sq.avail_idx().wrapping_add(1000);
+        (vec![], Post::Idx(to))
+    });
+    let Hostile { mut d, .. } = h;
+    drop(c);
+    let (st, _) = d.stop(Duration::from_secs(30));
+    assert!(st.is_some_and(|s| s.success()), "daemon exit {st:?}");
+    testkit::assert_fsck_clean(&image);
+}
+
+#[test]
+fn reconnect_and_second_daemon_refused() {
+    let s = Scratch::new("fe-ext4-reconnect");
+    let (image, tree) = make_image(&s, 14);
+    let bin = ext4_virtiofsd_binary();
+    let data_a = pattern(21, 150_000);
+    let data_b = pattern(22, 3000);
+
+    // --keep-running: A writes and leaves; the image is clean while the
+    // daemon waits; B sees A's data and writes more.
+    let mut d = start(&bin, &image, &s, "keep", 1, true);
+    let a = connect(&d, 1);
+    let (f, fh) = a.create(FUSE_ROOT_ID, "from-a", 0o644).unwrap();
+    a.write(f.nodeid, fh, 0, &data_a).unwrap();
+    a.release(f.nodeid, fh).unwrap();
+
+    // A second daemon on the served image is refused, naming the conflict.
+    let other = s.join("other.sock");
+    let out = ext4_serve(&bin, &image, &other, "other", 1, false).output().unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a second daemon served the same image: {msg}");
+    let m = msg.to_lowercase();
+    assert!(m.contains("lock") || m.contains("in use"), "the refusal does not name the conflict: {msg}");
+    assert!(!other.exists(), "the refused daemon left a socket");
+
+    drop(a);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.running(), "--keep-running daemon exited after the first frontend:\n{}", d.log_text());
+    let (clean, report) = testkit::fsck(&image);
+    assert!(clean, "image not clean between frontends:\n{report}\n{}", d.log_text());
+    let b = connect(&d, 1);
+    let e = b.lookup(FUSE_ROOT_ID, "from-a").unwrap();
+    let fh = b.open(e.nodeid, libc::O_RDWR).unwrap();
+    assert!(b.read_all(e.nodeid, fh, 64 << 10).unwrap() == data_a, "B reads other bytes than A wrote");
+    b.write(e.nodeid, fh, 0, &data_b).unwrap();
+    b.release(e.nodeid, fh).unwrap();
+    drop(b);
+    let (st, _) = d.terminate();
+    assert!(st.is_some_and(|s| s.success()), "SIGTERM exit {st:?}\n{}", d.log_text());
+    testkit::assert_fsck_clean(&image);
+
+    // Without --keep-running: the daemon exits 0 when C leaves; a new
+    // daemon's D sees everything.
+    let d = start(&bin, &image, &s, "once", 1, false);
+    let c = connect(&d, 1);
+    let mut want = data_a.clone();
+    want[..3000].copy_from_slice(&data_b);
+    let e = c.lookup(FUSE_ROOT_ID, "from-a").unwrap();
+    let fh = c.open(e.nodeid, libc::O_RDONLY).unwrap();
+    assert!(c.read_all(e.nodeid, fh, 64 << 10).unwrap() == want, "after a restart: other bytes");
+    c.release(e.nodeid, fh).unwrap();
+    assert_eq!(c.call(&fuse::mkdir(FUSE_ROOT_ID, "from-c", 0o755)).errno, 0);
+    finish(c, d);
+    testkit::assert_fsck_clean(&image);
+    let d = start(&bin, &image, &s, "again", 1, false);
+    let c = connect(&d, 1);
+    let mut seen = BTreeMap::new();
+    walk(&c, FUSE_ROOT_ID, "", &mut seen);
+    assert_eq!(seen.remove("from-a"), Some(Node::File(want)));
+    assert_eq!(seen.remove("from-c"), Some(Node::Dir));
+    assert_eq!(seen, tree);
+    finish(c, d);
+    testkit::assert_fsck_clean(&image);
 }
