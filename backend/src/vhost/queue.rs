@@ -10,20 +10,23 @@ use crate::fuse::dispatch::{Incoming, Payload, RequestSource};
 use crate::fuse::server::Server;
 use std::io;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use vhost_user_backend::{VringRwLock, VringT};
-use virtio_queue::QueueT;
+use virtio_queue::QueueOwnedT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic};
 
 /// The vring type of the device.
 pub type Vring = VringRwLock<GuestMemoryAtomic<Mem>>;
 
-/// Requests taken off one queue and not answered yet.
+/// Requests taken off one queue and not answered yet, and whether the
+/// queue's available ring was found broken (reported once, not per kick).
 #[derive(Debug, Default)]
 pub struct InFlight {
     count: Mutex<usize>,
     zero: Condvar,
+    broken_reported: AtomicBool,
 }
 
 impl InFlight {
@@ -137,6 +140,12 @@ pub struct Taken {
 /// it, and sends it to the workers; a malformed chain is given back
 /// empty. With EVENT_IDX the guest's notifications are off while
 /// draining and the queue is looked at again after turning them on.
+///
+/// A queue whose available index runs more than the queue size ahead of
+/// what was taken is broken (the guest wrote nonsense): nothing is taken
+/// from it until the frontend sets it up again, the problem is logged once,
+/// and this returns at once — re-checking it would spin the vring thread
+/// and starve the device's other queues.
 pub fn drain(
     vring: &Vring,
     mem: &GuestMemoryAtomic<Mem>,
@@ -150,14 +159,27 @@ pub fn drain(
             log::warn!("disabling notifications: {e}");
         }
         let mut taken = Vec::new();
-        {
+        let broken = {
             let mut v = vring.get_mut();
             let q = v.get_queue_mut();
-            while let Some(chain) = q.pop_descriptor_chain(mem.clone()) {
-                let head = chain.head_index();
-                taken.push((head, Chain::parse(mem.clone(), chain)));
+            match q.iter(mem.clone()) {
+                Ok(iter) => {
+                    for chain in iter {
+                        let head = chain.head_index();
+                        taken.push((head, Chain::parse(mem.clone(), chain)));
+                    }
+                    None
+                }
+                Err(e) => Some(e),
             }
+        };
+        if let Some(e) = broken {
+            if !inflight.broken_reported.swap(true, Ordering::Relaxed) {
+                log::warn!("queue ignored until the frontend sets it up again: {e}");
+            }
+            return;
         }
+        inflight.broken_reported.store(false, Ordering::Relaxed);
         for (head, chain) in taken {
             match chain {
                 Ok(chain) => {
