@@ -150,12 +150,17 @@ impl Ext4Fs {
         self.register_handle(inode.ino, flags, false)
     }
 
-    /// RELEASE of a file handle; the owner's POSIX locks go with it when
-    /// the client asks (FUSE_RELEASE_FLUSH) — FLUSH normally did that.
+    /// RELEASE of a file handle (the last close of an open file
+    /// description): the locks taken through it by owners that still hold
+    /// them go — open file description locks, whose owner is the
+    /// description — and so do the named owner's locks when the client
+    /// says so (FUSE_RELEASE_FLOCK_UNLOCK for emulated flock,
+    /// FUSE_RELEASE_FLUSH).
     pub fn release(&self, node: u64, fh: u64, release_flags: u32, lock_owner: u64) -> FsResult<()> {
         let ino = self.nodes.inode_of(node)?;
         let h = self.handles.remove(fh, ino, false)?;
-        if release_flags & FUSE_RELEASE_FLUSH != 0 {
+        self.locks.release_handle(ino, fh);
+        if release_flags & (FUSE_RELEASE_FLUSH | FUSE_RELEASE_FLOCK_UNLOCK) != 0 {
             self.locks.release_owner(ino, lock_owner);
         }
         Ok(self.fs.close_inode(h.ino)?)

@@ -39,6 +39,10 @@ pub struct RangeLock {
     pub owner: u64,
     /// Process that took it (reported by F_GETLK).
     pub pid: u32,
+    /// The handle (open file description) it was taken through: an OFD
+    /// lock's owner is that description, so its locks end with the
+    /// handle's RELEASE (see [`LockTable::release_handle`]).
+    pub fh: u64,
 }
 
 /// One owner's hold on a segment.
@@ -62,6 +66,9 @@ struct InodeLocks {
     segs: RangeMap<Vec<Holder>>,
     /// What each owner holds, whatever the type.
     owned: HashMap<u64, RangeMap<()>>,
+    /// The handles each owner holding locks took them through (owners
+    /// without locks have no entry).
+    via: HashMap<u64, Vec<u64>>,
 }
 
 impl InodeLocks {
@@ -84,7 +91,7 @@ impl InodeLocks {
         while let Some((_, ne, _)) = self.segs.right_neighbour(end).filter(|(_, _, hs)| holds(hs)) {
             end = ne;
         }
-        Some(RangeLock { start, end, typ: h.typ, owner: h.owner, pid: h.pid })
+        Some(RangeLock { start, end, typ: h.typ, owner: h.owner, pid: h.pid, fh: 0 })
     }
 
     /// Sets (or with `F_UNLCK` removes) `want`'s owner's lock on its range;
@@ -111,6 +118,12 @@ impl InodeLocks {
         cover.update(want.start, want.end, |_| new.map(|_| ()));
         if cover.is_empty() {
             self.owned.remove(&want.owner);
+            self.via.remove(&want.owner);
+        } else if new.is_some() {
+            let fhs = self.via.entry(want.owner).or_default();
+            if !fhs.contains(&want.fh) {
+                fhs.push(want.fh);
+            }
         }
         Ok(after as isize - before as isize)
     }
@@ -233,23 +246,51 @@ impl LockTable {
         self.changed.notify_all();
     }
 
-    /// Releases every lock `owner` holds on `ino` (close of a descriptor:
-    /// FLUSH and RELEASE carry the owner).
+    /// Releases every lock `owner` holds on `ino`: the close of a
+    /// descriptor by a process (FLUSH carries the process's POSIX owner),
+    /// or a RELEASE naming its owner (flock emulation, FUSE_RELEASE_FLUSH).
     pub fn release_owner(&self, ino: u32, owner: u64) {
         let mut st = self.state.lock().unwrap();
         let Some(il) = st.locks.get_mut(&ino) else { return };
-        let Some(cover) = il.owned.get(&owner) else { return };
-        let ranges: Vec<(u64, u64)> = cover.iter().map(|(s, e, _)| (s, e)).collect();
-        let mut delta = 0isize;
-        for (start, end) in ranges {
-            let unlock = RangeLock { start, end, typ: F_UNLCK, owner, pid: 0 };
-            delta += il.apply(&unlock, usize::MAX).expect("unlocking always fits");
-        }
+        let delta = Self::drop_owner(il, owner);
         if il.is_empty() {
             st.locks.remove(&ino);
         }
         st.records = st.records.saturating_add_signed(delta);
         self.changed.notify_all();
+    }
+
+    /// RELEASE of handle `fh` of `ino` (the last close of an open file
+    /// description): every owner that still holds locks taken through it
+    /// loses its locks on `ino`. Those are its open file description
+    /// locks, whose owner is the description itself: the kernel sends no
+    /// owner with a RELEASE for them. A process's POSIX locks are gone by
+    /// then — each close by the process sent a FLUSH with its owner.
+    pub fn release_handle(&self, ino: u32, fh: u64) {
+        let mut st = self.state.lock().unwrap();
+        let Some(il) = st.locks.get_mut(&ino) else { return };
+        let owners: Vec<u64> = il.via.iter().filter(|(_, fhs)| fhs.contains(&fh)).map(|(&o, _)| o).collect();
+        if owners.is_empty() {
+            return;
+        }
+        let delta: isize = owners.into_iter().map(|o| Self::drop_owner(il, o)).sum();
+        if il.is_empty() {
+            st.locks.remove(&ino);
+        }
+        st.records = st.records.saturating_add_signed(delta);
+        self.changed.notify_all();
+    }
+
+    /// Removes every lock of `owner` from `il`; the change in records.
+    fn drop_owner(il: &mut InodeLocks, owner: u64) -> isize {
+        let Some(cover) = il.owned.get(&owner) else { return 0 };
+        let ranges: Vec<(u64, u64)> = cover.iter().map(|(s, e, _)| (s, e)).collect();
+        let mut delta = 0isize;
+        for (start, end) in ranges {
+            let unlock = RangeLock { start, end, typ: F_UNLCK, owner, pid: 0, fh: 0 };
+            delta += il.apply(&unlock, usize::MAX).expect("unlocking always fits");
+        }
+        delta
     }
 
     /// Lock records held now (segment holders over every inode).
@@ -270,7 +311,7 @@ mod tests {
     use super::*;
 
     fn lk(start: u64, end: u64, typ: u32, owner: u64) -> RangeLock {
-        RangeLock { start, end, typ, owner, pid: owner as u32 }
+        RangeLock { start, end, typ, owner, pid: owner as u32, fh: 0 }
     }
 
     #[test]
@@ -353,6 +394,31 @@ mod tests {
             t.release_owner(9, o);
         }
         assert_eq!(t.records(), 0);
+    }
+
+    /// OFD locks end with their handle's RELEASE, whoever holds the other
+    /// handles; POSIX owners that unlocked (or were flushed) lose nothing.
+    #[test]
+    fn release_of_a_handle_ends_the_locks_taken_through_it() {
+        let t = LockTable::default();
+        let via = |start, end, typ, owner, fh| RangeLock { fh, ..lk(start, end, typ, owner) };
+        t.set(3, &via(0, 9, F_WRLCK, 1, 11)).unwrap();
+        t.set(3, &via(20, 29, F_RDLCK, 1, 11)).unwrap();
+        t.set(3, &via(40, 49, F_WRLCK, 2, 12)).unwrap();
+        t.set(3, &via(60, 69, F_WRLCK, 3, 11)).unwrap();
+        t.set(3, &via(60, 69, F_UNLCK, 3, 11)).unwrap();
+        t.set(3, &via(60, 69, F_WRLCK, 3, 13)).unwrap();
+        t.release_handle(3, 99);
+        t.release_handle(4, 11);
+        assert_eq!(t.records(), 4);
+        t.release_handle(3, 11);
+        assert_eq!(t.test(3, &lk(0, 29, F_WRLCK, 9)), None, "owner 1's locks went with handle 11");
+        assert!(t.test(3, &lk(40, 40, F_RDLCK, 9)).is_some(), "another handle's lock stays");
+        assert!(t.test(3, &lk(60, 60, F_RDLCK, 9)).is_some(), "owner 3 unlocked through 11 and locked through 13");
+        t.release_owner(3, 2);
+        t.release_handle(3, 13);
+        assert_eq!(t.records(), 0);
+        assert!(t.state.lock().unwrap().locks.is_empty());
     }
 
     #[test]

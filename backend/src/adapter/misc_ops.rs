@@ -87,7 +87,7 @@ impl Ext4Fs {
     }
 
     fn range_lock(a: &fuse_lk_in) -> RangeLock {
-        RangeLock { start: a.lk.start, end: a.lk.end, typ: a.lk.type_, owner: a.owner, pid: a.lk.pid }
+        RangeLock { start: a.lk.start, end: a.lk.end, typ: a.lk.type_, owner: a.owner, pid: a.lk.pid, fh: a.fh }
     }
 
     /// GETLK: the lock that would block the one described, or F_UNLCK.
