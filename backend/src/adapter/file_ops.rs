@@ -234,6 +234,9 @@ impl Ext4Fs {
         if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 && killed_suid(inode.mode()) != inode.mode() {
             let sa = SetAttr { mode: Some(killed_suid(inode.mode())), ..SetAttr::default() };
             self.fs.setattr(inode.ino, &sa)?;
+            // The WRITE reply carries no attributes: the client would go on
+            // showing the set-user-id bit it cached.
+            self.attrs_changed(inode.ino);
         }
         let n = if h.append || inode.flags() & FL_APPEND != 0 {
             self.fs.append_from(inode.ino, data)?.1

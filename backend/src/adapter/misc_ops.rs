@@ -149,6 +149,8 @@ impl Ext4Fs {
             return Err(Errno::EPERM);
         }
         self.fs.set_flags(inode.ino, flags, SETTABLE_FLAGS)?;
+        // The IOCTL reply carries no attributes, but ctime moved.
+        self.attrs_changed(inode.ino);
         Ok(())
     }
 

@@ -32,7 +32,17 @@ use ext4::{Ext4, Inode};
 use handles::HandleTable;
 use locks::LockTable;
 use nodes::NodeTable;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A way to tell the client that it must drop the attributes it cached for
+/// a node: the daemon changed them without a reply that carries them (the
+/// host's /dev/fuse writes FUSE_NOTIFY_INVAL_INODE). Called before the
+/// reply of the request that made the change, so the caller's next `stat`
+/// asks again.
+pub trait Invalidator: Send + Sync {
+    /// Drops the cached attributes of `node` (not its page cache).
+    fn inval_attrs(&self, node: u64);
+}
 
 /// Longest name a directory entry can hold.
 const NAME_MAX: usize = 255;
@@ -101,6 +111,7 @@ pub struct Ext4Fs {
     locks: LockTable,
     groups: Box<dyn GroupSource>,
     dir_stripes: DirStripes,
+    invalidator: OnceLock<Arc<dyn Invalidator>>,
 }
 
 impl Ext4Fs {
@@ -114,6 +125,21 @@ impl Ext4Fs {
             locks: LockTable::new(opts.max_lock_records),
             groups,
             dir_stripes: DirStripes::new(),
+            invalidator: OnceLock::new(),
+        }
+    }
+
+    /// Sets how the client is told of attribute changes no reply carries
+    /// (once; without one, such changes show when the client's attribute
+    /// timeout ends).
+    pub fn set_invalidator(&self, inv: Arc<dyn Invalidator>) {
+        let _ = self.invalidator.set(inv);
+    }
+
+    /// Inode `ino`'s attributes changed beyond what the reply says.
+    fn attrs_changed(&self, ino: u32) {
+        if let Some(inv) = self.invalidator.get() {
+            inv.inval_attrs(nodes::node_of(ino));
         }
     }
 

@@ -25,6 +25,30 @@ impl DevFuse {
     }
 }
 
+impl crate::adapter::Invalidator for DevFuse {
+    /// FUSE_NOTIFY_INVAL_INODE with a negative offset: the kernel drops the
+    /// node's cached attributes (and bumps its attribute version, so a
+    /// reply already on its way with older ones is not cached either),
+    /// not its pages. ENOENT (the kernel does not hold the node) and a
+    /// session that ended are no failure.
+    fn inval_attrs(&self, node: u64) {
+        use fuse_abi::linux::{fuse_notify_code, fuse_notify_inval_inode_out, fuse_out_header};
+        use zerocopy::IntoBytes;
+        let body = fuse_notify_inval_inode_out { ino: node, off: -1, len: 0 };
+        let len = std::mem::size_of::<fuse_out_header>() + std::mem::size_of_val(&body);
+        let hdr =
+            fuse_out_header { len: len as u32, error: fuse_notify_code::FUSE_NOTIFY_INVAL_INODE as i32, unique: 0 };
+        let mut msg = Vec::with_capacity(len);
+        msg.extend_from_slice(hdr.as_bytes());
+        msg.extend_from_slice(body.as_bytes());
+        if let Err(e) = Transport::send(self, &msg)
+            && !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV | libc::ECONNABORTED))
+        {
+            log::warn!("invalidating the attributes of node {node}: {e}");
+        }
+    }
+}
+
 impl Transport for DevFuse {
     fn receive(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {

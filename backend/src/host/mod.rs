@@ -142,6 +142,7 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     };
     let server = Arc::new(Server::new(adapter.clone(), server_opts));
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
+    adapter.set_invalidator(dev.clone());
     mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
     raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), server_opts.max_write / 1024);
