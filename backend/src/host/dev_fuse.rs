@@ -61,8 +61,10 @@ impl Transport for DevFuse {
             match err.raw_os_error() {
                 // Interrupted, or the request was withdrawn before we read it.
                 Some(libc::EINTR | libc::EAGAIN | libc::ENOENT) => continue,
-                // The file system was unmounted or the connection aborted.
-                Some(libc::ENODEV) => return Ok(None),
+                // The file system was unmounted, or the connection aborted
+                // (through /sys/fs/fuse/connections/N/abort): the session
+                // is over either way; the daemon finishes and closes the image.
+                Some(libc::ENODEV | libc::ECONNABORTED) => return Ok(None),
                 _ => return Err(err),
             }
         }

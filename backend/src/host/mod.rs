@@ -1,9 +1,10 @@
 //! The host mount: `ext4-virtiofsd mount IMG MOUNTPOINT` serves an image
 //! through the host kernel's /dev/fuse, with a worker per core. It ends
 //! when the mount point is unmounted or on SIGINT/SIGTERM (which unmount
-//! it, lazily while it is busy, and close the image at once), and always
-//! closes the image cleanly: journal committed and checkpointed,
-//! needs_recovery cleared.
+//! it, lazily while it is busy, and close the image at once; a second
+//! signal ends the daemon at once), and always closes the image cleanly:
+//! journal committed and checkpointed, needs_recovery cleared. An aborted
+//! connection ends the session like an unmount.
 
 pub mod dev_fuse;
 pub mod groups;
@@ -95,6 +96,14 @@ fn watch_signals(target: PathBuf, served: Arc<OnceLock<Arc<Ext4>>>) -> Result<()
                         Some(Err(e)) => log::error!("closing the image after signal {sig}: {e}"),
                         None => log::warn!("signal {sig} before the image was open"),
                     }
+                }
+                // A second signal ends the daemon at once, whatever is still
+                // in flight: the image was closed clean by the first, and
+                // what changed since is in the journal (recoverable).
+                // SAFETY: as above.
+                if libc::sigwait(&set_copy, &mut sig) == 0 {
+                    log::warn!("second signal {sig}: exiting now");
+                    std::process::exit(128 + sig);
                 }
             })
             .map_err(|source| MountError::Os { what: "starting the signal thread".into(), source })?;
