@@ -51,5 +51,10 @@ fn every_guest_case_passes_on_ext4_virtiofsd() {
     );
     testkit::assert_fsck_clean(&image);
     let bad = leftovers::check(&ImageView(image.clone()));
-    assert!(bad.is_empty(), "the files the guest left in the image are wrong:\n{}\ndaemon log:\n{}", bad.join("\n"), result.daemon_log);
+    assert!(
+        bad.is_empty(),
+        "the files the guest left in the image are wrong:\n{}\ndaemon log:\n{}",
+        bad.join("\n"),
+        result.daemon_log
+    );
 }
