@@ -583,3 +583,102 @@ fn lookups_racing_reuse_never_answer_another_file() {
     drop(fs);
     assert_fsck_clean(&img);
 }
+
+/// A request of `uid`:`gid` carrying `ext` (whole 8-byte records) after its
+/// arguments.
+fn request_with_ext(
+    c: &mut Client,
+    opcode: fuse_opcode,
+    node: u64,
+    ids: (u32, u32),
+    args: &[u8],
+    ext: &[u8],
+) -> Vec<u8> {
+    c.unique += 2;
+    let hdr = fuse_in_header {
+        len: (std::mem::size_of::<fuse_in_header>() + args.len() + ext.len()) as u32,
+        opcode: opcode as u32,
+        unique: c.unique,
+        nodeid: node,
+        uid: ids.0,
+        gid: ids.1,
+        pid: 4242,
+        total_extlen: (ext.len() / 8) as u16,
+        padding: 0,
+    };
+    cat(&[hdr.as_bytes(), args, ext])
+}
+
+/// A FUSE_EXT_GROUPS record naming `groups`.
+fn groups_ext(groups: &[u32]) -> Vec<u8> {
+    let mut body = (groups.len() as u32).to_le_bytes().to_vec();
+    for g in groups {
+        body.extend_from_slice(&g.to_le_bytes());
+    }
+    let size = (8 + body.len()).next_multiple_of(8);
+    let mut v = (size as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(&(fuse_ext_type::FUSE_EXT_GROUPS as u32).to_le_bytes());
+    v.extend_from_slice(&body);
+    v.resize(size, 0);
+    v
+}
+
+/// FUSE_CREATE_SUPP_GROUP: a guest's supplementary group reaches the daemon
+/// only as the extension the kernel adds to create-like requests. A caller
+/// whose write permission on a directory comes from such a group may
+/// create in it with the extension and not without; other requests never
+/// take groups from it; a malformed extension is EINVAL.
+#[test]
+fn create_supp_group_grants_what_the_group_grants() {
+    let (_s, img) = image("proto-suppgroup");
+    let mut c = Client::new(&img);
+    let init = c.init();
+    assert_ne!(((init.flags2 as u64) << 32) & FUSE_CREATE_SUPP_GROUP, 0, "FUSE_CREATE_SUPP_GROUP is negotiated");
+    let m = fuse_mkdir_in { mode: 0o770, umask: 0 };
+    let dir = fuse_entry_out::read_from_bytes(&c.ok(
+        fuse_opcode::FUSE_MKDIR,
+        FUSE_ROOT_ID,
+        &cat(&[m.as_bytes(), &cstr("team")]),
+    ))
+    .unwrap()
+    .nodeid;
+    let sa = fuse_setattr_in { valid: FATTR_GID | FATTR_MODE, gid: 50, mode: 0o40770, ..Default::default() };
+    c.ok(fuse_opcode::FUSE_SETATTR, dir, sa.as_bytes());
+    let guest = (1000, 1000);
+    let mk = |name: &str| cat(&[fuse_mkdir_in { mode: 0o755, umask: 0 }.as_bytes(), &cstr(name)]);
+
+    let without = request_with_ext(&mut c, fuse_opcode::FUSE_MKDIR, dir, guest, &mk("a"), &[]);
+    assert_eq!(c.send_raw(&without).unwrap().errno, libc::EACCES, "no group, no write permission");
+    let other = request_with_ext(&mut c, fuse_opcode::FUSE_MKDIR, dir, guest, &mk("b"), &groups_ext(&[51]));
+    assert_eq!(c.send_raw(&other).unwrap().errno, libc::EACCES, "another group grants nothing");
+    let with = request_with_ext(&mut c, fuse_opcode::FUSE_MKDIR, dir, guest, &mk("c"), &groups_ext(&[50]));
+    let r = c.send_raw(&with).unwrap();
+    assert_eq!(r.errno, 0, "the carried group grants write permission");
+    let made = fuse_entry_out::read_from_bytes(&r.body).unwrap();
+    assert_eq!((made.attr.uid, made.attr.gid), guest, "the new directory belongs to the caller");
+    let cr = fuse_create_in { flags: libc::O_RDWR as u32, mode: 0o100644, umask: 0o022, open_flags: 0 };
+    let file = request_with_ext(
+        &mut c,
+        fuse_opcode::FUSE_CREATE,
+        dir,
+        guest,
+        &cat(&[cr.as_bytes(), &cstr("f")]),
+        &groups_ext(&[50]),
+    );
+    let r = c.send_raw(&file).unwrap();
+    assert_eq!(r.errno, 0, "CREATE takes the group too");
+    let (e, rest) = fuse_entry_out::read_from_prefix(&r.body).unwrap();
+    assert_eq!(c.release(e.nodeid, fuse_open_out::read_from_bytes(rest).unwrap().fh), 0);
+    // Not a create: the extension grants nothing (the kernel never sends it
+    // there), so an unlink by the guest in the group's directory fails.
+    let unlink = request_with_ext(&mut c, fuse_opcode::FUSE_UNLINK, dir, guest, &cstr("f"), &groups_ext(&[50]));
+    assert_eq!(c.send_raw(&unlink).unwrap().errno, libc::EACCES);
+    // A malformed extension (a record that claims more groups than it has).
+    let mut bad = groups_ext(&[50]);
+    bad[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let req = request_with_ext(&mut c, fuse_opcode::FUSE_MKDIR, dir, guest, &mk("d"), &bad);
+    assert_eq!(c.send_raw(&req).unwrap().errno, libc::EINVAL);
+    assert_eq!(c.lookup(dir, "d").unwrap_err(), libc::ENOENT, "nothing made");
+    c.finish();
+    assert_fsck_clean(&img);
+}

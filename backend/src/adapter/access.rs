@@ -44,13 +44,22 @@ pub struct Caller<'a> {
     pub pid: u32,
     source: &'a dyn GroupSource,
     groups: OnceLock<Vec<u32>>,
+    /// Supplementary groups the request itself carried (FUSE_EXT_GROUPS).
+    carried: Vec<u32>,
 }
 
 impl<'a> Caller<'a> {
     /// The caller with these ids; supplementary groups are fetched from
     /// `source` only if a check needs them.
     pub fn new(uid: u32, gid: u32, pid: u32, source: &'a dyn GroupSource) -> Self {
-        Caller { uid, gid, pid, source, groups: OnceLock::new() }
+        Caller { uid, gid, pid, source, groups: OnceLock::new(), carried: Vec::new() }
+    }
+
+    /// The caller also in `groups`, supplementary groups its request
+    /// carried (a guest's only way to tell them).
+    pub fn with_groups(mut self, groups: Vec<u32>) -> Self {
+        self.carried = groups;
+        self
     }
 
     /// Whether the caller has the capabilities of uid 0.
@@ -60,7 +69,9 @@ impl<'a> Caller<'a> {
 
     /// Whether the caller is in group `gid` (primary or supplementary).
     pub fn in_group(&self, gid: u32) -> bool {
-        gid == self.gid || (self.pid != 0 && self.groups.get_or_init(|| self.source.groups(self.pid)).contains(&gid))
+        gid == self.gid
+            || self.carried.contains(&gid)
+            || (self.pid != 0 && self.groups.get_or_init(|| self.source.groups(self.pid)).contains(&gid))
     }
 
     /// Whether the caller owns `inode` or has CAP_FOWNER.

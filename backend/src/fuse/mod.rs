@@ -5,5 +5,6 @@
 //! requests from any transport ([`dispatch`]).
 
 pub mod dispatch;
+pub mod ext;
 pub mod server;
 pub mod wire;

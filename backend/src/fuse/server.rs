@@ -103,6 +103,9 @@ pub struct Server {
     destroyed: AtomicBool,
     minor: AtomicU32,
     setxattr_ext: AtomicBool,
+    /// FUSE_CREATE_SUPP_GROUP was negotiated: create-like requests may
+    /// carry the caller's supplementary group of the parent directory.
+    create_supp_group: AtomicBool,
     /// F_SETLKW requests deferred and not finished.
     waiters: AtomicUsize,
 }
@@ -134,7 +137,17 @@ struct Req<'a> {
     uid: u32,
     gid: u32,
     pid: u32,
+    /// Supplementary groups the request carried (FUSE_EXT_GROUPS on a
+    /// create-like request, once FUSE_CREATE_SUPP_GROUP is negotiated).
+    groups: Vec<u32>,
     args: ArgReader<'a>,
+}
+
+/// The requests that create an inode: the kernel sends FUSE_EXT_GROUPS
+/// only with these, and only these may use it.
+fn creates(op: fuse_opcode) -> bool {
+    use fuse_opcode::*;
+    matches!(op, FUSE_CREATE | FUSE_MKNOD | FUSE_MKDIR | FUSE_SYMLINK | FUSE_TMPFILE)
 }
 
 impl From<WireError> for Errno {
@@ -154,6 +167,7 @@ impl Server {
             destroyed: AtomicBool::new(false),
             minor: AtomicU32::new(0),
             setxattr_ext: AtomicBool::new(false),
+            create_supp_group: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
         }
     }
@@ -223,15 +237,29 @@ impl Server {
             log::warn!("request {}: extensions overlap its arguments", hdr.unique);
             return Outcome::Reply(out.finish(hdr.unique, -libc::EINVAL));
         }
+        let op = fuse_opcode::try_from(hdr.opcode).ok();
+        // Extensions follow the arguments (a WRITE, whose data the
+        // transport may keep, carries none the daemon uses).
+        let groups = if kept == 0 && self.create_supp_group.load(Ordering::Relaxed) && op.is_some_and(creates) {
+            match super::ext::supp_groups(&buf[args_end..]) {
+                Some(g) => g,
+                None => {
+                    log::warn!("request {}: malformed extensions", hdr.unique);
+                    return Outcome::Reply(out.finish(hdr.unique, -libc::EINVAL));
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let req = Req {
             unique: hdr.unique,
             node: hdr.nodeid,
             uid: hdr.uid,
             gid: hdr.gid,
             pid: hdr.pid,
+            groups,
             args: ArgReader::new(&buf[IN_HEADER_SIZE..args_end]),
         };
-        let op = fuse_opcode::try_from(hdr.opcode).ok();
         if op != Some(fuse_opcode::FUSE_INIT) && !self.initialized.load(Ordering::Acquire) {
             return Outcome::Reply(out.finish(hdr.unique, -libc::EIO));
         }
@@ -307,7 +335,7 @@ impl Server {
     fn dispatch(&self, op: fuse_opcode, req: Req<'_>, payload: &mut Payload<'_>, out: &mut ReplyBuf) -> FsResult<()> {
         use fuse_opcode::*;
         let fs = &self.fs;
-        let caller = fs.caller(req.uid, req.gid, req.pid);
+        let caller = fs.caller(req.uid, req.gid, req.pid).with_groups(req.groups);
         let c = &caller;
         let node = req.node;
         let mut a = req.args;
@@ -596,7 +624,8 @@ impl Server {
             | FUSE_MAX_PAGES
             | FUSE_HAS_IOCTL_DIR
             | FUSE_SETXATTR_EXT
-            | FUSE_INIT_EXT) as u64;
+            | FUSE_INIT_EXT) as u64
+            | FUSE_CREATE_SUPP_GROUP;
         if self.opts.writeback {
             want |= FUSE_WRITEBACK_CACHE as u64;
         }
@@ -605,6 +634,7 @@ impl Server {
         }
         let agreed = offered & want;
         self.setxattr_ext.store(agreed & FUSE_SETXATTR_EXT as u64 != 0, Ordering::Relaxed);
+        self.create_supp_group.store(agreed & FUSE_CREATE_SUPP_GROUP != 0, Ordering::Relaxed);
         let minor = i.minor.min(MAX_MINOR);
         self.minor.store(minor, Ordering::Relaxed);
         let max_pages = (self.opts.max_write / PAGE).max(1);
