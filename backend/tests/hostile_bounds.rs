@@ -10,14 +10,13 @@ mod common;
 
 use common::client::{Client, cat, cstr};
 use common::{Scratch, assert_fsck_clean, mkfs};
-use ext4::io::{BlockDevice, FileDevice};
+use ext4::io::{CountingDevice, FileDevice};
 use ext4::{Ext4, OpenOptions};
 use ext4_virtiofsd::adapter::access::NoGroups;
 use ext4_virtiofsd::adapter::{AdapterOptions, Ext4Fs};
 use ext4_virtiofsd::fuse::server::ServerOptions;
 use fuse_abi::linux::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Memory measurements are process-wide: the tests take turns.
@@ -248,31 +247,6 @@ fn hostile_requests_are_answered_and_bounded() {
     assert_fsck_clean(&img);
 }
 
-/// A block device that counts reads once armed.
-struct Counting {
-    inner: FileDevice,
-    reads: AtomicU64,
-    armed: std::sync::atomic::AtomicBool,
-}
-
-impl BlockDevice for Counting {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> ext4::Result<()> {
-        if self.armed.load(Ordering::SeqCst) {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> ext4::Result<()> {
-        self.inner.write_at(buf, offset)
-    }
-    fn flush(&self) -> ext4::Result<()> {
-        self.inner.flush()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-}
-
 /// SEEK_DATA and SEEK_HOLE near the start of a file with thousands of
 /// extents (an extent tree with dozens of leaves) read a few blocks, not
 /// every leaf of the tree.
@@ -298,22 +272,18 @@ fn seek_data_and_hole_walk_only_what_they_need() {
         fs.file_extents(&fs.read_inode(ino).unwrap()).unwrap().len() / 340
     };
     assert!(leaves >= 20, "the file has a deep enough tree ({leaves} leaves)");
-    let dev = Arc::new(Counting {
-        inner: FileDevice::open(&img, true).unwrap(),
-        reads: AtomicU64::new(0),
-        armed: Default::default(),
-    });
+    let dev = Arc::new(CountingDevice::new(FileDevice::open(&img, true).unwrap()));
     let fs =
         Arc::new(Ext4::open_device(dev.clone(), &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap());
     let a = Ext4Fs::new(fs.clone(), AdapterOptions::default(), Box::new(NoGroups));
     let caller = a.caller(0, 0, 0);
     let e = a.lookup(&caller, FUSE_ROOT_ID, b"sparse").unwrap();
     let fh = a.open(&caller, e.nodeid, libc::O_RDONLY as u32, 0).unwrap().fh;
-    dev.armed.store(true, Ordering::SeqCst);
+    let before = dev.reads();
     assert_eq!(a.lseek(e.nodeid, fh, 100, libc::SEEK_DATA as u32), Ok(100));
     assert_eq!(a.lseek(e.nodeid, fh, 100, libc::SEEK_HOLE as u32), Ok(4096));
     assert_eq!(a.lseek(e.nodeid, fh, 5000, libc::SEEK_DATA as u32), Ok(8192));
-    let reads = dev.reads.load(Ordering::SeqCst);
+    let reads = dev.reads() - before;
     assert!(reads <= 4, "three seeks near the start read {reads} blocks (the tree has {leaves} leaves)");
     a.end_session();
 }

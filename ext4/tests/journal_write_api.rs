@@ -125,3 +125,35 @@ fn journal_less_images_write_home_directly() {
     fs.close().unwrap();
     assert_fsck_clean(&img);
 }
+
+/// fsync costs one commit while the log has room: no checkpoint (the
+/// journal holds the change until the log needs the room, a sync or the
+/// close), and nothing at all to commit is a data flush only. Replaying
+/// the journal after a crash right after the fsync gives the change back.
+#[test]
+fn fsync_is_one_commit_and_no_checkpoint() {
+    let s = Scratch::new("jw-fsync");
+    let img = image(&s, &["-t", "ext4", "-b", "4096"]);
+    let ino = inode_of(&img, "/a");
+    let fs = Ext4::open(&img, &read_write()).unwrap();
+    let tx = fs.tx().unwrap();
+    let before = tx.stats();
+    for i in 0..5u64 {
+        fs.write(ino, 100 + i * 10, b"0123456789").unwrap();
+        fs.fsync().unwrap();
+    }
+    let after = tx.stats();
+    assert_eq!(after.commits - before.commits, 5, "one commit per fsync");
+    assert_eq!(after.checkpoints, before.checkpoints, "fsync does not checkpoint while the log has room");
+    fs.fsync().unwrap();
+    assert_eq!(tx.stats().commits, after.commits, "nothing to commit: no transaction");
+    // A crash now (the file system dropped without close): the journal
+    // holds what was fsynced.
+    drop(fs);
+    let fs = Ext4::open(&img, &read_only()).unwrap();
+    assert!(fs.recovery_report().is_some(), "the fsynced changes are in the journal, not yet home");
+    let inode = fs.read_inode(ino).unwrap();
+    let mut buf = vec![0u8; 10];
+    fs.read(&inode, 140, &mut buf).unwrap();
+    assert_eq!(buf, b"0123456789");
+}

@@ -6,51 +6,22 @@ mod common;
 
 use common::tools::mkfs;
 use common::{Scratch, tree};
-use ext4::io::{BlockDevice, FileDevice};
+use ext4::io::{CountingDevice, FileDevice};
 use ext4::{Ext4, OpenOptions};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A device that counts the bytes read through it.
-struct Counting {
-    inner: FileDevice,
-    bytes: AtomicU64,
-    reads: AtomicU64,
-}
-
-impl BlockDevice for Counting {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> ext4::Result<()> {
-        self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> ext4::Result<()> {
-        self.inner.write_at(buf, offset)
-    }
-    fn flush(&self) -> ext4::Result<()> {
-        self.inner.flush()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-}
 
 #[test]
 fn open_of_100_gib_image_reads_only_superblock_and_descriptors() {
     let scratch = Scratch::new("open-cost");
     let img = scratch.join("big.img");
     mkfs(&img, "100G", None, &["-t", "ext4", "-b", "4096"]);
-    let dev = Arc::new(Counting {
-        inner: FileDevice::open(&img, true).unwrap(),
-        bytes: AtomicU64::new(0),
-        reads: AtomicU64::new(0),
-    });
+    let dev = Arc::new(CountingDevice::new(FileDevice::open(&img, true).unwrap()));
     let fs = Ext4::open_device(dev.clone(), &OpenOptions { read_only: true, ..Default::default() }).unwrap();
     let geo = fs.geometry();
     assert_eq!(geo.group_count, 800);
     let expected = 1024 + geo.gdt_blocks() as u64 * geo.block_size as u64;
-    assert_eq!(dev.bytes.load(Ordering::Relaxed), expected, "open read more than superblock + GDT");
-    assert_eq!(dev.reads.load(Ordering::Relaxed), 1 + geo.gdt_blocks() as u64);
+    assert_eq!(dev.bytes_read(), expected, "open read more than superblock + GDT");
+    assert_eq!(dev.reads(), 1 + geo.gdt_blocks() as u64);
     // And the file system is usable: the root resolves with a handful of reads.
     let root = fs.read_inode(ext4::ROOT_INO).unwrap();
     assert!(root.is_dir());

@@ -10,34 +10,11 @@ use common::tools::{assert_fsck_clean, fsck, mkfs};
 use common::{Scratch, kernel::Mount};
 use ext4::disk::features::{Compat, RoCompat};
 use ext4::fs::dir::namespace::NewInode;
-use ext4::io::{BlockDevice, FileDevice};
+use ext4::io::{CountingDevice, FileDevice};
 use ext4::{Ext4, OpenOptions, ROOT_INO};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A device that counts the reads through it.
-struct Counting {
-    inner: FileDevice,
-    reads: AtomicU64,
-}
-
-impl BlockDevice for Counting {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> ext4::Result<()> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> ext4::Result<()> {
-        self.inner.write_at(buf, offset)
-    }
-    fn flush(&self) -> ext4::Result<()> {
-        self.inner.flush()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-}
 
 fn reg() -> NewInode {
     NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None }
@@ -83,12 +60,12 @@ fn orphan_files(fs: &Ext4, n: usize, data: usize) -> Vec<u32> {
 /// Closes every orphan oldest first — the order that made each release
 /// walk the whole classic list before — and returns the device reads of
 /// each release.
-fn release_all(fs: &Ext4, dev: &Counting, inos: &[u32]) -> Vec<u64> {
+fn release_all(fs: &Ext4, dev: &CountingDevice<FileDevice>, inos: &[u32]) -> Vec<u64> {
     inos.iter()
         .map(|&ino| {
-            let before = dev.reads.load(Ordering::Relaxed);
+            let before = dev.reads();
             fs.close_inode(ino).unwrap();
-            dev.reads.load(Ordering::Relaxed) - before
+            dev.reads() - before
         })
         .collect()
 }
@@ -99,7 +76,7 @@ fn releasing_orphans_costs_constant_reads_each() {
     for (kind, args) in KINDS {
         for n in [1_000usize, 10_000] {
             let img = image(&scratch, kind, args);
-            let dev = Arc::new(Counting { inner: FileDevice::open(&img, false).unwrap(), reads: AtomicU64::new(0) });
+            let dev = Arc::new(CountingDevice::new(FileDevice::open(&img, false).unwrap()));
             // A 256 KiB cache holds a small part of the inode table of
             // 10 000 inodes, so a walk of the list would show as reads.
             let opts = OpenOptions { cache_bytes: 256 << 10, ..Default::default() };

@@ -324,6 +324,8 @@ fn download_kernel(root: &Path, package: &str) -> Result<PathBuf, String> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .next()
         .unwrap_or_else(|| panic!("{package} has an empty /lib/modules"));
+    // A kernel package without modules.builtin has nothing built in: every
+    // needed module must then be a .ko, which the ordering below checks.
     let builtin: HashSet<String> = std::fs::read_to_string(modroot.join("modules.builtin"))
         .unwrap_or_default()
         .lines()
@@ -377,6 +379,7 @@ pub fn module_depends(ko: &[u8]) -> Vec<String> {
                 .map(|s| s.replace('-', "_"))
                 .collect()
         })
+        // No depends= field: a module that depends on nothing.
         .unwrap_or_default()
 }
 

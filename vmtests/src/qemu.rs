@@ -107,7 +107,7 @@ impl Boot {
             std::thread::sleep(Duration::from_millis(50));
         };
         let elapsed = start.elapsed();
-        let read = |p: &std::path::Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+        let read = crate::rig::read_lossy;
         Ok(BootOutcome { status, timed_out, elapsed, console: read(&self.console_log), stderr: read(&stderr_path) })
     }
 }

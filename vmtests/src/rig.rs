@@ -232,8 +232,13 @@ fn start_daemon(mut daemon: Command, socket: &Path, logs: &Path) -> Daemon {
     }
 }
 
-fn read_lossy(p: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+/// A log file's text for a report; a file that cannot be read says so
+/// instead of looking empty.
+pub fn read_lossy(p: &Path) -> String {
+    match std::fs::read(p) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => format!("(cannot read {}: {e})", p.display()),
+    }
 }
 
 /// Waits up to `limit` for the daemon to exit by itself (a vhost-user

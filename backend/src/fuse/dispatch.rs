@@ -157,8 +157,12 @@ fn worker(server: &Arc<Server>, source: Arc<dyn RequestSource>) -> io::Result<()
             Step::Reply => send_reply(incoming, &out),
             Step::NoReply => incoming.no_reply(),
             Step::Deferred(job) => {
-                // Deferred requests always have a whole header.
-                let unique = unique.unwrap_or_default();
+                // The server defers only requests whose header it read.
+                let Some(unique) = unique else {
+                    log::error!("a deferred request of {n} bytes has no header; dropped");
+                    incoming.no_reply();
+                    continue;
+                };
                 // The request travels with the job: it completes its own
                 // reply (its descriptor chain, on a virtqueue) later.
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Box<dyn Incoming>>(1);

@@ -1,6 +1,7 @@
 //! Block device I/O and the metadata buffer cache: the lowest layer.
 
 pub mod cache;
+pub mod counting_device;
 pub mod device;
 pub mod file_device;
 pub mod image_lock;
@@ -9,6 +10,7 @@ pub mod overlay;
 pub mod recording_device;
 
 pub use cache::BlockCache;
+pub use counting_device::CountingDevice;
 pub use device::BlockDevice;
 pub use file_device::FileDevice;
 pub use mem_device::MemDevice;

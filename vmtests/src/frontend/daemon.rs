@@ -48,7 +48,7 @@ impl Daemon {
 
     /// The log so far.
     pub fn log_text(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+        crate::rig::read_lossy(&self.log)
     }
 
     /// Whether it is still running.
