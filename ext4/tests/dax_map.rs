@@ -90,16 +90,21 @@ fn dax_ranges_for_every_kind_of_file() {
         assert_eq!(bytes_of(&img, &rw.pieces), vec![0u8; 64 << 10]);
         assert!(fs.file_extents(&fs.read_inode(pre).unwrap()).unwrap().iter().all(|e| !e.unwritten));
 
-        // Past end of file: read-only gives zeros, writable is refused.
+        // Past end of file: zeros, read-only or writable (nothing allocated).
         let past = fs.map_for_dax(ino("/multi"), 128 << 10, 8192, false).unwrap();
         assert_eq!(past.pieces, vec![DaxPiece::Zero { file_offset: 128 << 10, len: 8192 }]);
-        assert!(matches!(fs.map_for_dax(ino("/multi"), 128 << 10, 8192, true), Err(ext4::Error::InvalidArgument(_))));
+        let past_w = fs.map_for_dax(ino("/multi"), 120 << 10, 16384, true).unwrap();
+        let (last, before) = past_w.pieces.split_last().unwrap();
+        assert_eq!(*last, DaxPiece::Zero { file_offset: 128 << 10, len: 8192 });
+        assert!(before.iter().all(|p| matches!(p, DaxPiece::Image { .. })), "{:?}", past_w.pieces);
+        fs.release_dax(past_w.id);
         assert!(matches!(fs.map_for_dax(ino("/multi"), 100, 4096, false), Err(ext4::Error::InvalidArgument(_))));
         assert!(fs.map_for_dax(ext4::ROOT_INO, 0, 4096, false).is_err(), "directories are refused");
 
         // Inline file: converted first, never the inode table block.
         let t = ino("/tiny");
         let tm = fs.map_for_dax(t, 0, 4096, false).unwrap();
+        assert!(tm.converted);
         assert!(!fs.read_inode(t).unwrap().has_flag(ext4::disk::inode::FL_INLINE_DATA));
         let mut want = b"inline bytes".to_vec();
         want.resize(4096, 0);

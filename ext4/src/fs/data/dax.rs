@@ -8,8 +8,11 @@
 //! - Writable mappings: holes inside `i_size` (rounded up to a block) are
 //!   filled with zeroed blocks and unwritten extents are zeroed and marked
 //!   written, so every byte the guest can store to has a block of its own.
-//!   A writable range past the end of the file is refused: the guest
-//!   extends files through ordinary writes.
+//!   The part of a writable range past the end of the file comes back as
+//!   [`DaxPiece::Zero`]: a guest never touches a mapping past EOF (Linux
+//!   sends extending writes as FUSE_WRITE and always asks 2 MiB ranges,
+//!   whatever the file's size), and when the file grows the daemon maps the
+//!   new blocks in.
 //! - Read-only mappings never allocate: holes, unwritten extents and the
 //!   part past end of file come back as [`DaxPiece::Zero`], which the daemon
 //!   backs with a shared zero page (the guest cannot store through them).
@@ -59,6 +62,8 @@ pub struct DaxMapping {
     pub ino: u32,
     /// Pieces in file order, covering the requested range.
     pub pieces: Vec<DaxPiece>,
+    /// The file was stored inline and was converted for this mapping.
+    pub converted: bool,
 }
 
 /// Called with (inode, first logical block, block count) when blocks that a
@@ -91,6 +96,24 @@ impl Ext4 {
     /// `offset..offset+len` of `ino` for a DAX mapping and pins its blocks.
     /// `offset` must be page aligned; `len` is rounded up to whole pages.
     pub fn map_for_dax(&self, ino: u32, offset: u64, len: u64, writable: bool) -> Result<DaxMapping> {
+        self.map_for_dax_with(ino, offset, len, writable, |m| m.clone())
+    }
+
+    /// [`Ext4::map_for_dax`], then runs `install` with the mapping while the
+    /// inode's I/O lock is still held exclusively: no write, truncate or
+    /// other mapping of the inode can change its blocks before `install`
+    /// has put the pieces where the guest sees them. `install` runs with no
+    /// journal handle open, so it may wait (for a frontend's
+    /// acknowledgement) without stalling other inodes; it must not call back
+    /// into this inode's data operations.
+    pub fn map_for_dax_with<R>(
+        &self,
+        ino: u32,
+        offset: u64,
+        len: u64,
+        writable: bool,
+        install: impl FnOnce(&DaxMapping) -> R,
+    ) -> Result<R> {
         let bs = self.block_size() as u64;
         if bs < PAGE_SIZE {
             return Err(Error::Unsupported(format!(
@@ -104,8 +127,9 @@ impl Ext4 {
             .checked_next_multiple_of(PAGE_SIZE)
             .ok_or_else(|| Error::InvalidArgument("DAX length overflows".into()))?;
         let end = offset.checked_add(len).ok_or_else(|| Error::InvalidArgument("DAX range overflows".into()))?;
-        // Exclusive: the conversion, hole filling, resolving and pinning see
-        // one version of the mapping, and no read or write runs meanwhile.
+        // Exclusive: the conversion, hole filling, resolving, pinning and
+        // installing see one version of the mapping, and no read or write
+        // runs meanwhile.
         let _io = self.lock_inode(ino, LockMode::Exclusive);
         let inode = self.read_inode(ino)?;
         if !inode.is_reg() {
@@ -114,17 +138,12 @@ impl Ext4 {
         if inode.flags() & (FL_ENCRYPT | FL_VERITY) != 0 {
             return Err(Error::Unsupported(format!("inode {ino} is encrypted or verity-protected")));
         }
-        if inode.has_flag(FL_INLINE_DATA) {
-            self.convert_inline_locked(ino)?;
-        }
+        let converted = inode.has_flag(FL_INLINE_DATA) && self.convert_inline_locked(ino)?;
         if writable {
             let size_end = self.read_inode(ino)?.size().div_ceil(bs) * bs;
-            if end > size_end {
-                return Err(Error::InvalidArgument(format!(
-                    "writable DAX range {offset}..{end} of inode {ino} goes past its end ({size_end})"
-                )));
+            if offset < size_end {
+                self.prepare_writable(ino, offset / bs, end.min(size_end).div_ceil(bs))?;
             }
-            self.prepare_writable(ino, offset / bs, end.div_ceil(bs))?;
         }
         // Resolve and pin under the writer lock, so no truncate can free a
         // block between resolving and pinning.
@@ -149,7 +168,7 @@ impl Ext4 {
                             "hole left after preparing a writable DAX range",
                         ));
                     }
-                    let run = (n.saturating_mul(bs) - pos % bs).min(end - pos);
+                    let run = (n.saturating_mul(bs) - pos % bs).min(end - pos).min(size.div_ceil(bs) * bs - pos);
                     (run, DaxPiece::Zero { file_offset: pos, len: run })
                 }
                 (false, _) => (end - pos, DaxPiece::Zero { file_offset: pos, len: end - pos }),
@@ -157,15 +176,25 @@ impl Ext4 {
             push_piece(&mut pieces, piece);
             pos += piece_len;
         }
-        let id = {
-            let mut pins = self.dax().pins.lock().unwrap_or_else(|e| e.into_inner());
-            pins.next_id += 1;
-            let id = pins.next_id;
-            pins.pins.insert(id, (ino, offset / bs, end.div_ceil(bs) - offset / bs));
-            id
-        };
+        let id = self.pin_dax(ino, offset / bs, end.div_ceil(bs) - offset / bs);
         drop(h);
-        Ok(DaxMapping { id, ino, pieces })
+        Ok(install(&DaxMapping { id, ino, pieces, converted }))
+    }
+
+    /// Pins logical blocks `first..first+count` of `ino` without resolving
+    /// them: for an owner that keeps part of a mapping it already holds
+    /// (after part of it was unmapped). Returns the pin's id.
+    pub fn pin_dax(&self, ino: u32, first: u64, count: u64) -> u64 {
+        let mut pins = self.dax().pins.lock().unwrap_or_else(|e| e.into_inner());
+        pins.next_id += 1;
+        let id = pins.next_id;
+        pins.pins.insert(id, (ino, first, count));
+        id
+    }
+
+    /// Forgets the unmap owner (its session ended; every pin was released).
+    pub fn clear_dax_unmap_owner(&self) {
+        *self.dax().owner.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Fills holes and converts unwritten blocks in logical `first..last`
