@@ -4,10 +4,11 @@
 use super::AdapterOptions;
 use super::nodes::node_of;
 use ext4::disk::features::RoCompat;
-use ext4::disk::inode::FL_DAX;
-use ext4::{Ext4, FileType, Inode};
+use ext4::disk::inode::{FL_APPEND, FL_COMPR, FL_DAX, FL_ENCRYPT, FL_IMMUTABLE, FL_NODUMP, FL_VERITY};
+use ext4::{Ext4, FileType, Inode, Timestamp};
 use fuse_abi::linux::{
     FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ATTR_DAX, fuse_attr, fuse_attr_out, fuse_entry_out,
+    fuse_statx, fuse_statx_out, fuse_sx_time,
 };
 use std::time::Duration;
 
@@ -83,6 +84,76 @@ pub fn attr_out(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_attr_ou
         attr_valid_nsec: t.subsec_nanos(),
         dummy: 0,
         attr: fuse_attr_of(fs, inode, opts),
+    }
+}
+
+/// Inode flags and the `STATX_ATTR_*` bits `ext4_getattr` reports for them.
+const STATX_ATTRS: [(u32, i32); 6] = [
+    (FL_APPEND, libc::STATX_ATTR_APPEND),
+    (FL_COMPR, libc::STATX_ATTR_COMPRESSED),
+    (FL_ENCRYPT, libc::STATX_ATTR_ENCRYPTED),
+    (FL_IMMUTABLE, libc::STATX_ATTR_IMMUTABLE),
+    (FL_NODUMP, libc::STATX_ATTR_NODUMP),
+    (FL_VERITY, libc::STATX_ATTR_VERITY),
+];
+
+/// The `STATX_ATTR_*` attributes of `inode` and the mask of those this
+/// file system supports, as `ext4_getattr` reports them (plus DAX, which
+/// the VFS adds for inodes served with DAX).
+pub fn statx_attributes(inode: &Inode, opts: &AdapterOptions) -> (u64, u64) {
+    let flags = inode.flags();
+    let mut attrs: u64 = STATX_ATTRS.iter().filter(|(f, _)| flags & f != 0).map(|&(_, a)| a as u64).sum();
+    let mut mask: u64 = STATX_ATTRS.iter().map(|&(_, a)| a as u64).sum();
+    mask |= libc::STATX_ATTR_DAX as u64;
+    if opts.dax && inode.has_flag(FL_DAX) {
+        attrs |= libc::STATX_ATTR_DAX as u64;
+    }
+    (attrs, mask)
+}
+
+fn sx_time(t: Timestamp) -> fuse_sx_time {
+    fuse_sx_time { tv_sec: t.secs, tv_nsec: t.nsecs, __reserved: 0 }
+}
+
+/// STATX reply for `inode`: the basic attributes, the creation time where
+/// the inode records one, and the `STATX_ATTR_*` attributes.
+pub fn statx_out(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_statx_out {
+    let a = fuse_attr_of(fs, inode, opts);
+    let t = opts.cache.timeout();
+    let (attributes, attributes_mask) = statx_attributes(inode, opts);
+    let crtime = inode.crtime();
+    let mut mask = libc::STATX_BASIC_STATS;
+    if crtime.is_some() {
+        mask |= libc::STATX_BTIME;
+    }
+    fuse_statx_out {
+        attr_valid: t.as_secs(),
+        attr_valid_nsec: t.subsec_nanos(),
+        flags: 0,
+        spare: [0; 2],
+        stat: fuse_statx {
+            mask,
+            blksize: a.blksize,
+            attributes,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            mode: inode.mode(),
+            __spare0: [0],
+            ino: a.ino,
+            size: a.size,
+            blocks: a.blocks,
+            attributes_mask,
+            atime: sx_time(inode.atime()),
+            btime: crtime.map(sx_time).unwrap_or_default(),
+            ctime: sx_time(inode.ctime()),
+            mtime: sx_time(inode.mtime()),
+            rdev_major: libc::major(a.rdev as libc::dev_t),
+            rdev_minor: libc::minor(a.rdev as libc::dev_t),
+            dev_major: 0,
+            dev_minor: 0,
+            __spare2: [0; 14],
+        },
     }
 }
 

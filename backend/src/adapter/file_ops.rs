@@ -3,7 +3,7 @@
 //! between the image and the request or reply buffer directly.
 
 use super::access::{self, Caller, MAY_READ, MAY_WRITE};
-use super::attr::attr_out;
+use super::attr::{attr_out, statx_out};
 use super::errno::{Errno, FsResult};
 use super::handles::Handle;
 use super::{Ext4Fs, killed_suid};
@@ -22,7 +22,9 @@ const COPY_MAX: u64 = 64 << 20;
 /// fallocate(2) mode bits.
 const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
+const FALLOC_FL_COLLAPSE_RANGE: u32 = 0x08;
 const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
+const FALLOC_FL_INSERT_RANGE: u32 = 0x20;
 
 fn timestamp(secs: u64, nsecs: u32) -> FsResult<Timestamp> {
     if nsecs >= 1_000_000_000 {
@@ -41,6 +43,13 @@ impl Ext4Fs {
     pub fn getattr(&self, node: u64) -> FsResult<fuse_attr_out> {
         let inode = self.inode(node)?;
         Ok(attr_out(&self.fs, &inode, &self.opts))
+    }
+
+    /// STATX: GETATTR's attributes with the creation time and the
+    /// `STATX_ATTR_*` flags (immutable, append, nodump, ...).
+    pub fn statx(&self, node: u64) -> FsResult<fuse_statx_out> {
+        let inode = self.inode(node)?;
+        Ok(statx_out(&self.fs, &inode, &self.opts))
     }
 
     /// SETATTR: chmod, chown, truncate, utimes, with the VFS's rules.
@@ -276,6 +285,10 @@ impl Ext4Fs {
             0 => FallocMode::Default,
             FALLOC_FL_PUNCH_HOLE if keep => FallocMode::PunchHole,
             FALLOC_FL_ZERO_RANGE => FallocMode::ZeroRange { keep_size: keep },
+            // vfs_fallocate: collapse and insert take no other flag.
+            FALLOC_FL_COLLAPSE_RANGE if !keep => FallocMode::CollapseRange,
+            FALLOC_FL_INSERT_RANGE if !keep => FallocMode::InsertRange,
+            FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE => return Err(Errno::EINVAL),
             _ => return Err(Errno::EOPNOTSUPP),
         };
         if len == 0 || offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {

@@ -355,6 +355,11 @@ impl Server {
                 out.push(&fs.getattr(node)?);
                 Ok(())
             }
+            FUSE_STATX => {
+                let _: fuse_statx_in = a.read("statx_in")?;
+                out.push(&fs.statx(node)?);
+                Ok(())
+            }
             FUSE_SETATTR => {
                 let s: fuse_setattr_in = a.read("setattr_in")?;
                 out.push(&fs.setattr(c, node, &s)?);
@@ -625,7 +630,10 @@ impl Server {
             | FUSE_HAS_IOCTL_DIR
             | FUSE_SETXATTR_EXT
             | FUSE_INIT_EXT) as u64
-            | FUSE_CREATE_SUPP_GROUP;
+            | FUSE_CREATE_SUPP_GROUP
+            // Shared mmap of a file opened O_DIRECT (FOPEN_DIRECT_IO), which
+            // the kernel's ext4 allows and the client otherwise refuses (ENODEV).
+            | FUSE_DIRECT_IO_ALLOW_MMAP;
         if self.opts.writeback {
             want |= FUSE_WRITEBACK_CACHE as u64;
         }

@@ -19,6 +19,8 @@ pub const FL_INDEX: u32 = 0x0000_1000;
 pub const FL_HUGE_FILE: u32 = 0x0004_0000;
 /// Inode flag: extent-mapped.
 pub const FL_EXTENTS: u32 = 0x0008_0000;
+/// Inode flag: compressed (set by chattr +c; ext4 stores data uncompressed).
+pub const FL_COMPR: u32 = 0x0000_0004;
 /// Inode flag: encrypted.
 pub const FL_ENCRYPT: u32 = 0x0000_0800;
 /// Inode flag: fs-verity protected.
