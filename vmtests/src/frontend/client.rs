@@ -394,6 +394,31 @@ impl FuseClient {
         Ok(all)
     }
 
+    /// SETUPMAPPING of `[foffset, foffset + len)` of `node` at window offset
+    /// `moffset` (`flags`: `FUSE_SETUPMAPPING_FLAG_READ` / `_WRITE`).
+    pub fn setup_mapping(
+        &self,
+        node: u64,
+        fh: u64,
+        foffset: u64,
+        len: u64,
+        flags: u64,
+        moffset: u64,
+    ) -> Result<(), i32> {
+        self.ok(&fuse::setupmapping(node, fh, foffset, len, flags, moffset)).map(drop)
+    }
+
+    /// REMOVEMAPPING of `ranges` (window offset, length); Linux sends it on
+    /// the node whose ranges they are, or node 0 when reclaiming.
+    pub fn remove_mapping(&self, node: u64, ranges: &[(u64, u64)]) -> Result<(), i32> {
+        self.ok(&fuse::removemapping(node, ranges)).map(drop)
+    }
+
+    /// The session's DAX window (with [`SessionOptions::dax_window`]).
+    pub fn window(&self) -> Option<&std::sync::Arc<super::window::DaxWindow>> {
+        self.session.window.as_ref()
+    }
+
     /// DESTROY (the daemon's session ends; the connection stays).
     pub fn destroy(&self) -> Result<(), i32> {
         self.ok(&fuse::destroy()).map(drop)

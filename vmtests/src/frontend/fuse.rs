@@ -299,6 +299,30 @@ pub fn truncate(node: u64, size: u64) -> Request {
     Request::new(fuse_opcode::FUSE_SETATTR, node, s.as_bytes().to_vec(), std::mem::size_of::<fuse_attr_out>() as u32)
 }
 
+/// SETUPMAPPING: map `[foffset, foffset + len)` of `node` (through `fh`,
+/// which Linux sends as `u64::MAX` when it has none) at `moffset` in the DAX
+/// window; `flags` are `FUSE_SETUPMAPPING_FLAG_READ` / `_WRITE`.
+pub fn setupmapping(node: u64, fh: u64, foffset: u64, len: u64, flags: u64, moffset: u64) -> Request {
+    let m = fuse_setupmapping_in { fh, foffset, len, flags, moffset };
+    Request::new(fuse_opcode::FUSE_SETUPMAPPING, node, m.as_bytes().to_vec(), 0)
+}
+
+/// REMOVEMAPPING of `ranges` (window offset, length), with `count` equal
+/// to the number of ranges.
+pub fn removemapping(node: u64, ranges: &[(u64, u64)]) -> Request {
+    removemapping_count(node, ranges.len() as u32, ranges)
+}
+
+/// REMOVEMAPPING whose `count` field says `count` whatever `ranges` holds
+/// (hostile tests: a count larger than the request).
+pub fn removemapping_count(node: u64, count: u32, ranges: &[(u64, u64)]) -> Request {
+    let mut a = fuse_removemapping_in { count }.as_bytes().to_vec();
+    for &(moffset, len) in ranges {
+        a.extend_from_slice(fuse_removemapping_one { moffset, len }.as_bytes());
+    }
+    Request::new(fuse_opcode::FUSE_REMOVEMAPPING, node, a, 0)
+}
+
 /// DESTROY.
 pub fn destroy() -> Request {
     Request::new(fuse_opcode::FUSE_DESTROY, 0, Vec::new(), 0)

@@ -12,7 +12,9 @@
 //! - [`fuse`]: FUSE requests (fuse-abi structs) and reply parsing;
 //! - [`daemon`]: a daemon process started for a test, with its log;
 //! - [`client`]: [`client::FuseClient`], many requests in flight per queue,
-//!   every wait bounded by a hang guard.
+//!   every wait bounded by a hang guard;
+//! - [`window`]: the DAX window (shared memory region 0), filled by the
+//!   backend's SHMEM_MAP / SHMEM_UNMAP over the backend request channel.
 //!
 //! ```no_run
 //! use vmtests::frontend::{FuseClient, SessionOptions};
@@ -27,9 +29,11 @@ pub mod fuse;
 pub mod memory;
 pub mod session;
 pub mod virtq;
+pub mod window;
 
 pub use client::{ChainShape, FuseClient, HANG_GUARD, Ticket};
 pub use fuse::{Reply, Request};
 pub use memory::{Buf, GuestRam, Layout};
 pub use session::{FsConfig, Session, SessionOptions};
 pub use virtq::{RawDesc, Seg, SplitQueue, Used};
+pub use window::{DaxWindow, Piece};

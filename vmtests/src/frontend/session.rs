@@ -7,6 +7,11 @@
 //! queue SET_VRING_NUM/ADDR/BASE/CALL/KICK/ENABLE. With REPLY_ACK every
 //! message that has no reply of its own asks for an ack, so a refusal shows
 //! up at the message that caused it.
+//!
+//! With [`SessionOptions::dax_window`] the frontend also negotiates SHMEM,
+//! BACKEND_REQ and BACKEND_SEND_FD, asks GET_SHMEM_CONFIG, reserves region
+//! 0 as a [`DaxWindow`] and hands the backend its request channel
+//! (SET_BACKEND_REQ_FD), as QEMU does for `vhost-user-fs` with a cache.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,6 +22,7 @@ use vhost::{VhostBackend, VringConfigData};
 
 use super::memory::{GuestRam, Layout};
 use super::virtq::SplitQueue;
+use super::window::DaxWindow;
 
 /// `VIRTIO_F_VERSION_1`.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
@@ -24,6 +30,11 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 /// `VIRTIO_RING_F_INDIRECT_DESC`.
 pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+
+/// The protocol features a DAX window needs besides REPLY_ACK.
+pub const DAX_PROTOCOL: VhostUserProtocolFeatures = VhostUserProtocolFeatures::SHMEM
+    .union(VhostUserProtocolFeatures::BACKEND_REQ)
+    .union(VhostUserProtocolFeatures::BACKEND_SEND_FD);
 
 /// What the frontend asks for.
 #[derive(Debug, Clone)]
@@ -37,11 +48,21 @@ pub struct SessionOptions {
     pub event_idx: bool,
     /// Guest memory layout.
     pub layout: Layout,
+    /// Set up a DAX window (shared memory region 0) and the backend
+    /// request channel; the backend must offer SHMEM, BACKEND_REQ,
+    /// BACKEND_SEND_FD and REPLY_ACK and announce a nonzero region 0.
+    pub dax_window: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> SessionOptions {
-        SessionOptions { request_queues: 1, queue_size: 256, event_idx: false, layout: Layout::default() }
+        SessionOptions {
+            request_queues: 1,
+            queue_size: 256,
+            event_idx: false,
+            layout: Layout::default(),
+            dax_window: false,
+        }
     }
 }
 
@@ -83,6 +104,9 @@ pub struct Session {
     pub frontend: Mutex<Frontend>,
     /// What was negotiated.
     pub negotiated: Negotiated,
+    /// The DAX window, when asked for (shared, so a test can keep
+    /// inspecting it after the session ends).
+    pub window: Option<Arc<DaxWindow>>,
 }
 
 fn ctx<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>) -> Result<T, String> {
@@ -110,11 +134,22 @@ impl Session {
         if offered & pf != 0 {
             features |= pf;
             offered_protocol = ctx("GET_PROTOCOL_FEATURES", fe.get_protocol_features())?;
-            let want = VhostUserProtocolFeatures::MQ
+            let mut want = VhostUserProtocolFeatures::MQ
                 | VhostUserProtocolFeatures::REPLY_ACK
                 | VhostUserProtocolFeatures::CONFIG;
+            if opts.dax_window {
+                let dax = DAX_PROTOCOL | VhostUserProtocolFeatures::REPLY_ACK;
+                if !offered_protocol.contains(dax) {
+                    return Err(format!(
+                        "a DAX window needs protocol features {dax:?}; the backend offers {offered_protocol:?}"
+                    ));
+                }
+                want |= dax;
+            }
             protocol = offered_protocol & want;
             ctx("SET_PROTOCOL_FEATURES", fe.set_protocol_features(protocol))?;
+        } else if opts.dax_window {
+            return Err("a DAX window needs VHOST_USER_F_PROTOCOL_FEATURES; the backend does not offer it".into());
         }
         let max_queues = if protocol.contains(VhostUserProtocolFeatures::MQ) {
             ctx("GET_QUEUE_NUM", fe.get_queue_num())?
@@ -135,6 +170,18 @@ impl Session {
         if protocol.contains(VhostUserProtocolFeatures::REPLY_ACK) {
             fe.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
         }
+        let window = if opts.dax_window {
+            let shm = ctx("GET_SHMEM_CONFIG", fe.get_shmem_config())?;
+            let (n, size) = (shm.nregions, shm.memory_sizes[0]);
+            if n < 1 || size == 0 {
+                return Err(format!("GET_SHMEM_CONFIG: {n} region(s), region 0 of {size} bytes: no DAX window"));
+            }
+            let w = DaxWindow::new(size, true).map_err(|e| format!("DAX window of {size} bytes: {e}"))?;
+            ctx("SET_BACKEND_REQ_FD", fe.set_backend_request_fd(&w.backend_socket()))?;
+            Some(Arc::new(w))
+        } else {
+            None
+        };
         ctx("SET_FEATURES", fe.set_features(features))?;
         ctx("SET_MEM_TABLE", fe.set_mem_table(&ram.regions()))?;
         let mut nq = 1 + opts.request_queues;
@@ -167,7 +214,7 @@ impl Session {
         }
         fe.set_hdr_flags(VhostUserHeaderFlag::empty());
         let negotiated = Negotiated { offered, features, offered_protocol, protocol, max_queues, config };
-        Ok(Session { ram, queues, frontend: Mutex::new(fe), negotiated })
+        Ok(Session { ram, queues, frontend: Mutex::new(fe), negotiated, window })
     }
 
     /// Number of request queues set up (queues 1..=n).
