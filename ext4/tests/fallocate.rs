@@ -30,6 +30,14 @@ fn model_fallocate(model: &mut Vec<u8>, mode: FallocMode, offset: usize, len: us
                 return;
             }
         }
+        FallocMode::CollapseRange => {
+            model.drain(offset..end);
+            return;
+        }
+        FallocMode::InsertRange => {
+            model.splice(offset..offset, std::iter::repeat_n(0, len));
+            return;
+        }
     }
     if model.len() < end {
         model.resize(end, 0);

@@ -1,5 +1,6 @@
 //! fallocate(2): preallocation of unwritten extents (default and
-//! keep-size), hole punching and range zeroing. New blocks enter the file
+//! keep-size), hole punching, range zeroing, and collapsing or inserting
+//! whole blocks (which shift the extents after them, see [`Ext4::shift_blocks_in`]). New blocks enter the file
 //! the one way they always do — reserve with `allocate`, then `set_blocks`
 //! in one handle — but as *unwritten* extents, which read as zeros, so no
 //! data has to be written first. Each step is one handle and leaves a
@@ -33,6 +34,14 @@ pub enum FallocMode {
         /// Leave `i_size` alone (FALLOC_FL_KEEP_SIZE).
         keep_size: bool,
     },
+    /// Remove the range and move the rest of the file down over it; `i_size`
+    /// shrinks by the length (FALLOC_FL_COLLAPSE_RANGE). Offset and length
+    /// must be block multiples and the range must end before `i_size`.
+    CollapseRange,
+    /// Move the file from the offset up by the length and leave a hole
+    /// there; `i_size` grows by the length (FALLOC_FL_INSERT_RANGE). Offset
+    /// and length must be block multiples, the offset below `i_size`.
+    InsertRange,
 }
 
 impl Ext4 {
@@ -83,7 +92,59 @@ impl Ext4 {
                 self.punch(ino, offset, end)?;
                 self.alloc_unwritten(ino, first, last, (!keep_size).then_some(end))
             }
+            FallocMode::CollapseRange => self.shift_range(ino, false, offset, len),
+            FallocMode::InsertRange => self.shift_range(ino, true, offset, len),
         }
+    }
+
+    /// Collapse-range (`insert == false`) or insert-range of bytes
+    /// `offset..offset+len`, with the checks and order of the kernel's
+    /// `ext4_collapse_range` / `ext4_insert_range` (inline data was converted
+    /// by the caller): block-mapped files fail with [`Error::Unsupported`], an
+    /// offset or length that is not a block multiple with
+    /// [`Error::InvalidArgument`], an insert past the largest file size with
+    /// [`Error::FileTooBig`], a collapse reaching `i_size` or an insert at
+    /// or past it with [`Error::InvalidArgument`]. The change is one handle
+    /// (as the kernel's one transaction): the collapsed blocks are freed,
+    /// every later extent moves, and `i_size` follows. The caller holds the
+    /// inode's I/O lock exclusively.
+    fn shift_range(&self, ino: u32, insert: bool, offset: u64, len: u64) -> Result<()> {
+        let inode = self.read_inode(ino)?;
+        let what = if insert { "insert-range" } else { "collapse-range" };
+        if !inode.has_flag(FL_EXTENTS) {
+            return Err(Error::Unsupported(format!("inode {ino}: {what} needs an extent-mapped file")));
+        }
+        let bs = self.block_size() as u64;
+        if offset % bs != 0 || len % bs != 0 {
+            return Err(Error::InvalidArgument(format!("{what} of {len} bytes at {offset}: not whole blocks")));
+        }
+        let size = inode.size();
+        if insert && len > self.max_file_size(&inode).saturating_sub(size) {
+            return Err(Error::FileTooBig(ino));
+        }
+        if insert && offset >= size {
+            return Err(Error::InvalidArgument(format!("{what} at {offset}: not below the size {size}")));
+        }
+        // checked_add succeeded in the caller.
+        if !insert && offset + len >= size {
+            return Err(Error::InvalidArgument(format!("{what} to {}: not below the size {size}", offset + len)));
+        }
+        let (first, count) = (offset / bs, len / bs);
+        let delta = i64::try_from(count).map_err(|_| Error::FileTooBig(ino))?;
+        let mut h = self.begin()?;
+        let mut inode = self.read_inode_in(&h, ino)?;
+        if insert {
+            self.shift_blocks_in(&mut h, &mut inode, first, delta)?;
+            set_size(&mut inode, size + len);
+        } else {
+            self.unmap_blocks_in(&mut h, &mut inode, first, count)?;
+            self.shift_blocks_in(&mut h, &mut inode, first + count, -delta)?;
+            set_size(&mut inode, size - len);
+        }
+        touch_mtime(&mut inode, now());
+        self.write_inode(&mut h, &mut inode)?;
+        h.finish();
+        Ok(())
     }
 
     /// Fills the holes of logical blocks `first..last` with unwritten

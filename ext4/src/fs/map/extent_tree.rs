@@ -166,6 +166,88 @@ pub fn mark_written<S: MapStore + ?Sized>(
     Ok(tree.change)
 }
 
+/// Makes an extent start at `lblk` when one straddles it, by cutting that
+/// extent in two (same state, same physical run); nothing else changes.
+/// The extra entry can overflow a leaf, so this may allocate a tree block.
+/// Insert-range uses it before shifting the extents from `lblk` on.
+pub fn split_at<S: MapStore + ?Sized>(
+    ctx: &MapContext,
+    root: &mut [u8; ROOT_SIZE],
+    store: &mut S,
+    lblk: u64,
+) -> Result<MapChange> {
+    let mut tree = Tree::new(ctx, root, store, 0)?;
+    if lblk == 0 || lblk >= MAX_LOGICAL_BLOCKS {
+        return Ok(tree.change);
+    }
+    tree.for_each_leaf(lblk, lblk + 1, |v, start, _| {
+        let mut out = Vec::with_capacity(v.len() + 1);
+        for &x in v {
+            let a = x.lblk as u64;
+            if a < start && x.end() > start {
+                // a < start < end <= 2^32: both pieces fit the 32-bit fields.
+                out.push(Extent { len: (start - a) as u32, ..x });
+                out.push(Extent { lblk: start as u32, pblk: x.pblk + (start - a), len: (x.end() - start) as u32, ..x });
+            } else {
+                out.push(x);
+            }
+        }
+        (out, Vec::new())
+    })?;
+    Ok(tree.change)
+}
+
+/// Moves every extent that starts at or after `from` by `delta` logical
+/// blocks (collapse-range: negative, insert-range: positive), with the
+/// index keys above them, keeping the physical blocks. No extent may
+/// straddle `from` (see [`split_at`]); a left shift needs `from+delta..from`
+/// unmapped, a right shift room below 2^32 blocks: both are checked before
+/// anything is written ([`Error::InvalidArgument`], [`Error::FileTooBig`]).
+/// In each rewritten leaf, contiguous extents of the same state are merged
+/// (as the kernel's shift merges the extent before a collapsed range with
+/// the one after it). Only the nodes holding shifted entries are rewritten;
+/// nothing is allocated or freed.
+pub fn shift_extents<S: MapStore + ?Sized>(
+    ctx: &MapContext,
+    root: &mut [u8; ROOT_SIZE],
+    store: &mut S,
+    from: u64,
+    delta: i64,
+) -> Result<MapChange> {
+    let mut tree = Tree::new(ctx, root, store, 0)?;
+    if delta == 0 || from >= MAX_LOGICAL_BLOCKS {
+        return Ok(tree.change);
+    }
+    let below = from
+        .checked_add_signed(delta.min(0))
+        .ok_or_else(|| Error::InvalidArgument(format!("inode {}: cannot shift block {from} by {delta}", ctx.ino)))?;
+    if let Some(e) = tree.first_extent_from(below)?
+        && (e.lblk as u64) < from
+    {
+        return Err(Error::InvalidArgument(format!(
+            "inode {}: the extent at logical block {} is in the way of shifting block {from} by {delta}",
+            ctx.ino, e.lblk
+        )));
+    }
+    if delta > 0 && tree.last_extent_end()?.is_some_and(|end| end > from && end + delta as u64 > MAX_LOGICAL_BLOCKS) {
+        return Err(Error::FileTooBig(ctx.ino));
+    }
+    let mut node = tree.read_root()?;
+    if tree.shift_node(&mut node, MAX_LOGICAL_BLOCKS, from, delta)? {
+        let mut path = vec![Level { blk: None, node, idx: 0, hi: MAX_LOGICAL_BLOCKS }];
+        tree.write_level(&mut path, 0)?;
+    }
+    Ok(tree.change)
+}
+
+/// `lblk + delta`, for an extent start the caller checked can move.
+fn shifted(ino: u32, lblk: u32, delta: i64) -> Result<u32> {
+    (lblk as u64)
+        .checked_add_signed(delta)
+        .and_then(|l| u32::try_from(l).ok())
+        .ok_or_else(|| Error::InvalidArgument(format!("inode {ino}: logical block {lblk} cannot move by {delta}")))
+}
+
 /// Longest extent of the given state.
 fn max_len(unwritten: bool) -> u32 {
     if unwritten { UNWRITTEN_MAX_LEN } else { INIT_MAX_LEN }
@@ -365,6 +447,72 @@ impl<'a, S: MapStore + ?Sized> Tree<'a, S> {
                 return Ok(None);
             }
             cur = leaf.hi;
+        }
+    }
+
+    /// End of the file's last extent, if it has any.
+    fn last_extent_end(&mut self) -> Result<Option<u64>> {
+        let path = self.descend(MAX_LOGICAL_BLOCKS - 1)?;
+        match &path[path.len() - 1].node.entries {
+            ExtentEntries::Leaves(v) => Ok(v.last().map(|e| e.end())),
+            ExtentEntries::Indexes(_) => Err(Error::InvalidArgument("extent path does not end in a leaf".into())),
+        }
+    }
+
+    /// Shifts the entries at or after `from` in `node` (whose parent gives
+    /// it keys below `hi`) and in its children by `delta`, storing each
+    /// changed child block; returns whether `node` itself changed (the
+    /// caller stores it). An index key follows its child's first entry.
+    fn shift_node(&mut self, node: &mut ExtentNode, hi: u64, from: u64, delta: i64) -> Result<bool> {
+        let ino = self.ctx.ino;
+        let depth = node.header.depth;
+        match &mut node.entries {
+            ExtentEntries::Leaves(v) => {
+                if !v.iter().any(|x| x.lblk as u64 >= from) {
+                    return Ok(false);
+                }
+                let mut out: Vec<Extent> = Vec::with_capacity(v.len());
+                for &x in v.iter() {
+                    let x = if x.lblk as u64 >= from { Extent { lblk: shifted(ino, x.lblk, delta)?, ..x } } else { x };
+                    if out.last().is_some_and(|l| l.end() > x.lblk as u64) {
+                        return Err(Error::InvalidArgument(format!(
+                            "inode {ino}: shifting by {delta} would overlap extents at logical block {}",
+                            x.lblk
+                        )));
+                    }
+                    push_merging(&mut out, x);
+                }
+                *v = out;
+                Ok(true)
+            }
+            ExtentEntries::Indexes(v) => {
+                let mut changed = false;
+                for i in 0..v.len() {
+                    let (key, child_hi) = (v[i].lblk as u64, v.get(i + 1).map_or(hi, |e| e.lblk as u64));
+                    // Every entry of this child lies below `child_hi`.
+                    if child_hi <= from {
+                        continue;
+                    }
+                    let blk = v[i].leaf;
+                    let mut child = self.read_child(blk, depth, key, child_hi)?;
+                    if !self.shift_node(&mut child, child_hi, from, delta)? {
+                        continue;
+                    }
+                    child.header.entries = child.entries.len() as u16;
+                    child.header.max = self.block_cap as u16;
+                    self.write_block(blk, &child)?;
+                    if let Some(k) = first_key(&child.entries) {
+                        v[i].lblk = k;
+                    }
+                    changed = true;
+                }
+                if v.windows(2).any(|w| w[0].lblk >= w[1].lblk) {
+                    return Err(Error::InvalidArgument(format!(
+                        "inode {ino}: shifting by {delta} would disorder the extent index"
+                    )));
+                }
+                Ok(changed)
+            }
         }
     }
 
@@ -708,6 +856,132 @@ mod tests {
         push_merging(&mut out, ext(2, 2, 12, true));
         push_merging(&mut out, ext(4, 2, 14, false));
         assert_eq!(out, vec![ext(0, 4, 10, true), ext(4, 2, 14, false)]);
+    }
+
+    /// Tree blocks in memory, allocated from block 10 on.
+    #[derive(Default)]
+    struct Mem {
+        blocks: std::collections::HashMap<u64, Vec<u8>>,
+        next: u64,
+    }
+
+    impl MapStore for Mem {
+        fn read(&mut self, blk: u64) -> Result<Vec<u8>> {
+            Ok(self.blocks[&blk].clone())
+        }
+        fn write(&mut self, blk: u64, data: Vec<u8>) -> Result<()> {
+            self.blocks.insert(blk, data);
+            Ok(())
+        }
+        fn alloc_meta(&mut self, _goal: u64) -> Result<u64> {
+            self.next = self.next.max(10) + 1;
+            Ok(self.next)
+        }
+        fn free_meta(&mut self, blk: u64) -> Result<()> {
+            self.blocks.remove(&blk);
+            Ok(())
+        }
+        fn free_data(&mut self, _pblk: u64, _len: u64) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn ctx() -> MapContext {
+        MapContext {
+            ino: 12,
+            generation: 0,
+            csum_seed: None,
+            block_size: 1024,
+            first_data_block: 1,
+            blocks_count: 1 << 40,
+        }
+    }
+
+    /// Every extent of the tree, in order, read back through `descend`.
+    fn all(root: &mut [u8; ROOT_SIZE], store: &mut Mem) -> Vec<Extent> {
+        let c = ctx();
+        let mut tree = Tree::new(&c, root, store, 0).unwrap();
+        let mut out = Vec::new();
+        let mut cur = 0;
+        while let Some(e) = tree.first_extent_from(cur).unwrap() {
+            out.push(e);
+            cur = e.end();
+        }
+        out
+    }
+
+    /// A depth-2 tree (1 KiB blocks hold 84 extents) of `n` one-block
+    /// extents at even logical blocks, none physically contiguous.
+    fn sparse_tree(n: u32) -> ([u8; ROOT_SIZE], Mem, Vec<Extent>) {
+        let (c, mut store, mut root) = (ctx(), Mem::default(), [0u8; ROOT_SIZE]);
+        init_root(&mut root);
+        let want: Vec<Extent> = (0..n).map(|i| ext(2 * i, 1, 100_000 + 3 * i as u64, i % 3 == 0)).collect();
+        for e in &want {
+            insert_extent(&c, &mut root, &mut store, *e).unwrap();
+        }
+        assert_eq!(ExtentHeader::decode(&root).depth, 2);
+        (root, store, want)
+    }
+
+    #[test]
+    fn shift_left_and_right_through_a_deep_tree() {
+        let c = ctx();
+        let (mut root, mut store, mut want) = sparse_tree(1000);
+        // Collapse one block at 999 (a hole): everything from 1000 moves down.
+        let change = shift_extents(&c, &mut root, &mut store, 1000, -1).unwrap();
+        assert_eq!(change, MapChange::default(), "a shift allocates and frees nothing");
+        want.iter_mut().filter(|e| e.lblk >= 1000).for_each(|e| e.lblk -= 1);
+        assert_eq!(all(&mut root, &mut store), want);
+        // Insert 7 blocks inside the extent at 1200 (cut first) and shift by them.
+        split_at(&c, &mut root, &mut store, 1200).unwrap();
+        shift_extents(&c, &mut root, &mut store, 1200, 7).unwrap();
+        want.iter_mut().filter(|e| e.lblk >= 1200).for_each(|e| e.lblk += 7);
+        assert_eq!(all(&mut root, &mut store), want);
+        // Shifting everything from 0 on moves the first key of every level.
+        shift_extents(&c, &mut root, &mut store, 0, 5).unwrap();
+        want.iter_mut().for_each(|e| e.lblk += 5);
+        assert_eq!(all(&mut root, &mut store), want);
+    }
+
+    #[test]
+    fn split_cuts_a_straddling_extent_only() {
+        let (c, mut store, mut root) = (ctx(), Mem::default(), [0u8; ROOT_SIZE]);
+        init_root(&mut root);
+        insert_extent(&c, &mut root, &mut store, ext(10, 20, 5000, true)).unwrap();
+        split_at(&c, &mut root, &mut store, 10).unwrap();
+        split_at(&c, &mut root, &mut store, 40).unwrap();
+        assert_eq!(all(&mut root, &mut store), vec![ext(10, 20, 5000, true)]);
+        split_at(&c, &mut root, &mut store, 17).unwrap();
+        assert_eq!(all(&mut root, &mut store), vec![ext(10, 7, 5000, true), ext(17, 13, 5007, true)]);
+    }
+
+    #[test]
+    fn shift_merges_what_becomes_contiguous() {
+        let (c, mut store, mut root) = (ctx(), Mem::default(), [0u8; ROOT_SIZE]);
+        init_root(&mut root);
+        insert_extent(&c, &mut root, &mut store, ext(0, 4, 5000, false)).unwrap();
+        insert_extent(&c, &mut root, &mut store, ext(8, 4, 5004, false)).unwrap();
+        shift_extents(&c, &mut root, &mut store, 8, -4).unwrap();
+        assert_eq!(all(&mut root, &mut store), vec![ext(0, 8, 5000, false)]);
+    }
+
+    #[test]
+    fn shift_refuses_overlaps_straddles_and_overflow() {
+        let c = ctx();
+        let (mut root, mut store, want) = sparse_tree(400);
+        let before = root;
+        // Block 9 is a hole but 8 is mapped: moving 10.. down by 2 would overlap.
+        let r = shift_extents(&c, &mut root, &mut store, 10, -2);
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+        assert_eq!(root, before, "nothing written before the refusal");
+        let (mut root2, mut store2) = ([0u8; ROOT_SIZE], Mem::default());
+        init_root(&mut root2);
+        insert_extent(&c, &mut root2, &mut store2, ext(10, 20, 5000, false)).unwrap();
+        let r = shift_extents(&c, &mut root2, &mut store2, 15, 3);
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "an extent straddles the start: {r:?}");
+        let r = shift_extents(&c, &mut root, &mut store, 700, (MAX_LOGICAL_BLOCKS - 700) as i64);
+        assert!(matches!(r, Err(Error::FileTooBig(12))), "{r:?}");
+        assert_eq!(all(&mut root, &mut store), want);
     }
 
     #[test]

@@ -123,6 +123,34 @@ impl Ext4 {
         self.write_inode(h, inode)
     }
 
+    /// Moves the mapping of every logical block from `from` on by `delta`
+    /// blocks (collapse-range and insert-range), first cutting an extent
+    /// that straddles `from` so the move starts on an extent boundary; the
+    /// physical blocks stay where they are. Extent-mapped files only.
+    /// Stages the tree blocks and the inode; see
+    /// [`extent_tree::shift_extents`] for what must hold before.
+    pub fn shift_blocks_in(&self, h: &mut Handle<'_>, inode: &mut Inode, from: u64, delta: i64) -> Result<()> {
+        if !inode.has_flag(FL_EXTENTS) || inode.has_flag(FL_INLINE_DATA) {
+            return Err(Error::Unsupported(format!("inode {}: only extent trees can shift blocks", inode.ino)));
+        }
+        // Every block from `from` on changes its logical address: a guest
+        // mapping of any of them must go first.
+        self.unpin_before_free(inode.ino, from.saturating_add_signed(delta.min(0)), u64::MAX)?;
+        let ctx = MapContext::new(self, inode);
+        let mut root = inode.raw.block;
+        let mut change;
+        {
+            let mut store = HandleStore::new(self, h, inode.is_dir());
+            change = extent_tree::split_at(&ctx, &mut root, &mut store, from)?;
+            let c = extent_tree::shift_extents(&ctx, &mut root, &mut store, from, delta)?;
+            change.meta_allocated += c.meta_allocated;
+            change.meta_freed += c.meta_freed;
+        }
+        inode.raw.block = root;
+        self.add_inode_blocks(inode, change.blocks_delta())?;
+        self.write_inode(h, inode)
+    }
+
     /// Converts unwritten blocks in `lblk..lblk+len` to written (after their
     /// data was written); stages the inode.
     pub fn mark_written_in(&self, h: &mut Handle<'_>, inode: &mut Inode, lblk: u64, len: u64) -> Result<()> {

@@ -1,0 +1,351 @@
+//! Collapse-range and insert-range (FALLOC_FL_COLLAPSE_RANGE and
+//! FALLOC_FL_INSERT_RANGE) with the kernel's ext4 as the oracle: the same
+//! seeded sequences of writes, punches, preallocations, collapses and
+//! inserts run through our core on one copy of an image and through a
+//! kernel loop mount on another; every step must succeed or fail with the
+//! same errno on both, both files end byte-equal to a model of the bytes,
+//! and both images are `e2fsck -fn` clean. Files are fragmented (1 KiB
+//! blocks, thousands of extents) so shifts cross leaves of deep trees.
+
+mod common;
+
+use common::kernel::Mount;
+use common::rng::Rng;
+use common::tools::{assert_fsck_clean, mkfs};
+use common::{Scratch, tree};
+use ext4::fs::data::fallocate::FallocMode;
+use ext4::{Error, Ext4, OpenOptions};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// One step of a sequence on one file.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// pwrite of `len` pattern bytes (seeded by `seed`) at `off`.
+    Write { off: u64, len: u64, seed: u64 },
+    /// fallocate(2) with the FALLOC_FL_* bits `mode`.
+    Falloc { mode: i32, off: u64, len: u64 },
+}
+
+const COLLAPSE: i32 = libc::FALLOC_FL_COLLAPSE_RANGE;
+const INSERT: i32 = libc::FALLOC_FL_INSERT_RANGE;
+const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+
+/// Our mode for the FALLOC_FL_* bits the sequences use.
+fn our_mode(mode: i32) -> FallocMode {
+    match mode {
+        COLLAPSE => FallocMode::CollapseRange,
+        INSERT => FallocMode::InsertRange,
+        PUNCH => FallocMode::PunchHole,
+        KEEP => FallocMode::KeepSize,
+        _ => FallocMode::Default,
+    }
+}
+
+/// The errno the FUSE boundary maps our error to (the subset these
+/// operations produce).
+fn errno(e: &Error) -> i32 {
+    match e {
+        Error::InvalidArgument(_) => libc::EINVAL,
+        Error::Unsupported(_) => libc::EOPNOTSUPP,
+        Error::FileTooBig(_) => libc::EFBIG,
+        Error::IsADirectory(_) => libc::EISDIR,
+        Error::NoSpace => libc::ENOSPC,
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+/// Runs `op` on inode `ino` through our core.
+fn ours(fs: &Ext4, ino: u32, op: Op) -> Result<(), i32> {
+    match op {
+        Op::Write { off, len, seed } => {
+            let n = fs.write(ino, off, &tree::pattern(seed, len as usize)).map_err(|e| errno(&e))?;
+            assert_eq!(n as u64, len);
+            Ok(())
+        }
+        Op::Falloc { mode, off, len } => fs.fallocate(ino, our_mode(mode), off, len).map_err(|e| errno(&e)),
+    }
+}
+
+/// Runs `op` on `file` of a kernel mount.
+fn kernel(file: &File, op: Op) -> Result<(), i32> {
+    match op {
+        Op::Write { off, len, seed } => {
+            file.write_all_at(&tree::pattern(seed, len as usize), off).map_err(|e| e.raw_os_error().unwrap_or(0))
+        }
+        Op::Falloc { mode, off, len } => {
+            // SAFETY: fallocate(2) on an open descriptor with plain integers.
+            let r = unsafe { libc::fallocate(file.as_raw_fd(), mode, off as i64, len as i64) };
+            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) }
+        }
+    }
+}
+
+/// Applies a successful `op` to the model of the file's bytes.
+fn model_apply(model: &mut Vec<u8>, op: Op) {
+    match op {
+        Op::Write { off, len, seed } => {
+            let (off, end) = (off as usize, (off + len) as usize);
+            if model.len() < end {
+                model.resize(end, 0);
+            }
+            model[off..end].copy_from_slice(&tree::pattern(seed, len as usize));
+        }
+        Op::Falloc { mode, off, len } => {
+            let (off, end) = (off as usize, (off + len) as usize);
+            match mode {
+                COLLAPSE => drop(model.drain(off..end)),
+                INSERT => drop(model.splice(off..off, std::iter::repeat_n(0, end - off))),
+                PUNCH => {
+                    let to = end.min(model.len());
+                    if off < to {
+                        model[off..to].fill(0);
+                    }
+                }
+                KEEP => {}
+                _ => model.resize(model.len().max(end), 0),
+            }
+        }
+    }
+}
+
+/// What the kernel's rules predict for `op` on a file of `size` bytes:
+/// `None` for success, else the errno.
+fn predicted(op: Op, size: u64, bs: u64) -> Option<i32> {
+    match op {
+        Op::Falloc { mode: COLLAPSE, off, len } if (off | len) % bs != 0 || off + len >= size => Some(libc::EINVAL),
+        Op::Falloc { mode: INSERT, off, len } if (off | len) % bs != 0 || off >= size => Some(libc::EINVAL),
+        _ => None,
+    }
+}
+
+/// A random step for a file of `size` bytes: collapses and inserts are
+/// mostly block-aligned and valid, sometimes not (to compare the errors).
+fn random_op(rng: &mut Rng, size: u64, bs: u64, step: u64) -> Op {
+    let blocks = size / bs;
+    let aligned = |rng: &mut Rng, max: u64| rng.below(max.max(1)) * bs;
+    let odd = |rng: &mut Rng| if rng.chance(8) { 1 + rng.below(bs - 1) } else { 0 };
+    match rng.below(10) {
+        0..=2 => {
+            let off = if rng.chance(70) { rng.below(size + 1) } else { size + rng.below(20 * bs) };
+            Op::Write { off, len: rng.length(50, 2000, 40 * bs), seed: step }
+        }
+        3 => Op::Falloc { mode: PUNCH, off: rng.below(size + 1), len: 1 + rng.below(30 * bs) },
+        4 => Op::Falloc {
+            mode: if rng.chance(50) { KEEP } else { 0 },
+            off: rng.below(size + 1),
+            len: 1 + rng.below(8 * bs),
+        },
+        5..=7 => {
+            // Mostly a valid range inside the file; sometimes reaching EOF.
+            let len = if rng.chance(90) { (1 + rng.below(blocks.clamp(1, 64))) * bs } else { size };
+            Op::Falloc { mode: COLLAPSE, off: aligned(rng, blocks) + odd(rng), len }
+        }
+        _ => {
+            let off = if rng.chance(92) { aligned(rng, blocks) } else { size.next_multiple_of(bs) };
+            Op::Falloc { mode: INSERT, off: off + odd(rng), len: (1 + rng.below(40)) * bs + odd(rng) }
+        }
+    }
+}
+
+/// A source tree with files `f0..f2`: `f0` has data in every other block
+/// of 1 KiB (thousands of extents), `f1` runs of 5 data blocks among
+/// holes, `f2` is dense.
+fn fragmented_sources(dir: &Path, bs: u64, blocks: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (i, every) in [(0u64, 2u64), (1, 7), (2, 1)] {
+        let f = File::create(dir.join(format!("f{i}"))).unwrap();
+        f.set_len(blocks * bs).unwrap();
+        for b in (0..blocks).filter(|b| b % every < every.min(5)) {
+            f.write_all_at(&tree::pattern(i * 100_000 + b, bs as usize), b * bs).unwrap();
+        }
+    }
+}
+
+/// The same seeded sequence through our core and through the kernel, step
+/// by step, on two copies of one image; see the module comment.
+fn same_as_kernel(tag: &str, mkfs_args: &[&str], bs: u64, seed: u64, steps: u64) {
+    let scratch = Scratch::new(tag);
+    let src = scratch.join("src");
+    fragmented_sources(&src, bs, 3000);
+    let names: Vec<String> = (0..3).map(|i| format!("f{i}")).collect();
+    let (ours_img, kernel_img) = (scratch.join("ours.img"), scratch.join("kernel.img"));
+    mkfs(&ours_img, "64M", Some(&src), mkfs_args);
+    std::fs::copy(&ours_img, &kernel_img).unwrap();
+    let mut models: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(src.join(n)).unwrap()).collect();
+    let Some(mount) = Mount::or_skip(&kernel_img, &scratch.join("mnt"), "", &format!("{tag}: kernel comparison"))
+    else {
+        return;
+    };
+    let files: Vec<File> = names
+        .iter()
+        .map(|n| std::fs::OpenOptions::new().read(true).write(true).open(mount.path().join(n)).unwrap())
+        .collect();
+    let fs = Ext4::open(&ours_img, &OpenOptions::default()).unwrap();
+    let inos: Vec<u32> = names.iter().map(|n| fs.resolve_path(format!("/{n}").as_bytes(), false).unwrap()).collect();
+    let mut rng = Rng(seed);
+    let (mut shifts, mut refused) = (0, 0);
+    for step in 0..steps {
+        let f = rng.below(names.len() as u64) as usize;
+        let op = random_op(&mut rng, models[f].len() as u64, bs, seed * 10_000 + step);
+        let (a, b) = (ours(&fs, inos[f], op), kernel(&files[f], op));
+        assert_eq!(a, b, "{tag} step {step} on {}: {op:?}: ours vs the kernel", names[f]);
+        assert_eq!(a.err(), predicted(op, models[f].len() as u64, bs), "{tag} step {step}: {op:?}");
+        match (a, op) {
+            (Ok(()), _) => model_apply(&mut models[f], op),
+            (Err(_), _) => refused += 1,
+        }
+        if a.is_ok() && matches!(op, Op::Falloc { mode: COLLAPSE | INSERT, .. }) {
+            shifts += 1;
+        }
+        if step % 25 == 24 {
+            fs.sync().unwrap();
+        }
+    }
+    assert!(shifts >= steps / 5 && refused > 0, "{tag}: {shifts} shifts and {refused} refusals: too few to judge");
+    fs.close().unwrap();
+    common::models::reader_matches(&fs, tag, &names, &inos, &models);
+    for (f, n) in names.iter().enumerate() {
+        assert!(std::fs::read(mount.path().join(n)).unwrap() == models[f], "{tag}: the kernel's {n} is not the model");
+    }
+    drop(files);
+    drop(mount);
+    assert_fsck_clean(&kernel_img);
+    common::models::image_matches(&ours_img, &scratch, tag, &names, &models);
+}
+
+#[test]
+fn same_as_kernel_1k_blocks() {
+    for seed in 1..=2 {
+        same_as_kernel("ci-1k", &["-t", "ext4", "-b", "1024"], 1024, seed, 120);
+    }
+}
+
+#[test]
+fn same_as_kernel_4k_blocks_metadata_csum() {
+    same_as_kernel("ci-4k", &["-t", "ext4", "-b", "4096", "-O", "metadata_csum"], 4096, 7, 120);
+}
+
+/// Without a kernel: longer seeded sequences against the byte model only
+/// (every result as the kernel's rules predict), then fsck, debugfs and
+/// (when it can mount) the kernel read the model back.
+#[test]
+fn model_sequences() {
+    for (seed, args, bs) in [(31u64, ["-t", "ext4", "-b", "1024"], 1024u64), (32, ["-t", "ext4", "-b", "4096"], 4096)] {
+        let tag = format!("ci-model-{seed}");
+        let scratch = Scratch::new(&tag);
+        let src = scratch.join("src");
+        fragmented_sources(&src, bs, 2000);
+        let names: Vec<String> = (0..3).map(|i| format!("f{i}")).collect();
+        let img = scratch.join("fs.img");
+        mkfs(&img, "64M", Some(&src), &args);
+        let mut models: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(src.join(n)).unwrap()).collect();
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        let inos: Vec<u32> =
+            names.iter().map(|n| fs.resolve_path(format!("/{n}").as_bytes(), false).unwrap()).collect();
+        let mut rng = Rng(seed);
+        for step in 0..400 {
+            let f = rng.below(3) as usize;
+            let op = random_op(&mut rng, models[f].len() as u64, bs, step);
+            let r = ours(&fs, inos[f], op);
+            assert_eq!(r.err(), predicted(op, models[f].len() as u64, bs), "{tag} step {step}: {op:?}");
+            if r.is_ok() {
+                model_apply(&mut models[f], op);
+            }
+            if step % 50 == 49 {
+                fs.sync().unwrap();
+            }
+        }
+        fs.close().unwrap();
+        common::models::reader_matches(&fs, &tag, &names, &inos, &models);
+        common::models::image_matches(&img, &scratch, &tag, &names, &models);
+    }
+}
+
+/// The refusals outside the random sequences, each compared with the
+/// kernel where it can run: block-mapped (ext3) files (EOPNOTSUPP), an
+/// insert past the largest file size (EFBIG), directories (EISDIR, ours
+/// only: the kernel's descriptor of a directory is not writable), and
+/// inline-data files, which are converted first and then shift.
+/// A refusal case: image kind, mke2fs arguments, file, step, expected errno.
+type Case = (&'static str, &'static [&'static str], &'static str, Op, Option<i32>);
+
+#[test]
+fn refusals_and_inline_files() {
+    let scratch = Scratch::new("ci-refusals");
+    let src = scratch.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("small"), tree::pattern(3, 50)).unwrap();
+    std::fs::write(src.join("big"), tree::pattern(4, 40_000)).unwrap();
+    std::fs::create_dir(src.join("d")).unwrap();
+    let cases: [Case; 5] = [
+        (
+            "ext3",
+            &["-t", "ext3", "-b", "1024"],
+            "big",
+            Op::Falloc { mode: COLLAPSE, off: 0, len: 1024 },
+            Some(libc::EOPNOTSUPP),
+        ),
+        (
+            "ext3",
+            &["-t", "ext3", "-b", "1024"],
+            "big",
+            Op::Falloc { mode: INSERT, off: 0, len: 1024 },
+            Some(libc::EOPNOTSUPP),
+        ),
+        (
+            "efbig",
+            &["-t", "ext4", "-b", "1024"],
+            "big",
+            Op::Falloc { mode: INSERT, off: 0, len: 1 << 44 },
+            Some(libc::EFBIG),
+        ),
+        ("inline", &["-t", "ext4", "-O", "inline_data"], "small", Op::Falloc { mode: INSERT, off: 0, len: 4096 }, None),
+        (
+            "inline",
+            &["-t", "ext4", "-O", "inline_data"],
+            "small",
+            Op::Falloc { mode: COLLAPSE, off: 0, len: 4096 },
+            Some(libc::EINVAL),
+        ),
+    ];
+    for (i, (kind, args, name, op, want)) in cases.into_iter().enumerate() {
+        let tag = format!("ci-refusals-{i}-{kind}");
+        let (ours_img, kernel_img) = (scratch.join(format!("{i}-ours.img")), scratch.join(format!("{i}-kernel.img")));
+        mkfs(&ours_img, "32M", Some(&src), args);
+        std::fs::copy(&ours_img, &kernel_img).unwrap();
+        let mut model = std::fs::read(src.join(name)).unwrap();
+        let fs = Ext4::open(&ours_img, &OpenOptions::default()).unwrap();
+        let ino = fs.resolve_path(format!("/{name}").as_bytes(), false).unwrap();
+        let r = ours(&fs, ino, op);
+        assert_eq!(r.err(), want, "{tag}: {op:?}");
+        if r.is_ok() {
+            model_apply(&mut model, op);
+        }
+        if kind == "ext3" {
+            let d = fs.resolve_path(b"/d", false).unwrap();
+            let r = fs.fallocate(d, FallocMode::CollapseRange, 0, 1024);
+            assert!(matches!(r, Err(Error::IsADirectory(_))), "{tag}: directory: {r:?}");
+        }
+        fs.close().unwrap();
+        common::models::reader_matches(&fs, &tag, &[name.to_string()], &[ino], std::slice::from_ref(&model));
+        drop(fs);
+        assert_fsck_clean(&ours_img);
+        if let Some(m) = Mount::or_skip(&kernel_img, &scratch.join(format!("mnt{i}")), "", &tag) {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(m.path().join(name)).unwrap();
+            assert_eq!(kernel(&file, op).err(), want, "{tag}: the kernel on {op:?}");
+            drop(file);
+            drop(m);
+            assert_fsck_clean(&kernel_img);
+            // Read back through a fresh mount: right after an insert into a
+            // converted inline file, the kernel's page cache (6.18) still
+            // reads zeros where the disk holds the moved bytes.
+            common::tools::with_kernel_mount(&kernel_img, &scratch.join(format!("mnt{i}")), &tag, |mnt| {
+                assert!(std::fs::read(mnt.join(name)).unwrap() == model, "{tag}: the kernel's bytes differ");
+            });
+        }
+    }
+}
