@@ -5,6 +5,7 @@
 //! command line and the offline image tools.
 
 pub mod adapter;
+pub mod dax;
 pub mod fuse;
 pub mod host;
 pub mod vhost;

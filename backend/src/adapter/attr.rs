@@ -4,7 +4,7 @@
 use super::AdapterOptions;
 use super::nodes::node_of;
 use ext4::disk::features::RoCompat;
-use ext4::disk::inode::{FL_APPEND, FL_COMPR, FL_DAX, FL_ENCRYPT, FL_IMMUTABLE, FL_NODUMP, FL_VERITY};
+use ext4::disk::inode::{FL_APPEND, FL_COMPR, FL_ENCRYPT, FL_IMMUTABLE, FL_NODUMP, FL_VERITY};
 use ext4::{Ext4, FileType, Inode, Timestamp};
 use fuse_abi::linux::{
     FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE, FUSE_ATTR_DAX, fuse_attr, fuse_attr_out, fuse_entry_out,
@@ -47,8 +47,8 @@ impl CachePolicy {
     }
 }
 
-/// The FUSE attributes of `inode`; with a DAX window, inodes with the
-/// DAX flag are marked for per-inode DAX (`-o dax=inode`).
+/// The FUSE attributes of `inode`; with a DAX window, inodes the
+/// per-inode DAX policy picks are marked for it (`-o dax=inode`).
 pub fn fuse_attr_of(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_attr {
     let huge = fs.superblock().ro_compat().has(RoCompat::HUGE_FILE);
     let (a, m, c) = (inode.atime(), inode.mtime(), inode.ctime());
@@ -72,7 +72,7 @@ pub fn fuse_attr_of(fs: &Ext4, inode: &Inode, opts: &AdapterOptions) -> fuse_att
         gid: inode.gid(),
         rdev,
         blksize: fs.block_size(),
-        flags: if opts.dax && inode.has_flag(FL_DAX) { FUSE_ATTR_DAX } else { 0 },
+        flags: if opts.dax.is_some_and(|p| p.wants(inode)) { FUSE_ATTR_DAX } else { 0 },
     }
 }
 
@@ -105,7 +105,7 @@ pub fn statx_attributes(inode: &Inode, opts: &AdapterOptions) -> (u64, u64) {
     let mut attrs: u64 = STATX_ATTRS.iter().filter(|(f, _)| flags & f != 0).map(|&(_, a)| a as u64).sum();
     let mut mask: u64 = STATX_ATTRS.iter().map(|&(_, a)| a as u64).sum();
     mask |= libc::STATX_ATTR_DAX as u64;
-    if opts.dax && inode.has_flag(FL_DAX) {
+    if opts.dax.is_some_and(|p| p.wants(inode)) {
         attrs |= libc::STATX_ATTR_DAX as u64;
     }
     (attrs, mask)

@@ -82,8 +82,9 @@ pub struct AdapterOptions {
     pub cache: CachePolicy,
     /// The client runs a writeback cache (negotiated FUSE_WRITEBACK_CACHE).
     pub writeback: bool,
-    /// The transport has a DAX window: inodes flagged DAX are marked for it.
-    pub dax: bool,
+    /// The transport has a DAX window, and this policy picks the files
+    /// marked for it (FUSE_ATTR_DAX); `None` without a window.
+    pub dax: Option<crate::dax::InodeDax>,
     /// Most file and directory handles open at once (EMFILE beyond).
     pub max_handles: usize,
     /// Most POSIX lock records held at once (ENOLCK beyond).
@@ -95,7 +96,7 @@ impl Default for AdapterOptions {
         AdapterOptions {
             cache: CachePolicy::default(),
             writeback: false,
-            dax: false,
+            dax: None,
             max_handles: handles::DEFAULT_MAX_HANDLES,
             max_lock_records: locks::DEFAULT_MAX_RECORDS,
         }
@@ -141,6 +142,11 @@ impl Ext4Fs {
         if let Some(inv) = self.invalidator.get() {
             inv.inval_attrs(nodes::node_of(ino));
         }
+    }
+
+    /// The inode behind node `node` (looked up by the client, or the root).
+    pub fn inode_of_node(&self, node: u64) -> FsResult<u32> {
+        self.nodes.inode_of(node)
     }
 
     /// The ext4 file system served.

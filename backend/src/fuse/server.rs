@@ -14,7 +14,8 @@ use crate::adapter::{
 };
 use ext4::fs::data::io::{DataSource, SliceSource};
 use fuse_abi::linux::*;
-use std::sync::Arc;
+use crate::dax::DaxWindow;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use zerocopy::FromBytes;
 
@@ -108,6 +109,8 @@ pub struct Server {
     create_supp_group: AtomicBool,
     /// F_SETLKW requests deferred and not finished.
     waiters: AtomicUsize,
+    /// The transport's DAX window (virtio-fs with a cache window).
+    window: OnceLock<Arc<DaxWindow>>,
 }
 
 /// The first `len` bytes of a [`DataSource`].
@@ -169,7 +172,21 @@ impl Server {
             setxattr_ext: AtomicBool::new(false),
             create_supp_group: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
+            window: OnceLock::new(),
         }
+    }
+
+    /// Gives the server the transport's DAX window (before the session
+    /// starts); FUSE_SETUPMAPPING and FUSE_REMOVEMAPPING are ENOSYS without.
+    pub fn set_dax_window(&self, window: Arc<DaxWindow>) {
+        if self.window.set(window).is_err() {
+            log::warn!("a second DAX window for one server ignored");
+        }
+    }
+
+    /// The DAX window, if the transport has one.
+    pub fn dax_window(&self) -> Option<&Arc<DaxWindow>> {
+        self.window.get()
     }
 
     /// The adapter served.
@@ -363,6 +380,9 @@ impl Server {
             FUSE_SETATTR => {
                 let s: fuse_setattr_in = a.read("setattr_in")?;
                 out.push(&fs.setattr(c, node, &s)?);
+                if s.valid & FATTR_SIZE != 0 {
+                    self.refresh_mapped(node);
+                }
                 Ok(())
             }
             FUSE_READLINK => {
@@ -434,6 +454,7 @@ impl Server {
                         fs.write_from(node, w.fh, w.offset, &mut SliceSource(data), w.write_flags)?
                     }
                 };
+                self.refresh_mapped(node);
                 out.push(&fuse_write_out { size: n, padding: 0 });
                 Ok(())
             }
@@ -526,7 +547,9 @@ impl Server {
             }
             FUSE_FALLOCATE => {
                 let f: fuse_fallocate_in = a.read("fallocate_in")?;
-                fs.fallocate(node, f.fh, f.offset, f.length, f.mode)
+                fs.fallocate(node, f.fh, f.offset, f.length, f.mode)?;
+                self.refresh_mapped(node);
+                Ok(())
             }
             FUSE_LSEEK => {
                 let l: fuse_lseek_in = a.read("lseek_in")?;
@@ -536,9 +559,12 @@ impl Server {
             FUSE_COPY_FILE_RANGE => {
                 let cp: fuse_copy_file_range_in = a.read("copy_file_range_in")?;
                 out.push(&fuse_write_out { size: fs.copy_file_range(&cp, node)?, padding: 0 });
+                self.refresh_mapped(cp.nodeid_out);
                 Ok(())
             }
             FUSE_IOCTL => self.ioctl(c, node, &mut a, out),
+            FUSE_SETUPMAPPING => self.setup_mapping(node, &mut a),
+            FUSE_REMOVEMAPPING => self.remove_mapping(&mut a),
             _ => Err(Errno::ENOSYS),
         }
     }

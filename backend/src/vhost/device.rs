@@ -9,12 +9,14 @@
 use super::chain::Mem;
 use super::config_space::FsConfigSpace;
 use super::queue::{self, InFlight, Requests, Taken, Vring};
+use super::shmem::VhostShmem;
+use crate::dax::DaxWindow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use vhost::vhost_user::Backend;
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures};
 use vhost_user_backend::VhostUserBackend;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
@@ -28,14 +30,6 @@ pub const MAX_QUEUE_SIZE: usize = 32768;
 /// How long GET_VRING_BASE waits for a queue's requests to be answered.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
-/// The DAX window's future home: mappings set up for this session
-/// (FUSE_SETUPMAPPING), by window offset. Unused until the DAX issue.
-#[derive(Debug, Default)]
-pub struct MappingTable {
-    /// (window offset, length) of each live mapping.
-    pub ranges: Vec<(u64, u64)>,
-}
-
 /// One virtio-fs device, for one frontend connection.
 pub struct FsDevice {
     config: FsConfigSpace,
@@ -46,14 +40,18 @@ pub struct FsDevice {
     inflight: Vec<Arc<InFlight>>,
     /// The backend request channel (SET_BACKEND_REQ_FD), for SHMEM_MAP.
     backend_req: Mutex<Option<Backend>>,
-    /// Mappings into the DAX window of this session.
-    pub mappings: Mutex<MappingTable>,
+    /// The DAX window of this session, when the daemon offers one.
+    window: Option<Arc<DaxWindow>>,
 }
 
 impl FsDevice {
-    /// A device with `request_queues` request queues; returns it and the
-    /// request source its worker pool serves.
-    pub fn new(config: FsConfigSpace, request_queues: usize) -> (Arc<FsDevice>, Requests) {
+    /// A device with `request_queues` request queues and, if given, a DAX
+    /// window; returns it and the request source its worker pool serves.
+    pub fn new(
+        config: FsConfigSpace,
+        request_queues: usize,
+        window: Option<Arc<DaxWindow>>,
+    ) -> (Arc<FsDevice>, Requests) {
         let (tx, rx) = channel();
         let num_queues = 1 + request_queues.max(1);
         let dev = FsDevice {
@@ -64,7 +62,7 @@ impl FsDevice {
             work: Mutex::new(Some(tx)),
             inflight: (0..num_queues).map(|_| Arc::new(InFlight::default())).collect(),
             backend_req: Mutex::new(None),
-            mappings: Mutex::new(MappingTable::default()),
+            window,
         };
         (Arc::new(dev), Requests::new(rx))
     }
@@ -106,11 +104,20 @@ impl VhostUserBackend for FsDevice {
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::MQ
+        let base = VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::REPLY_ACK
             | VhostUserProtocolFeatures::BACKEND_REQ
-            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD;
+        if self.window.is_some() { base | VhostUserProtocolFeatures::SHMEM } else { base }
+    }
+
+    fn get_shmem_config(&self) -> std::io::Result<VhostUserShMemConfig> {
+        match &self.window {
+            // Region 0 is virtio-fs's cache window.
+            Some(w) => Ok(VhostUserShMemConfig::new(1, &[w.size()])),
+            None => Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no DAX window (--cache-size 0)")),
+        }
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -127,6 +134,9 @@ impl VhostUserBackend for FsDevice {
     }
 
     fn set_backend_req_fd(&self, backend: Backend) {
+        if let Some(w) = &self.window {
+            w.set_channel(Arc::new(VhostShmem(backend.clone())));
+        }
         *self.backend_req.lock().unwrap_or_else(|p| p.into_inner()) = Some(backend);
     }
 

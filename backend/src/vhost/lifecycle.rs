@@ -8,6 +8,7 @@ use super::device::FsDevice;
 use super::options::{Listen, ServeSettings};
 use crate::adapter::access::NoGroups;
 use crate::adapter::{AdapterOptions, Ext4Fs};
+use crate::dax::DaxWindow;
 use crate::fuse::dispatch;
 use crate::fuse::server::{Server, ServerOptions};
 use ext4::{Ext4, OpenOptions};
@@ -197,6 +198,23 @@ pub fn run(settings: &ServeSettings) -> Result<(), ServeError> {
     result
 }
 
+/// The session's DAX window, when `--cache-size` asks for one: the image
+/// file opened again for the frontend to map (read-only for a read-only
+/// image, so the frontend cannot write through it).
+fn dax_window(settings: &ServeSettings, fs: &Arc<Ext4>) -> Result<Option<Arc<DaxWindow>>, ServeError> {
+    if settings.cache_size == 0 {
+        return Ok(None);
+    }
+    let image = std::fs::OpenOptions::new()
+        .read(true)
+        .write(!fs.is_read_only())
+        .open(&settings.image)
+        .map_err(|e| ServeError::Other(format!("{}: opening for the DAX window: {e}", settings.image.display())))?;
+    let w = DaxWindow::new(fs.clone(), image, settings.cache_size)
+        .map_err(|e| ServeError::Other(format!("DAX window of {} bytes: {e}", settings.cache_size)))?;
+    Ok(Some(w))
+}
+
 /// Serves one frontend connection: a fresh FUSE session, device and
 /// worker pool; returns when the frontend is gone and every request of
 /// the session is answered.
@@ -207,16 +225,25 @@ fn session(
     listener: &mut Listener,
     shared: &Shared,
 ) -> Result<(), ServeError> {
-    let adapter_opts =
-        AdapterOptions { cache: settings.cache, writeback: settings.writeback, ..AdapterOptions::default() };
+    let window = dax_window(settings, fs)?;
+    let adapter_opts = AdapterOptions {
+        cache: settings.cache,
+        writeback: settings.writeback,
+        dax: window.as_ref().map(|_| settings.inode_dax),
+        ..AdapterOptions::default()
+    };
     let adapter = Arc::new(Ext4Fs::new(fs.clone(), adapter_opts, Box::new(NoGroups)));
     let server_opts = ServerOptions {
         writeback: settings.writeback,
         max_lock_waiters: settings.max_lock_waiters,
+        dax: window.is_some(),
         ..ServerOptions::default()
     };
     let server = Arc::new(Server::new(adapter.clone(), server_opts));
-    let (device, requests) = FsDevice::new(config, settings.request_queues);
+    if let Some(w) = &window {
+        server.set_dax_window(w.clone());
+    }
+    let (device, requests) = FsDevice::new(config, settings.request_queues, window.clone());
     let threads = settings.threads;
     let pool = {
         let server = server.clone();
@@ -263,6 +290,9 @@ fn session(
         Err(_) => log::error!("worker pool panicked"),
     }
     adapter.end_session();
+    if let Some(w) = window {
+        w.close();
+    }
     log::info!("session over");
     served
 }

@@ -5,6 +5,7 @@
 //! - [`queue`]: taking chains off a virtqueue and giving them back;
 //! - [`device`]: the `VhostUserBackend` (features, queues, config space);
 //! - [`config_space`]: the virtio-fs config (tag, queue count);
+//! - [`shmem`]: the DAX window's SHMEM_MAP / SHMEM_UNMAP channel;
 //! - [`options`]: command line and config file;
 //! - [`lifecycle`]: image, socket, sessions, signals.
 
@@ -14,6 +15,7 @@ pub mod device;
 pub mod lifecycle;
 pub mod options;
 pub mod queue;
+pub mod shmem;
 
 pub use lifecycle::{ServeError, run};
 pub use options::{ServeArgs, ServeSettings};

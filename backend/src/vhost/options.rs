@@ -4,6 +4,7 @@
 //! overrides the file).
 
 use crate::adapter::attr::CachePolicy;
+use crate::dax::InodeDax;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,13 @@ pub struct ServeArgs {
     /// virtiofsd's --announce-submounts: an image has no submounts.
     #[arg(long)]
     pub announce_submounts: bool,
+    /// Size of the DAX window offered to the guest (e.g. 64M, 1G; a
+    /// multiple of 2 MiB); 0, the default, offers none.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_size: Option<String>,
+    /// Which files a guest mounted `-o dax=inode` maps through the window.
+    #[arg(long, value_enum)]
+    pub inode_dax: Option<InodeDax>,
     /// virtiofsd/libvirt `-o` options: source=IMG, cache=, xattr,
     /// posix_lock, no_flock, writeback, no_writeback, sandbox=none,
     /// log_level=, thread_pool_size=, tag=, readonly, announce_submounts.
@@ -104,6 +112,10 @@ pub struct FileConfig {
     pub writeback: Option<bool>,
     /// Most F_SETLKW requests blocked at once.
     pub max_lock_waiters: Option<usize>,
+    /// DAX window size ("1G"; "0" for none).
+    pub cache_size: Option<String>,
+    /// flag, always or never.
+    pub inode_dax: Option<InodeDax>,
 }
 
 impl FileConfig {
@@ -150,6 +162,10 @@ pub struct ServeSettings {
     pub writeback: bool,
     /// Most F_SETLKW requests blocked at once.
     pub max_lock_waiters: usize,
+    /// DAX window size in bytes (0: no window).
+    pub cache_size: u64,
+    /// Which files get FUSE_ATTR_DAX for `-o dax=inode`.
+    pub inode_dax: InodeDax,
 }
 
 fn parse_cache(s: &str) -> Result<CachePolicy, String> {
@@ -160,6 +176,37 @@ fn parse_cache(s: &str) -> Result<CachePolicy, String> {
         "metadata" => Err("cache=metadata is not offered: use never, auto or always".into()),
         _ => Err(format!("unknown cache mode {s:?}: use never, auto or always")),
     }
+}
+
+/// Granularity of a Linux guest's DAX window (FUSE_DAX_SZ).
+pub const DAX_RANGE: u64 = 2 << 20;
+
+/// A size such as `1G`, `64M`, `2097152` (binary suffixes K, M, G, T).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("size {s:?}: unknown suffix {c:?} (use K, M, G or T)")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("size {s:?} is not a number"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn parse_cache_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n % DAX_RANGE != 0 {
+        return Err(format!("--cache-size {s}: the DAX window must be a multiple of 2 MiB (guests map 2 MiB ranges)"));
+    }
+    Ok(n)
 }
 
 fn parse_count(what: &str, s: &str) -> Result<usize, String> {
@@ -204,6 +251,7 @@ impl ServeArgs {
             match (k, v) {
                 ("source", Some(v)) => f.image = Some(v.into()),
                 ("cache", Some(v)) => f.cache = Some(v.into()),
+                ("cache_size", Some(v)) => f.cache_size = Some(v.into()),
                 ("tag", Some(v)) => f.tag = Some(v.into()),
                 ("log_level", Some(v)) => f.log_level = Some(v.into()),
                 ("thread_pool_size", Some(v)) => f.thread_pool_size = Some(parse_count(k, v)?),
@@ -257,6 +305,8 @@ impl ServeArgs {
         if threads == 0 || threads > 1024 {
             return Err(format!("--thread-pool-size {threads}: between 1 and 1024"));
         }
+        let cache_size =
+            self.cache_size.clone().or(f.cache_size).map(|s| parse_cache_size(&s)).transpose()?.unwrap_or(0);
         let tag = self.tag.clone().or(f.tag).unwrap_or_else(|| DEFAULT_TAG.into());
         super::config_space::FsConfigSpace::new(&tag, request_queues as u32).map_err(|e| e.to_string())?;
         Ok(ServeSettings {
@@ -272,6 +322,26 @@ impl ServeArgs {
             socket_group: self.socket_group.clone().or(f.socket_group),
             writeback: self.writeback || f.writeback.unwrap_or(false),
             max_lock_waiters: f.max_lock_waiters.unwrap_or(crate::fuse::server::DEFAULT_MAX_LOCK_WAITERS),
+            cache_size,
+            inode_dax: self.inode_dax.or(f.inode_dax).unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("2097152"), Ok(2 << 20));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert!(parse_cache_size("3M").is_err(), "not a multiple of 2 MiB");
+        assert_eq!(parse_cache_size("4M"), Ok(4 << 20));
     }
 }
