@@ -7,7 +7,7 @@
 
 use super::errno::{Errno, FsResult};
 use ext4::disk::acl::{ACL_EXECUTE, ACL_READ, ACL_WRITE, Acl, AclTag};
-use ext4::disk::inode::{S_IFMT, S_ISGID, S_ISVTX};
+use ext4::disk::inode::{S_IFMT, S_ISGID, S_ISUID, S_ISVTX};
 use ext4::{Ext4, Inode};
 use std::sync::OnceLock;
 
@@ -170,6 +170,21 @@ pub fn chmod_mode(inode: &Inode, caller: &Caller<'_>, mode: u16) -> FsResult<u16
         mode &= !S_ISGID;
     }
     Ok(mode)
+}
+
+/// The mode `inode` keeps after a write, truncate or chown by `caller`
+/// that the client marked as one to drop privileges (FUSE_WRITE_KILL_SUIDGID,
+/// FATTR_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID), from `mode`: as the VFS's
+/// `setattr_should_drop_suidgid`, set-user-id always goes; set-group-id goes
+/// when the group may execute, or (without group execute, where it marks
+/// mandatory locking) when the caller is neither in the file's group nor
+/// has CAP_FSETID.
+pub fn killed_privs(inode: &Inode, caller: &Caller<'_>, mode: u16) -> u16 {
+    let mut m = mode & !S_ISUID;
+    if m & S_ISGID != 0 && (m & 0o010 != 0 || !(caller.is_root() || caller.in_group(inode.gid()))) {
+        m &= !S_ISGID;
+    }
+    m
 }
 
 /// `chown_ok` / `chgrp_ok`: root may change both ids; the owner may only

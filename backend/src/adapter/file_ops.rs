@@ -2,13 +2,13 @@
 //! RELEASE, FSYNC, FALLOCATE, LSEEK and COPY_FILE_RANGE. Data moves
 //! between the image and the request or reply buffer directly.
 
-use super::access::{self, Caller, MAY_READ, MAY_WRITE};
+use super::Ext4Fs;
+use super::access::{self, Caller, MAY_EXEC, MAY_READ, MAY_WRITE, killed_privs};
 use super::attr::{attr_out, statx_out};
 use super::errno::{Errno, FsResult};
 use super::handles::Handle;
-use super::{Ext4Fs, killed_suid};
 use crate::fuse::wire::{ReplyBuf, ReplySink};
-use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, S_ISGID, S_ISUID};
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA};
 use ext4::fs::data::fallocate::FallocMode;
 use ext4::fs::data::io::{DataSource, SliceSource};
 use ext4::fs::inode::setattr::SetAttr;
@@ -24,6 +24,10 @@ const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
 const FALLOC_FL_COLLAPSE_RANGE: u32 = 0x08;
 const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
+
+/// `__FMODE_EXEC`: the open flag the client passes on for an open by
+/// execve(2) (open_exec), which needs execute permission, not read.
+const FMODE_EXEC: i32 = 0x20;
 const FALLOC_FL_INSERT_RANGE: u32 = 0x20;
 
 fn timestamp(secs: u64, nsecs: u32) -> FsResult<Timestamp> {
@@ -71,8 +75,9 @@ impl Ext4Fs {
         if uid.is_some() || gid.is_some() {
             access::check_chown(&inode, caller, uid, gid)?;
             (sa.uid, sa.gid) = (uid, gid);
+            // chown_common: every chown of a non-directory drops privileges.
             if !inode.is_dir() {
-                mode = Some(killed_suid(mode.unwrap_or(inode.mode())));
+                mode = Some(killed_privs(&inode, caller, mode.unwrap_or(inode.mode())));
             }
         }
         if v & FATTR_SIZE != 0 {
@@ -94,7 +99,7 @@ impl Ext4Fs {
             }
             sa.size = Some(a.size);
             if v & FATTR_KILL_SUIDGID != 0 {
-                mode = Some(killed_suid(mode.unwrap_or(inode.mode())));
+                mode = Some(killed_privs(&inode, caller, mode.unwrap_or(inode.mode())));
             }
         }
         let now = Timestamp::now();
@@ -132,7 +137,14 @@ impl Ext4Fs {
         let acc = f & libc::O_ACCMODE;
         let trunc = f & libc::O_TRUNC != 0;
         let write = acc != libc::O_RDONLY || trunc;
-        let mut mask = if acc != libc::O_WRONLY { MAY_READ } else { 0 };
+        // An open by execve needs execute permission only (may_open with
+        // MAY_EXEC): a file with mode --x runs.
+        let exec = f & FMODE_EXEC != 0 && acc == libc::O_RDONLY;
+        let mut mask = match acc {
+            libc::O_WRONLY => 0,
+            _ if exec => MAY_EXEC,
+            _ => MAY_READ,
+        };
         if write {
             mask |= MAY_WRITE;
             if self.fs.is_read_only() {
@@ -148,12 +160,15 @@ impl Ext4Fs {
         if !self.handles.has_room() {
             return Err(Errno::EMFILE);
         }
-        if trunc && inode.is_reg() && inode.size() != 0 {
-            let mut sa = SetAttr { size: Some(0), ..SetAttr::default() };
-            if open_flags & FUSE_OPEN_KILL_SUIDGID != 0 && inode.mode() & (S_ISUID | S_ISGID) != 0 {
-                sa.mode = Some(killed_suid(inode.mode()));
+        if trunc && inode.is_reg() {
+            let mut sa = SetAttr { size: Some(0).filter(|_| inode.size() != 0), ..SetAttr::default() };
+            // do_truncate drops privileges even when the file is empty already.
+            if open_flags & FUSE_OPEN_KILL_SUIDGID != 0 {
+                sa.mode = Some(killed_privs(&inode, caller, inode.mode())).filter(|&m| m != inode.mode());
             }
-            self.fs.setattr(inode.ino, &sa)?;
+            if sa.size.is_some() || sa.mode.is_some() {
+                self.fs.setattr(inode.ino, &sa)?;
+            }
         }
         self.fs.open_inode(inode.ino);
         self.register_handle(inode.ino, flags, false)
@@ -218,14 +233,24 @@ impl Ext4Fs {
     }
 
     /// WRITE of `data` at `offset` (at the end for O_APPEND handles).
-    pub fn write(&self, node: u64, fh: u64, offset: u64, data: &[u8], write_flags: u32) -> FsResult<u32> {
-        self.write_from(node, fh, offset, &mut SliceSource(data), write_flags)
+    pub fn write(
+        &self,
+        caller: &Caller<'_>,
+        node: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        write_flags: u32,
+    ) -> FsResult<u32> {
+        self.write_from(caller, node, fh, offset, &mut SliceSource(data), write_flags)
     }
 
     /// [`Ext4Fs::write`] from any [`DataSource`] (guest memory): each byte
-    /// moves once, from the source to the image.
+    /// moves once, from the source to the image. A write the client marks
+    /// FUSE_WRITE_KILL_SUIDGID drops the privileges `caller` may not keep.
     pub fn write_from(
         &self,
+        caller: &Caller<'_>,
         node: u64,
         fh: u64,
         offset: u64,
@@ -240,8 +265,9 @@ impl Ext4Fs {
         if inode.flags() & FL_IMMUTABLE != 0 {
             return Err(Errno::EPERM);
         }
-        if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 && killed_suid(inode.mode()) != inode.mode() {
-            let sa = SetAttr { mode: Some(killed_suid(inode.mode())), ..SetAttr::default() };
+        let kept = killed_privs(&inode, caller, inode.mode());
+        if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 && kept != inode.mode() {
+            let sa = SetAttr { mode: Some(kept), ..SetAttr::default() };
             self.fs.setattr(inode.ino, &sa)?;
             // The WRITE reply carries no attributes: the client would go on
             // showing the set-user-id bit it cached.

@@ -27,7 +27,7 @@ pub use xattr_ops::XattrReply;
 use access::{Caller, GroupSource};
 use attr::CachePolicy;
 use errno::{Errno, FsResult};
-use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, S_ISGID, S_ISUID};
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE};
 use ext4::{Ext4, Inode};
 use handles::HandleTable;
 use locks::LockTable;
@@ -221,15 +221,4 @@ fn check_name(name: &[u8]) -> FsResult<()> {
 /// EPERM for an immutable or append-only inode (`IS_IMMUTABLE || IS_APPEND`).
 fn check_not_pinned(inode: &Inode) -> FsResult<()> {
     if inode.flags() & (FL_IMMUTABLE | FL_APPEND) != 0 { Err(Errno::EPERM) } else { Ok(()) }
-}
-
-/// The mode without set-user-id, and without set-group-id when the group
-/// can execute (a set-group-id without group execute marks mandatory
-/// locking and stays): what writes, truncates and chowns leave.
-fn killed_suid(mode: u16) -> u16 {
-    let mut m = mode & !S_ISUID;
-    if m & 0o010 != 0 {
-        m &= !S_ISGID;
-    }
-    m
 }

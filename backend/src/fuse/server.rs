@@ -446,12 +446,19 @@ impl Server {
                             log::warn!("WRITE of {} bytes carries {}", w.size, src.len());
                             return Err(Errno::EINVAL);
                         }
-                        fs.write_from(node, w.fh, w.offset, &mut Prefix { src, len: w.size as usize }, w.write_flags)?
+                        fs.write_from(
+                            c,
+                            node,
+                            w.fh,
+                            w.offset,
+                            &mut Prefix { src, len: w.size as usize },
+                            w.write_flags,
+                        )?
                     }
                     None => {
                         let data = a.read_bytes(w.size as usize, "write data")?;
                         count_bounced(data.len());
-                        fs.write_from(node, w.fh, w.offset, &mut SliceSource(data), w.write_flags)?
+                        fs.write_from(c, node, w.fh, w.offset, &mut SliceSource(data), w.write_flags)?
                     }
                 };
                 self.refresh_mapped(node);
