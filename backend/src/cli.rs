@@ -48,6 +48,10 @@ pub enum Command {
         /// of its own; more are refused with ENOLCK.
         #[arg(long, default_value_t = ext4_virtiofsd::fuse::server::DEFAULT_MAX_LOCK_WAITERS)]
         max_lock_waiters: usize,
+        /// Mount as plain `fuse` instead of `fuse.ext4-virtiofsd` (for
+        /// tools such as xfstests' FSTYP=fuse that expect that type).
+        #[arg(long)]
+        no_subtype: bool,
     },
 }
 

@@ -42,10 +42,19 @@ fn run_other(command: cli::Command) -> Result<(), String> {
     match command {
         cli::Command::Serve(_) => unreachable!("handled by main"),
         cli::Command::Image(cmd) => image_tool::run(cmd).map_err(|e| e.to_string()),
-        cli::Command::Mount { image, mountpoint, read_only, cache, threads, writeback, max_lock_waiters } => host::run(
+        cli::Command::Mount {
+            image,
+            mountpoint,
+            read_only,
+            cache,
+            threads,
+            writeback,
+            max_lock_waiters,
+            no_subtype,
+        } => host::run(
             &image,
             &mountpoint,
-            &host::MountOptions { read_only, cache, threads, writeback, max_lock_waiters },
+            &host::MountOptions { read_only, cache, threads, writeback, max_lock_waiters, subtype: !no_subtype },
         )
         .map_err(|e| e.to_string()),
     }

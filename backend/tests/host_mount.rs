@@ -408,3 +408,24 @@ fn file_operations_through_the_kernel() {
     assert_fsck_clean(&img);
     assert_eq!(image_file(&img, "/named"), b"tmp");
 }
+
+/// `--no-subtype` mounts as plain `fuse` (the type xfstests' FSTYP=fuse
+/// looks for; scripts/xfstests.sh uses it) and serves and closes the image
+/// as the default type does.
+#[test]
+fn no_subtype_mounts_as_plain_fuse() {
+    if !HostMount::usable_or_skip("host mount --no-subtype") {
+        return;
+    }
+    let s = Scratch::new("mount-plain");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "64M", &["-t", "ext4"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ext4-virtiofsd"));
+    cmd.arg("mount").arg(&img).arg(&mnt).arg("--no-subtype");
+    let m = common::FuseMount::spawn(cmd, &mnt, "fuse").unwrap();
+    assert_eq!(mounted_fstype(&mnt).as_deref(), Some("fuse"));
+    std::fs::write(mnt.join("f"), b"plain").unwrap();
+    m.unmount().unwrap();
+    assert_fsck_clean(&img);
+    assert_eq!(image_file(&img, "/f"), b"plain");
+}

@@ -58,6 +58,8 @@ pub struct MountOptions {
     pub writeback: bool,
     /// Most F_SETLKW requests waiting at once (ENOLCK beyond).
     pub max_lock_waiters: usize,
+    /// Mount as `fuse.ext4-virtiofsd` (true) or plain `fuse` (false).
+    pub subtype: bool,
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and the threads it starts
@@ -114,11 +116,11 @@ fn watch_signals(target: PathBuf, served: Arc<OnceLock<Arc<Ext4>>>) -> Result<()
 /// Once the kernel has answered INIT (which resets the mount's read-ahead
 /// to at most its default), raises read-ahead to `kib`, so sequential
 /// reads arrive as READs of max_write instead of 128 KiB.
-fn raise_readahead_after_init(server: Arc<Server>, mountpoint: PathBuf, kib: u32) {
+fn raise_readahead_after_init(server: Arc<Server>, mountpoint: PathBuf, fstype: &'static str, kib: u32) {
     std::thread::spawn(move || {
         for _ in 0..1000 {
             if server.is_initialized() {
-                if let Err(e) = mount::set_readahead(&mountpoint, kib) {
+                if let Err(e) = mount::set_readahead(&mountpoint, fstype, kib) {
                     log::warn!("cannot raise read-ahead of {} to {kib} KiB: {e}", mountpoint.display());
                 }
                 return;
@@ -152,9 +154,10 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     let server = Arc::new(Server::new(adapter.clone(), server_opts));
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
     adapter.set_invalidator(dev.clone());
-    mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only())
+    let fstype = mount::fstype(opts.subtype);
+    mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only(), fstype)
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
-    raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), server_opts.max_write / 1024);
+    raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), fstype, server_opts.max_write / 1024);
     log::info!("serving {} on {}", image.display(), mountpoint.display());
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)

@@ -9,16 +9,27 @@ use std::path::Path;
 /// File system type shown in /proc/mounts.
 pub const FSTYPE: &str = "fuse.ext4-virtiofsd";
 
+/// File system type of a mount without a subtype (`--no-subtype`): what
+/// tools that expect a FUSE mount to be plain `fuse` look for (xfstests'
+/// FSTYP=fuse compares it with df's type column).
+pub const PLAIN_FSTYPE: &str = "fuse";
+
+/// The type to mount with: [`FSTYPE`], or [`PLAIN_FSTYPE`] without a subtype.
+pub fn fstype(subtype: bool) -> &'static str {
+    if subtype { FSTYPE } else { PLAIN_FSTYPE }
+}
+
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
-/// Mounts the FUSE connection `fd` on `target`, open to every user
-/// (allow_other: the daemon checks permissions itself).
-pub fn mount(source: &Path, target: &Path, fd: i32, read_only: bool) -> io::Result<()> {
+/// Mounts the FUSE connection `fd` on `target` as type `fstype` (see
+/// [`fstype`]), open to every user (allow_other: the daemon checks
+/// permissions itself).
+pub fn mount(source: &Path, target: &Path, fd: i32, read_only: bool, fstype: &str) -> io::Result<()> {
     let src = cstr(source)?;
     let tgt = cstr(target)?;
-    let fstype = CString::new(FSTYPE).expect("no NUL");
+    let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "type contains NUL"))?;
     let opts = CString::new(format!("fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other")).expect("no NUL");
     let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
     if read_only {
@@ -51,16 +62,16 @@ pub fn unmount(target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets the read-ahead of the FUSE mount at `target` to `kib` KiB through
+/// Sets the read-ahead of the FUSE mount of type `fstype` at `target` to `kib` KiB through
 /// its backing device's sysfs entry. The kernel starts FUSE mounts at its
 /// default (128 KiB), whatever max_pages allows: larger read-ahead means
 /// fewer, larger READ requests for sequential reads. The device number
 /// comes from /proc/self/mountinfo: stat'ing the mount point would ask the
 /// file system itself, which is not serving yet.
-pub fn set_readahead(target: &Path, kib: u32) -> io::Result<()> {
+pub fn set_readahead(target: &Path, fstype: &str, kib: u32) -> io::Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let target = std::fs::canonicalize(target)?;
-    let dev = mountinfo_device(&info, &target, FSTYPE)
+    let dev = mountinfo_device(&info, &target, fstype)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "mount not in /proc/self/mountinfo"))?;
     std::fs::write(format!("/sys/class/bdi/{dev}/read_ahead_kb"), kib.to_string())
 }
@@ -88,5 +99,15 @@ mod tests {
                     91 22 0:45 / /mnt/c rw - fuse.other x rw\n";
         assert_eq!(mountinfo_device(info, Path::new("/mnt/a b"), FSTYPE).as_deref(), Some("0:44"));
         assert_eq!(mountinfo_device(info, Path::new("/mnt/c"), FSTYPE), None);
+    }
+
+    #[test]
+    fn plain_type_without_subtype() {
+        assert_eq!(fstype(true), "fuse.ext4-virtiofsd");
+        assert_eq!(fstype(false), "fuse");
+        let info = "90 22 0:44 / /mnt/a rw - fuse.ext4-virtiofsd img rw\n\
+                    91 22 0:46 / /mnt/b rw - fuse img rw\n";
+        assert_eq!(mountinfo_device(info, Path::new("/mnt/b"), fstype(false)).as_deref(), Some("0:46"));
+        assert_eq!(mountinfo_device(info, Path::new("/mnt/a"), fstype(false)), None);
     }
 }
