@@ -48,6 +48,9 @@ pub struct OpenOptions {
     /// How often [`Ext4::start_commit_timer`] commits the running
     /// transaction (ext4's `commit=`); zero disables the timer.
     pub commit_interval: std::time::Duration,
+    /// When reads move atimes (the mount's `relatime`, `strictatime`,
+    /// `noatime`, `nodiratime`); see [`inode::atime`].
+    pub atime: inode::atime::AtimeOptions,
 }
 
 impl Default for OpenOptions {
@@ -56,6 +59,7 @@ impl Default for OpenOptions {
             read_only: false,
             cache_bytes: 64 << 20,
             commit_interval: crate::journal::transaction::DEFAULT_COMMIT_INTERVAL,
+            atime: Default::default(),
         }
     }
 }
@@ -82,6 +86,10 @@ pub struct Ext4 {
     /// write may store them inline (the kernel's in-memory
     /// `EXT4_STATE_MAY_INLINE_DATA`). A leaf lock.
     may_inline: std::sync::Mutex<std::collections::HashSet<u32>>,
+    /// The atime policy.
+    atime: inode::atime::AtimeOptions,
+    /// Atimes decided by reads, not yet written (see [`inode::atime`]).
+    atimes: Arc<inode::atime::PendingAtimes>,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -140,6 +148,7 @@ impl Ext4 {
     /// The superblock's free counts equal the group descriptors' sums.
     pub fn close(&self) -> Result<()> {
         if let Some(tx) = &self.tx {
+            self.flush_atimes()?;
             self.close_orphan_file()?;
             self.reconcile_free_counts()?;
             tx.close()?;
@@ -186,6 +195,8 @@ impl Ext4 {
             open_inodes: inode::orphan::OpenInodes::default(),
             inode_locks: inode::lock::InodeLocks::default(),
             may_inline: Default::default(),
+            atime: opts.atime,
+            atimes: Default::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -368,18 +379,38 @@ impl Ext4 {
     /// this the image on disk is complete and consistent.
     pub fn sync(&self) -> Result<()> {
         match &self.tx {
-            Some(tx) => tx.sync_all(),
+            Some(tx) => {
+                self.flush_atimes()?;
+                tx.sync_all()
+            }
             None => Ok(()),
         }
     }
 
     /// Starts committing the running transaction every
     /// [`OpenOptions::commit_interval`] (nothing is started for an interval
-    /// of zero); see [`CommitTimer`](crate::journal::commit_timer::CommitTimer).
-    /// [`Error::ReadOnly`] for a read-only file system.
-    pub fn start_commit_timer(&self) -> Result<crate::journal::commit_timer::CommitTimer> {
+    /// of zero), pending atimes written into it first; see
+    /// [`CommitTimer`](crate::journal::commit_timer::CommitTimer). The
+    /// timer holds the file system only weakly. [`Error::ReadOnly`] for a
+    /// read-only file system.
+    pub fn start_commit_timer(self: &Arc<Self>) -> Result<crate::journal::commit_timer::CommitTimer> {
         let tx = self.tx.as_ref().ok_or(Error::ReadOnly)?;
-        crate::journal::commit_timer::CommitTimer::start(Arc::downgrade(tx), tx.commit_interval())
+        let (weak_tx, weak_fs, atimes) = (Arc::downgrade(tx), Arc::downgrade(self), self.atimes.clone());
+        crate::journal::commit_timer::CommitTimer::start(tx.commit_interval(), move || {
+            // The file system is held only while atimes are written.
+            let flushed = match atimes.is_empty() {
+                true => Ok(()),
+                false => match weak_fs.upgrade() {
+                    Some(fs) => fs.flush_atimes(),
+                    None => return false,
+                },
+            };
+            let Some(tx) = weak_tx.upgrade() else { return false };
+            if let Err(e) = flushed.and_then(|()| tx.commit().map(drop)) {
+                log::warn!("periodic journal commit failed: {e}");
+            }
+            true
+        })
     }
 
     /// Makes every completed operation durable, as fsync(2) needs: commits
@@ -389,6 +420,7 @@ impl Ext4 {
     /// moment the log needs room, to [`Ext4::sync`] and to close.
     pub fn fsync(&self) -> Result<()> {
         let Some(tx) = &self.tx else { return Ok(()) };
+        self.flush_atimes()?;
         if tx.commit()?.is_none() {
             self.dev.flush()?;
         }
@@ -396,7 +428,8 @@ impl Ext4 {
     }
 
     /// Reads inode `ino`, verifying its checksum. An inode in a group whose
-    /// inode table was never initialised reads as all zeros (unused).
+    /// inode table was never initialised reads as all zeros (unused). A
+    /// pending atime ([`inode::atime`]) shows in the result.
     pub fn read_inode(&self, ino: u32) -> Result<Inode> {
         if ino == 0 || ino > self.sb.inodes_count {
             return Err(Error::InvalidArgument(format!("inode number {ino} out of range")));
@@ -416,7 +449,9 @@ impl Ext4 {
         let bytes = &data[off..off + isz];
         // A never-used inode record (all zeros) carries no checksum.
         let seed = self.csum_seed.filter(|_| bytes.iter().any(|&b| b != 0));
-        Inode::parse(ino, bytes, seed)
+        let mut inode = Inode::parse(ino, bytes, seed)?;
+        self.overlay_atime(&mut inode);
+        Ok(inode)
     }
 
     /// Reads inode `ino` and checks that it is in use (a live file), as

@@ -53,6 +53,7 @@ impl Ext4 {
         // can disagree with the bitmaps of a damaged image.
         for i in 0..n {
             if let Some(ino) = self.take_inode_in(h, ((start + i) % n) as u32, is_dir)? {
+                self.atimes.forget(ino);
                 return Ok(ino);
             }
         }

@@ -5,6 +5,7 @@ use crate::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, Inode, 
 use crate::error::{Error, Result};
 use crate::fs::Ext4;
 use crate::fs::data::write::{now, touch_ctime};
+use crate::fs::inode::atime::set_atime;
 
 /// Which attributes to change; `None` leaves one as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,9 +53,9 @@ impl Ext4 {
             inode.raw.gid_hi = (gid >> 16) as u16;
         }
         if let Some(t) = attr.atime {
-            let (s, x) = t.encode();
-            inode.raw.atime = s;
-            inode.raw.atime_extra = x;
+            // An explicit atime replaces one a read left pending.
+            self.atimes.forget(ino);
+            set_atime(&mut inode, t);
         }
         if let Some(t) = attr.mtime {
             let (s, x) = t.encode();

@@ -21,14 +21,18 @@ impl Ext4 {
         Ok((gd.inode_table() + byte / bs, (byte % bs) as usize))
     }
 
-    /// Reads inode `ino` as handle `h` sees it (its own staged changes first).
+    /// Reads inode `ino` as handle `h` sees it (its own staged changes
+    /// first), with its pending atime ([`super::atime`]), which a rewrite
+    /// of the record then writes along.
     pub fn read_inode_in(&self, h: &Handle<'_>, ino: u32) -> Result<Inode> {
         let (blk, off) = self.inode_position(ino)?;
         let data = self.meta_block_in(h, blk, "inode table")?;
         let isz = self.geometry().inode_size as usize;
         let bytes = &data[off..off + isz];
         let seed = self.csum_seed().filter(|_| bytes.iter().any(|&b| b != 0));
-        Inode::parse(ino, bytes, seed)
+        let mut inode = Inode::parse(ino, bytes, seed)?;
+        self.overlay_atime(&mut inode);
+        Ok(inode)
     }
 
     /// Stages `inode` into its inode table block: the decoded fields are
