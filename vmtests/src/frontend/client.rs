@@ -316,7 +316,12 @@ impl FuseClient {
 
     /// INIT with [`fuse::INIT_FLAGS`]; the reply is kept in `init_out`.
     pub fn init(&self) -> Result<fuse_init_out, String> {
-        let r = self.call(&fuse::init(fuse::INIT_FLAGS));
+        self.init_with(fuse::INIT_FLAGS, 0)
+    }
+
+    /// INIT with `flags` and `flags2`; the reply is kept in `init_out`.
+    pub fn init_with(&self, flags: u32, flags2: u32) -> Result<fuse_init_out, String> {
+        let r = self.call(&fuse::init_ext(flags, flags2));
         let body = r.ok().map_err(|e| format!("INIT failed with errno {e}"))?;
         let o: fuse_init_out = fuse::parse(&body)?;
         *self.init_out.lock().unwrap() = Some(o);

@@ -137,6 +137,11 @@ fn entry_room() -> u32 {
     std::mem::size_of::<fuse_entry_out>() as u32
 }
 
+/// What a guest mounted with `-o dax` adds to [`INIT_FLAGS`]:
+/// `FUSE_MAP_ALIGNMENT` (and `FUSE_HAS_INODE_DAX` in flags2 for
+/// `-o dax=inode`).
+pub const DAX_INIT_FLAGS: u32 = INIT_FLAGS | FUSE_MAP_ALIGNMENT;
+
 /// The flags this frontend offers at INIT: what a virtio-fs guest commonly
 /// offers, without DAX, SETXATTR_EXT or writeback caching.
 pub const INIT_FLAGS: u32 = FUSE_ASYNC_READ
@@ -155,7 +160,13 @@ pub const INIT_FLAGS: u32 = FUSE_ASYNC_READ
 
 /// INIT as a 7.38 guest with `flags`.
 pub fn init(flags: u32) -> Request {
-    let i = fuse_init_in { major: 7, minor: 38, max_readahead: 1 << 17, flags, flags2: 0, unused: [0; 11] };
+    init_ext(flags, 0)
+}
+
+/// INIT as a 7.38 guest with `flags` and `flags2` (the high half of the
+/// 64-bit flags: `FUSE_HAS_INODE_DAX >> 32` ...).
+pub fn init_ext(flags: u32, flags2: u32) -> Request {
+    let i = fuse_init_in { major: 7, minor: 38, max_readahead: 1 << 17, flags, flags2, unused: [0; 11] };
     Request::new(fuse_opcode::FUSE_INIT, 0, i.as_bytes().to_vec(), std::mem::size_of::<fuse_init_out>() as u32)
 }
 

@@ -1,0 +1,818 @@
+//! Issue 11's acceptance 1 and 2 through the in-process frontend with a DAX
+//! window (`vmtests::frontend::window`): `ext4-virtiofsd serve --cache-size`
+//! fills the window with SHMEM_MAP / SHMEM_UNMAP, which the frontend honours
+//! by mmap as strictly as QEMU 11 (a refused message fails the test).
+//!
+//! The invariants (from the issue), each with its test:
+//! 1. the window never shows a block that is not, at that moment, the
+//!    mapped file's block at that offset (`truncate_punch_unlink_never_show_freed_blocks`,
+//!    and the piece table checked against debugfs `bmap` after the daemon
+//!    exits in `multi_extent_file_maps_as_pieces`);
+//! 2. after any reply the window equals FUSE_READ of the same range, zeros
+//!    for holes and past EOF (`window_equals_read_after_every_reply`, and
+//!    checked after every step of every other test);
+//! 3. stores through a writable mapping reach the image and survive
+//!    REMOVEMAPPING, FSYNC and daemon stop (`stores_through_writable_mapping_reach_the_image`);
+//! 4. truncate, punch hole and unlink of mapped blocks never fail with EBUSY
+//!    (`truncate_punch_unlink_never_show_freed_blocks`).
+//!
+//! Also: an inline file converts at SETUPMAPPING in exactly one transaction
+//! (`inline_file_converts_at_setup_in_one_transaction`), a read-only mapping
+//! refuses stores until the guest asks again for write
+//! (`read_only_mapping_cannot_be_written`), a file grown by WRITE reads
+//! right through the mapping it already has (`file_grown_by_write_reads_through_its_mapping`),
+//! 8 threads on the same inline files (`eight_threads_on_inline_files_match_a_model`),
+//! and a hostile guest (`hostile_*`). Every image is e2fsck-clean at the end.
+//!
+//! Every wait for a reply is bounded by the client's hang guard.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuse_abi::linux::*;
+use testkit::{Rng, Scratch};
+use vmtests::frontend::daemon::{Daemon, ext4_serve, ext4_virtiofsd_binary};
+use vmtests::frontend::{DaxWindow, FuseClient, Piece, SessionOptions, fuse};
+
+const TAG: &str = "ext4dax";
+/// The window the daemon announces (`--cache-size`).
+const WINDOW: u64 = 64 << 20;
+/// Linux maps 2 MiB ranges (FUSE_DAX_SZ).
+const RANGE: u64 = 2 << 20;
+const READ: u64 = FUSE_SETUPMAPPING_FLAG_READ as u64;
+const RW: u64 = (FUSE_SETUPMAPPING_FLAG_READ | FUSE_SETUPMAPPING_FLAG_WRITE) as u64;
+/// Linux sends `fh` -1 for SETUPMAPPING.
+const NO_FH: u64 = u64::MAX;
+const PAGE: u64 = 4096;
+
+fn pattern(tag: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    Rng(tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).fill(&mut v);
+    v
+}
+
+/// A 64 MiB image (4 KiB blocks, inline_data, metadata_csum) made by
+/// `mke2fs -d` from `files`.
+fn image_with(s: &Scratch, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let tree = s.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for (name, data) in files {
+        std::fs::write(tree.join(name), data).unwrap();
+    }
+    let image = s.join("fs.img");
+    testkit::run(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", "inline_data,metadata_csum", "-d"])
+            .arg(&tree)
+            .arg(&image)
+            .arg("64M"),
+    );
+    image
+}
+
+fn debugfs(image: &Path, req: &str) -> String {
+    let out = Command::new("debugfs").args(["-R", req]).arg(image).output().expect("run debugfs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn debugfs_cat(image: &Path, path: &str) -> Vec<u8> {
+    Command::new("debugfs").args(["-R", &format!("cat /{path}")]).arg(image).output().unwrap().stdout
+}
+
+/// The physical block of logical block `lblk` of `path` (0 for a hole), by debugfs.
+fn bmap(image: &Path, path: &str, lblk: u64) -> u64 {
+    let out = debugfs(image, &format!("bmap /{path} {lblk}"));
+    out.trim().parse().unwrap_or_else(|_| panic!("debugfs bmap /{path} {lblk}: {out:?}"))
+}
+
+/// A daemon serving `image` with a window of [`WINDOW`] bytes.
+fn start(bin: &Path, image: &Path, s: &Scratch, name: &str, extra: &[&str]) -> Daemon {
+    let socket = s.join(format!("{name}.sock"));
+    let mut cmd = ext4_serve(bin, image, &socket, TAG, 4, false);
+    cmd.args(["--cache-size", &WINDOW.to_string()]).args(extra);
+    Daemon::start(cmd, &socket, &s.join(format!("{name}.log"))).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Connects with a DAX window and `queues` request queues, INIT as a guest
+/// mounted `-o dax`.
+fn connect(d: &Daemon, queues: usize) -> (FuseClient, Arc<DaxWindow>) {
+    let opts = SessionOptions { request_queues: queues, dax_window: true, event_idx: true, ..Default::default() };
+    let c = FuseClient::connect(&d.socket, &opts).unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    let w = c.window().expect("the session has a window").clone();
+    assert_eq!(w.size(), WINDOW, "GET_SHMEM_CONFIG region 0");
+    let o = c
+        .init_with(fuse::DAX_INIT_FLAGS, (FUSE_HAS_INODE_DAX >> 32) as u32)
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    assert!(o.flags & FUSE_MAP_ALIGNMENT != 0, "the daemon does not negotiate FUSE_MAP_ALIGNMENT: {o:?}");
+    assert!(o.map_alignment <= 12, "map_alignment {} exceeds the page size", o.map_alignment);
+    (c, w)
+}
+
+/// The daemon's `dax counters:` line: (setupmappings, removemappings,
+/// conversions, remaps).
+fn dax_counters(log: &str) -> Option<[u64; 4]> {
+    let line = log.lines().rev().find(|l| l.contains("dax counters:"))?;
+    let get = |k: &str| {
+        let i = line.find(&format!("{k}="))? + k.len() + 1;
+        line[i..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    Some([get("setupmappings")?, get("removemappings")?, get("conversions")?, get("remaps")?])
+}
+
+/// Disconnects, waits for the daemon to exit 0 by itself, checks that the
+/// window refused nothing the daemon sent and the image is e2fsck-clean.
+/// Returns the log.
+fn finish(c: FuseClient, w: &DaxWindow, mut d: Daemon, image: &Path) -> String {
+    drop(c);
+    let (st, signalled) = d.stop(Duration::from_secs(60));
+    let log = d.log_text();
+    assert!(!signalled && st.is_some_and(|s| s.success()), "daemon did not exit 0 by itself: {st:?}\n{log}");
+    assert_window_sane(w, &log);
+    testkit::assert_fsck_clean(image);
+    log
+}
+
+/// The daemon never sent a SHMEM message QEMU 11 refuses, nor a malformed one.
+fn assert_window_sane(w: &DaxWindow, log: &str) {
+    assert_eq!(w.counters().refusals, 0, "the window refused: {:#?}\n{log}", w.refusals());
+    assert!(w.broken().is_none(), "{:?}\n{log}", w.broken());
+}
+
+/// `len` bytes of `node` at `off` by FUSE_READ, zeros past EOF.
+fn fuse_bytes(c: &FuseClient, q: usize, node: u64, fh: u64, off: u64, len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len as usize);
+    while (out.len() as u64) < len {
+        let n = (len - out.len() as u64).min(128 << 10) as u32;
+        let r = c.call_on(q, &fuse::read(node, fh, off + out.len() as u64, n)).unwrap_or_else(|e| panic!("{e}"));
+        let b = r.ok().unwrap_or_else(|e| panic!("READ of node {node} at {off}: errno {e}"));
+        let short = (b.len() as u32) < n;
+        out.extend(b);
+        if short {
+            break;
+        }
+    }
+    out.resize(len as usize, 0);
+    out
+}
+
+/// Invariant 2: the window at `moffset` equals FUSE_READ of `[foffset,
+/// foffset + len)` of `node`.
+#[allow(clippy::too_many_arguments)]
+fn assert_coherent(
+    c: &FuseClient,
+    q: usize,
+    w: &DaxWindow,
+    node: u64,
+    fh: u64,
+    foffset: u64,
+    moffset: u64,
+    len: u64,
+    what: &str,
+) {
+    let win = w.read_window(moffset, len as usize).unwrap_or_else(|e| {
+        panic!("{what}: window [{moffset:#x}, +{len:#x}) of node {node}: {e}\npieces {:#x?}", w.pieces_in(moffset, len))
+    });
+    let rd = fuse_bytes(c, q, node, fh, foffset, len);
+    if let Some(i) = (0..win.len()).find(|&i| win[i] != rd[i]) {
+        panic!(
+            "{what}: node {node} file offset {:#x} (window {:#x}): window has {:#04x}, FUSE_READ {:#04x}\npieces {:#x?}",
+            foffset + i as u64,
+            moffset + i as u64,
+            win[i],
+            rd[i],
+            w.pieces_in(moffset, len)
+        );
+    }
+}
+
+fn entry(c: &FuseClient, name: &str) -> fuse_entry_out {
+    c.lookup(FUSE_ROOT_ID, name).unwrap_or_else(|e| panic!("LOOKUP {name}: errno {e}"))
+}
+
+fn alive(c: &FuseClient, d: &Daemon) {
+    assert!(c.getattr(FUSE_ROOT_ID).is_ok(), "the daemon stopped answering\n{}", d.log_text());
+}
+
+/// The image's identity, to tell image pieces from zero-memfd pieces.
+fn image_meta(image: &Path) -> std::fs::Metadata {
+    std::fs::metadata(image).unwrap()
+}
+
+#[test]
+fn inline_file_converts_at_setup_in_one_transaction() {
+    let s = Scratch::new("dax-inline");
+    let small = b"an inline file: sixty bytes of data, stored in the inode....".to_vec();
+    assert_eq!(small.len(), 60);
+    let image = image_with(&s, &[("small", small.clone()), ("other", b"stays inline".to_vec())]);
+    assert!(debugfs(&image, "stat /small").contains("Size of inline data"), "mke2fs did not make /small inline");
+    let bin = ext4_virtiofsd_binary();
+    let meta = image_meta(&image);
+
+    let d = start(&bin, &image, &s, "a", &[]);
+    let (c, w) = connect(&d, 1);
+    let e = entry(&c, "small");
+    c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, READ, 0)
+        .unwrap_or_else(|er| panic!("SETUPMAPPING of an inline file: errno {er}\n{}", d.log_text()));
+    // Its bytes show in the window, the rest of the 2 MiB reads zero.
+    let win = w.read_window(0, RANGE as usize).unwrap_or_else(|er| panic!("{er}: {:#x?}", w.pieces()));
+    assert_eq!(&win[..60], &small[..], "the inline bytes in the window");
+    assert!(win[60..].iter().all(|&b| b == 0), "past EOF reads zero");
+    // The first page is a block of the image (converted), the rest zeros.
+    let pieces = w.pieces();
+    let first = pieces.iter().find(|p| p.shm_offset == 0).expect("a piece at 0");
+    assert!(first.maps(&meta), "page 0 of the converted file should map the image: {pieces:#x?}");
+    assert!(!first.writable);
+    let log = d.log_text();
+    let converted = log.lines().filter(|l| l.contains(&format!("inode {} converted from inline data", e.attr.ino)));
+    assert_eq!(converted.count(), 1, "one conversion line for inode {} in the log:\n{log}", e.attr.ino);
+    // Commit (FSYNC), then kill the daemon: the log still holds every
+    // transaction since the last checkpoint.
+    let fh = c.open(e.nodeid, libc::O_RDONLY).unwrap();
+    assert_eq!(c.call(&fuse::fsync(e.nodeid, fh, false)).errno, 0);
+    let mut d = d;
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    drop(c);
+    let log = debugfs(&image, "logdump");
+    let commits = log.matches("(commit block)").count();
+    assert_eq!(commits, 1, "the journal should hold exactly one transaction (the conversion):\n{log}");
+    assert_window_sane(&w, "");
+
+    // A restart replays it: the file is extent-mapped with the right bytes.
+    let d = start(&bin, &image, &s, "b", &[]);
+    let (c, w2) = connect(&d, 1);
+    let e = entry(&c, "small");
+    let fh = c.open(e.nodeid, libc::O_RDONLY).unwrap();
+    assert_eq!(c.read_all(e.nodeid, fh, 4096).unwrap(), small);
+    c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, READ, RANGE).unwrap();
+    assert_coherent(&c, 1, &w2, e.nodeid, fh, 0, RANGE, RANGE, "after replay");
+    let log = finish(c, &w2, d, &image);
+    assert_eq!(dax_counters(&log).map(|k| k[2]), Some(0), "no conversion the second time:\n{log}");
+    let st = debugfs(&image, "stat /small");
+    assert!(!st.contains("Size of inline data") && st.contains("EXTENTS:"), "not extent-mapped:\n{st}");
+    assert_eq!(debugfs_cat(&image, "small"), small);
+    assert!(debugfs(&image, "stat /other").contains("Size of inline data"), "an unmapped file stays inline");
+}
+
+/// Writes 4 KiB blocks to `a` and `b` in turn, so that `a` gets several
+/// extents; then a block of `a` after a hole.
+fn fragmented(c: &FuseClient, a: (u64, u64), b: (u64, u64), blocks: u64) -> Vec<u8> {
+    let mut model = Vec::new();
+    for i in 0..blocks {
+        let da = pattern(100 + i, PAGE as usize);
+        assert_eq!(c.write(a.0, a.1, i * PAGE, &da).unwrap(), PAGE as u32);
+        model.extend(&da);
+        assert_eq!(c.write(b.0, b.1, i * PAGE, &pattern(200 + i, PAGE as usize)).unwrap(), PAGE as u32);
+    }
+    let tail = pattern(300, 5000);
+    let at = 1 << 20;
+    assert_eq!(c.write(a.0, a.1, at, &tail).unwrap(), 5000);
+    model.resize(at as usize, 0);
+    model.extend(&tail);
+    model
+}
+
+#[test]
+fn multi_extent_file_maps_as_pieces() {
+    let s = Scratch::new("dax-extents");
+    let image = image_with(&s, &[]);
+    let bin = ext4_virtiofsd_binary();
+    let meta = image_meta(&image);
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let (a, fa) = c.create(FUSE_ROOT_ID, "a", 0o644).unwrap();
+    let (b, fb) = c.create(FUSE_ROOT_ID, "b", 0o644).unwrap();
+    let model = fragmented(&c, (a.nodeid, fa), (b.nodeid, fb), 24);
+    assert_eq!(c.call(&fuse::fsync(a.nodeid, fa, false)).errno, 0);
+    let m = 3 * RANGE;
+    c.setup_mapping(a.nodeid, NO_FH, 0, RANGE, READ, m).unwrap();
+    let image_pieces: Vec<Piece> = w.pieces_in(m, RANGE).into_iter().filter(|p| p.maps(&meta)).collect();
+    assert!(image_pieces.len() >= 3, "a fragmented file should map as several image pieces: {:#x?}", w.pieces());
+    let win = w.read_window(m, RANGE as usize).unwrap();
+    let mut want = model.clone();
+    want.resize(RANGE as usize, 0);
+    assert!(win == want, "window differs from the file's bytes");
+    // Reads across every border between pieces.
+    for p in w.pieces_in(m, RANGE).iter().skip(1) {
+        let at = p.shm_offset - 100;
+        assert_eq!(w.read_window(at, 200).unwrap(), want[(at - m) as usize..(at - m) as usize + 200]);
+    }
+    assert_coherent(&c, 1, &w, a.nodeid, fa, 0, m, RANGE, "fragmented file");
+    let snapshot = w.pieces_in(m, RANGE);
+    let log = finish(c, &w, d, &image);
+    // Invariant 1 against the image: every image piece is the file's own
+    // block at that offset (debugfs bmap); every other piece covers a hole
+    // or lies past EOF.
+    for p in &snapshot {
+        for k in 0..p.len / PAGE {
+            let lblk = (p.shm_offset - m) / PAGE + k;
+            let phys = bmap(&image, "a", lblk);
+            if p.maps(&meta) {
+                assert_eq!(
+                    phys * PAGE,
+                    p.fd_offset + k * PAGE,
+                    "window page of block {lblk} maps another block\n{log}"
+                );
+            } else {
+                assert!(phys == 0 || lblk * PAGE >= model.len() as u64, "block {lblk} (at {phys}) mapped as zeros");
+            }
+        }
+    }
+    assert_eq!(debugfs_cat(&image, "a"), model);
+}
+
+#[test]
+fn read_only_mapping_cannot_be_written() {
+    let s = Scratch::new("dax-ro");
+    let data = pattern(1, 3 * PAGE as usize + 10);
+    let image = image_with(&s, &[("f", data.clone())]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let e = entry(&c, "f");
+    c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, READ, 0).unwrap();
+    assert!(w.pieces_in(0, RANGE).iter().all(|p| !p.writable), "{:#x?}", w.pieces());
+    let err = w.write_window(0, b"x").unwrap_err();
+    assert!(err.contains("read-only"), "{err}");
+    // Linux upgrades by asking again for write at the same offset: the
+    // old pieces are replaced (unmapped first, QEMU refuses overlaps).
+    let before = w.counters();
+    c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, RW, 0).unwrap();
+    let after = w.counters();
+    assert!(after.unmaps > before.unmaps, "the read pieces were not unmapped: {before:?} {after:?}");
+    let inside: Vec<Piece> =
+        w.pieces_in(0, data.len() as u64).into_iter().filter(|p| p.shm_offset < 3 * PAGE).collect();
+    assert!(inside.iter().all(|p| p.writable), "pages inside EOF should be writable now: {:#x?}", w.pieces());
+    w.write_window(5, b"stored").unwrap();
+    // Past EOF stays read-only zeros.
+    assert!(w.write_window(RANGE - 1, b"x").is_err(), "past EOF is writable: {:#x?}", w.pieces());
+    let fh = c.open(e.nodeid, libc::O_RDONLY).unwrap();
+    assert_coherent(&c, 1, &w, e.nodeid, fh, 0, 0, RANGE, "after the upgrade");
+    finish(c, &w, d, &image);
+    let mut want = data;
+    want[5..11].copy_from_slice(b"stored");
+    assert_eq!(debugfs_cat(&image, "f"), want);
+}
+
+#[test]
+fn file_grown_by_write_reads_through_its_mapping() {
+    let s = Scratch::new("dax-grow");
+    let image = image_with(&s, &[("inline", b"tiny".to_vec()), ("ext", pattern(2, 5000))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    for (k, (name, len)) in [("inline", 4u64), ("ext", 5000)].into_iter().enumerate() {
+        let e = entry(&c, name);
+        let fh = c.open(e.nodeid, libc::O_RDWR).unwrap();
+        let m = k as u64 * RANGE;
+        c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, READ, m).unwrap();
+        assert_coherent(&c, 1, &w, e.nodeid, fh, 0, m, RANGE, name);
+        // Grow inside the first page, to several pages, with a hole, and
+        // past the 2 MiB range: each read through the same mapping.
+        let steps: [(u64, usize); 4] = [(len, 100), (6000, 70_000), (300_000, 4096), (RANGE - 10, 30)];
+        for (i, (off, n)) in steps.into_iter().enumerate() {
+            let data = pattern(10 * k as u64 + i as u64, n);
+            assert_eq!(c.write(e.nodeid, fh, off, &data).unwrap(), n as u32);
+            assert_coherent(&c, 1, &w, e.nodeid, fh, 0, m, RANGE, &format!("{name}: after WRITE {i}"));
+        }
+    }
+    let log = finish(c, &w, d, &image);
+    assert!(dax_counters(&log).is_some_and(|k| k[0] == 2 && k[2] == 1 && k[3] > 0), "counters:\n{log}");
+}
+
+/// Checks that every byte of the window range is either the file's old
+/// byte or zero: the window never shows another file's data.
+fn only_old_or_zero(w: &DaxWindow, m: u64, old: &[u8], from: usize, what: &str) {
+    let win = w.read_window(m, old.len()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    for i in from..old.len() {
+        assert!(
+            win[i] == 0,
+            "{what}: window byte {i:#x} is {:#04x} after the blocks were freed (old {:#04x})",
+            win[i],
+            old[i]
+        );
+    }
+}
+
+#[test]
+fn truncate_punch_unlink_never_show_freed_blocks() {
+    let s = Scratch::new("dax-free");
+    let image = image_with(&s, &[]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let size = 1usize << 20;
+    let mk = |name: &str, tag: u64| {
+        let (e, fh) = c.create(FUSE_ROOT_ID, name, 0o644).unwrap();
+        let data = pattern(tag, size);
+        for (i, ch) in data.chunks(256 << 10).enumerate() {
+            c.write(e.nodeid, fh, (i * (256 << 10)) as u64, ch).unwrap();
+        }
+        assert_eq!(c.call(&fuse::fsync(e.nodeid, fh, false)).errno, 0);
+        (e.nodeid, fh, data)
+    };
+    // Another file takes the freed blocks and writes over them.
+    let reuse = |name: &str, tag: u64| {
+        let (e, fh) = c.create(FUSE_ROOT_ID, name, 0o644).unwrap();
+        c.write(e.nodeid, fh, 0, &pattern(tag, 8 << 20)).unwrap();
+        assert_eq!(c.call(&fuse::fsync(e.nodeid, fh, false)).errno, 0);
+        c.release(e.nodeid, fh).unwrap();
+    };
+
+    // Truncate to a size inside a block: the tail of that block and every
+    // later page read zero, through the mapping the guest keeps.
+    let (t, tfh, tdata) = mk("t", 1);
+    c.setup_mapping(t, NO_FH, 0, RANGE, RW, 0).unwrap();
+    let r = c.call(&fuse::truncate(t, 100_000));
+    assert_eq!(r.errno, 0, "truncate of a mapped file");
+    let cut = &tdata[..size];
+    assert_eq!(w.read_window(0, 100_000).unwrap(), tdata[..100_000]);
+    only_old_or_zero(&w, 0, cut, 100_000, "after truncate");
+    reuse("r1", 11);
+    only_old_or_zero(&w, 0, cut, 100_000, "after truncate and reuse");
+    assert_coherent(&c, 1, &w, t, tfh, 0, 0, RANGE, "after truncate");
+
+    // Punch a hole: zeros there, the rest intact.
+    let (p, pfh, pdata) = mk("p", 2);
+    c.setup_mapping(p, NO_FH, 0, RANGE, READ, RANGE).unwrap();
+    let mode = (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE) as u32;
+    assert_eq!(c.call(&fuse::fallocate(p, pfh, 16 << 10, 64 << 10, mode)).errno, 0, "punch of a mapped range");
+    reuse("r2", 12);
+    let win = w.read_window(RANGE, size).unwrap();
+    assert!(win[16 << 10..80 << 10].iter().all(|&b| b == 0), "punched range shows data");
+    assert!(win[..16 << 10] == pdata[..16 << 10] && win[80 << 10..] == pdata[80 << 10..], "outside the hole");
+    assert_coherent(&c, 1, &w, p, pfh, 0, RANGE, RANGE, "after punch");
+
+    // Unlink while mapped and open: the blocks go at the last release and
+    // FORGET; from then on the window shows zeros, never the reuser's data.
+    let (u, ufh, udata) = mk("u", 3);
+    c.setup_mapping(u, NO_FH, 0, RANGE, RW, 2 * RANGE).unwrap();
+    assert_eq!(c.call(&fuse::unlink(FUSE_ROOT_ID, "u", false)).errno, 0, "unlink of a mapped file");
+    assert_eq!(w.read_window(2 * RANGE, size).unwrap(), udata, "unlinked but open: still its data");
+    c.release(u, ufh).unwrap();
+    let _ = c.submit(1, &fuse::forget(u, 1)).unwrap();
+    // FORGET has no reply: a later request on the same queue is the sync
+    // point only if the daemon handles them in order, so poll (bounded)
+    // and check every look: the file's bytes or zeros, nothing else.
+    let deadline = std::time::Instant::now() + c.hang_guard;
+    loop {
+        alive(&c, &d);
+        let win = w.read_window(2 * RANGE, size).unwrap_or_default();
+        if !win.is_empty() {
+            assert!(win.iter().zip(&udata).all(|(a, b)| a == b || *a == 0), "foreign bytes in the window");
+        }
+        if win.is_empty() || win.iter().all(|&b| b == 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "hang guard: the unlinked file's blocks stay mapped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reuse("r3", 13);
+    if let Ok(win) = w.read_window(2 * RANGE, size) {
+        assert!(win.iter().all(|&b| b == 0), "the freed blocks of an unlinked file show through the window");
+    }
+    finish(c, &w, d, &image);
+}
+
+#[test]
+fn stores_through_writable_mapping_reach_the_image() {
+    let s = Scratch::new("dax-store");
+    let image = image_with(&s, &[("inline", b"inline bytes".to_vec()), ("big", pattern(5, 3 << 20))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let mut model: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    model.insert("inline", b"inline bytes".to_vec());
+    model.insert("big", pattern(5, 3 << 20));
+    // A sparse file: a hole inside i_size gets blocks for a writable mapping.
+    let (sp, spfh) = c.create(FUSE_ROOT_ID, "sparse", 0o644).unwrap();
+    c.write(sp.nodeid, spfh, 200_000, b"end").unwrap();
+    let mut sparse = vec![0; 200_003];
+    sparse[200_000..].copy_from_slice(b"end");
+    model.insert("sparse", sparse);
+
+    // (name, file offset, window slot, stores at file offsets)
+    let plan: [(&str, u64, u64, &[u64]); 4] = [
+        ("inline", 0, 0, &[0, 7]),
+        ("big", 0, 1, &[0, 4095, 1 << 20]),
+        ("big", RANGE, 2, &[0, 100]),
+        ("sparse", 0, 3, &[0, 50_000, 199_990]),
+    ];
+    for (i, (name, foff, slot, stores)) in plan.iter().enumerate() {
+        let e = entry(&c, name);
+        let m = slot * RANGE;
+        c.setup_mapping(e.nodeid, NO_FH, *foff, RANGE, RW, m)
+            .unwrap_or_else(|er| panic!("SETUPMAPPING {name}: errno {er}\n{}", d.log_text()));
+        let fh = c.open(e.nodeid, libc::O_RDWR).unwrap();
+        let file = model.get_mut(name).unwrap();
+        for (j, &at) in stores.iter().enumerate() {
+            let data = pattern(1000 + 10 * i as u64 + j as u64, 10);
+            let n = data.len().min(file.len().saturating_sub((foff + at) as usize));
+            w.write_window(m + at, &data[..n]).unwrap_or_else(|er| panic!("store into {name}+{at}: {er}"));
+            file[(foff + at) as usize..(foff + at) as usize + n].copy_from_slice(&data[..n]);
+        }
+        assert_coherent(&c, 1, &w, e.nodeid, fh, *foff, m, RANGE, &format!("{name} after stores"));
+        match i {
+            // Survives REMOVEMAPPING ...
+            0 | 3 => c.remove_mapping(e.nodeid, &[(m, RANGE)]).unwrap(),
+            // ... and FSYNC.
+            _ => assert_eq!(c.call(&fuse::fsync(e.nodeid, fh, false)).errno, 0),
+        }
+        let got = c.read_all(e.nodeid, fh, 128 << 10).unwrap();
+        assert!(&got == file, "{name}: FUSE_READ after the stores differs from the model");
+        c.release(e.nodeid, fh).unwrap();
+    }
+    // ... and daemon stop (the window keeps the last mappings meanwhile).
+    finish(c, &w, d, &image);
+    for (name, want) in &model {
+        assert!(&debugfs_cat(&image, name) == want, "{name} on the image differs from the model");
+    }
+}
+
+#[test]
+fn window_equals_read_after_every_reply() {
+    let s = Scratch::new("dax-coherent");
+    let image = image_with(&s, &[("i0", b"0123456789".to_vec()), ("i1", pattern(3, 59)), ("e0", pattern(4, 70_000))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let names = ["i0", "i1", "e0"];
+    let files: Vec<(u64, u64)> = names
+        .iter()
+        .map(|n| {
+            let e = entry(&c, n);
+            (e.nodeid, c.open(e.nodeid, libc::O_RDWR).unwrap())
+        })
+        .collect();
+    // Window slot → (file index, file offset).
+    let mut mapped: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+    let mut rng = Rng(11);
+    for step in 0..300 {
+        let k = rng.below(3) as usize;
+        let (node, fh) = files[k];
+        let op = rng.below(9);
+        let what = format!("step {step}: op {op} on {}", names[k]);
+        match op {
+            0 | 1 => {
+                let slot = rng.below(8);
+                let foff = rng.below(2) * RANGE;
+                let flags = if rng.chance(50) { RW } else { READ };
+                c.setup_mapping(node, NO_FH, foff, RANGE, flags, slot * RANGE)
+                    .unwrap_or_else(|e| panic!("{what}: SETUPMAPPING errno {e}\n{}", d.log_text()));
+                mapped.insert(slot, (k, foff));
+            }
+            2 => {
+                if let Some(&slot) = mapped.keys().nth(rng.below(mapped.len().max(1) as u64) as usize) {
+                    c.remove_mapping(node, &[(slot * RANGE, RANGE)]).unwrap_or_else(|e| panic!("{what}: errno {e}"));
+                    mapped.remove(&slot);
+                }
+            }
+            3 | 4 => {
+                let off = rng.length(70, 9000, 3 << 20);
+                let data = pattern(step, rng.length(70, 300, 200_000) as usize);
+                c.write(node, fh, off, &data).unwrap_or_else(|e| panic!("{what}: WRITE errno {e}"));
+            }
+            5 => {
+                let size = rng.length(60, 5000, 3 << 20);
+                assert_eq!(c.call(&fuse::truncate(node, size)).errno, 0, "{what}");
+            }
+            6 => {
+                let off = rng.below(1 << 20);
+                let mode =
+                    if rng.chance(50) { (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE) as u32 } else { 0 };
+                let e = c.call(&fuse::fallocate(node, fh, off, rng.length(70, 8192, 1 << 20) + 1, mode)).errno;
+                assert!(e == 0 || e == libc::EOPNOTSUPP, "{what}: FALLOCATE errno {e}");
+            }
+            _ => {
+                // A store through a writable mapping of this file, inside i_size.
+                let size = c.getattr(node).unwrap().size;
+                let cand: Vec<(u64, u64)> = mapped
+                    .iter()
+                    .filter(|(_, (f, foff))| *f == k && *foff < size)
+                    .map(|(s, (_, foff))| (*s, *foff))
+                    .collect();
+                if let Some(&(slot, foff)) = cand.first() {
+                    let at = rng.below((size - foff).min(RANGE));
+                    let all_w = w.pieces_in(slot * RANGE + at, 1).iter().all(|p| p.writable);
+                    if all_w {
+                        w.write_window(slot * RANGE + at, &[step as u8 | 1]).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    }
+                }
+            }
+        }
+        for (&slot, &(f, foff)) in &mapped {
+            let (n, h) = files[f];
+            assert_coherent(&c, 1, &w, n, h, foff, slot * RANGE, RANGE, &what);
+        }
+    }
+    let log = finish(c, &w, d, &image);
+    assert!(dax_counters(&log).is_some_and(|k| k[2] == 2), "both inline files converted once:\n{log}");
+}
+
+#[test]
+fn eight_threads_on_inline_files_match_a_model() {
+    let s = Scratch::new("dax-threads");
+    const FILES: usize = 4;
+    const THREADS: usize = 8;
+    let init: Vec<Vec<u8>> = (0..FILES).map(|k| pattern(k as u64, 20 + 10 * k)).collect();
+    let names: Vec<String> = (0..FILES).map(|k| format!("f{k}")).collect();
+    let list: Vec<(&str, Vec<u8>)> = names.iter().map(|n| n.as_str()).zip(init.iter().cloned()).collect();
+    let image = image_with(&s, &list);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 4);
+    let nodes: Vec<u64> = names.iter().map(|n| entry(&c, n).nodeid).collect();
+    let fhs: Vec<u64> = nodes.iter().map(|&n| c.open(n, libc::O_RDWR).unwrap()).collect();
+    // Per file: the model, and a lock the test holds across each change
+    // and its model update (the history is then a sequence per file).
+    let model: Vec<Mutex<Vec<u8>>> = init.into_iter().map(Mutex::new).collect();
+    let slot = |t: usize, k: usize| ((t * FILES + k) as u64) * RANGE;
+    assert!(slot(THREADS - 1, FILES - 1) + RANGE <= WINDOW);
+
+    std::thread::scope(|sc| {
+        for t in 0..THREADS {
+            let (c, w, model, nodes, fhs) = (&c, &w, &model, &nodes, &fhs);
+            sc.spawn(move || {
+                let q = 1 + t % 4;
+                // Everyone maps every inline file at once: concurrent conversions.
+                for k in 0..FILES {
+                    let r = c.call_on(q, &fuse::setupmapping(nodes[k], NO_FH, 0, RANGE, READ, slot(t, k))).unwrap();
+                    assert_eq!(r.errno, 0, "thread {t}: SETUPMAPPING of f{k}");
+                }
+                let mut rng = Rng(1000 + t as u64);
+                for i in 0..60 {
+                    let k = rng.below(FILES as u64) as usize;
+                    let (node, fh, m) = (nodes[k], fhs[k], slot(t, k));
+                    let mut f = model[k].lock().unwrap();
+                    let what = format!("thread {t} step {i} f{k}");
+                    match rng.below(4) {
+                        0 => {
+                            let off = rng.below(6000);
+                            let data = pattern((t * 1000 + i) as u64, rng.length(70, 50, 3000) as usize);
+                            let r = c.call_on(q, &fuse::write(node, fh, off, &data)).unwrap();
+                            assert_eq!(r.errno, 0, "{what}: WRITE");
+                            let end = off as usize + data.len();
+                            if f.len() < end {
+                                f.resize(end, 0);
+                            }
+                            f[off as usize..end].copy_from_slice(&data);
+                        }
+                        1 => {
+                            let size = if rng.chance(60) { rng.below(60) } else { rng.below(9000) };
+                            assert_eq!(c.call_on(q, &fuse::truncate(node, size)).unwrap().errno, 0, "{what}: truncate");
+                            f.resize(size as usize, 0);
+                        }
+                        2 if !f.is_empty() => {
+                            let r = c.call_on(q, &fuse::setupmapping(node, NO_FH, 0, RANGE, RW, m)).unwrap();
+                            assert_eq!(r.errno, 0, "{what}: SETUPMAPPING write");
+                            let at = rng.below(f.len() as u64) as usize;
+                            let n = (f.len() - at).min(16);
+                            let data = pattern((t * 7000 + i) as u64, n);
+                            w.write_window(m + at as u64, &data).unwrap_or_else(|e| panic!("{what}: store: {e}"));
+                            f[at..at + n].copy_from_slice(&data);
+                        }
+                        _ => {
+                            let r = c.call_on(q, &fuse::setupmapping(node, NO_FH, 0, RANGE, READ, m)).unwrap();
+                            assert_eq!(r.errno, 0, "{what}: SETUPMAPPING read");
+                        }
+                    }
+                    // The thread's own mapping shows the model, zeros after it.
+                    let win = w.read_window(m, RANGE as usize).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert!(win[..f.len()] == f[..], "{what}: window differs from the model");
+                    assert!(win[f.len()..].iter().all(|&b| b == 0), "{what}: window past EOF not zero");
+                    drop(f);
+                }
+            });
+        }
+    });
+    for k in 0..FILES {
+        let f = model[k].lock().unwrap();
+        let got = c.read_all(nodes[k], fhs[k], 64 << 10).unwrap();
+        assert!(got == *f, "f{k}: FUSE_READ differs from the model");
+        for t in 0..THREADS {
+            assert_coherent(&c, 1, &w, nodes[k], fhs[k], 0, slot(t, k), RANGE, &format!("f{k} slot of thread {t}"));
+        }
+    }
+    let log = finish(c, &w, d, &image);
+    assert_eq!(dax_counters(&log).map(|k| k[2]), Some(FILES as u64), "each inline file converted once:\n{log}");
+    for k in 0..FILES {
+        assert!(
+            debugfs_cat(&image, &names[k]) == *model[k].lock().unwrap(),
+            "f{k} on the image differs from the model"
+        );
+    }
+}
+
+#[test]
+fn hostile_setupmapping_and_removemapping() {
+    let s = Scratch::new("dax-hostile");
+    let data = pattern(9, 3 << 20);
+    let image = image_with(&s, &[("f", data.clone()), ("i", b"inline".to_vec())]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let e = entry(&c, "f");
+    let n = e.nodeid;
+    let fh = c.open(n, libc::O_RDONLY).unwrap();
+    c.setup_mapping(n, NO_FH, 0, RANGE, READ, 0).unwrap();
+    let bad: [(&str, u64, u64, u64, u64, u64); 11] = [
+        // (what, node, foffset, len, flags, moffset)
+        ("moffset at the window's end", n, 0, RANGE, READ, WINDOW),
+        ("range past the window's end", n, 0, RANGE, READ, WINDOW - PAGE),
+        ("moffset far outside", n, 0, RANGE, READ, 1 << 50),
+        ("moffset + len overflows", n, 0, RANGE, READ, u64::MAX - PAGE + 1),
+        ("foffset + len overflows", n, u64::MAX - PAGE + 1, RANGE, READ, RANGE),
+        ("len overflows the window", n, 0, u64::MAX - PAGE + 1, READ, RANGE),
+        ("unaligned moffset", n, 0, RANGE, READ, RANGE + 1),
+        ("unaligned foffset", n, 1, RANGE, READ, RANGE),
+        ("unaligned len", n, 0, 1000, READ, RANGE),
+        ("zero len", n, 0, 0, READ, RANGE),
+        ("node never looked up", 0xdead_beef, 0, RANGE, READ, RANGE),
+    ];
+    for (what, node, foff, len, flags, moff) in bad {
+        let r = c.call(&fuse::setupmapping(node, NO_FH, foff, len, flags, moff));
+        assert!(r.errno != 0, "{what}: accepted");
+        alive(&c, &d);
+    }
+    // A mapping overlapping a live one replaces it: the daemon unmaps the
+    // old pieces first, QEMU would refuse an overlapping SHMEM_MAP.
+    c.setup_mapping(n, NO_FH, RANGE, RANGE, READ, RANGE / 2).unwrap();
+    assert_coherent(&c, 1, &w, n, fh, RANGE, RANGE / 2, RANGE, "overlapping map");
+    if let Ok(rest) = w.read_window(0, (RANGE / 2) as usize) {
+        assert!(rest == data[..(RANGE / 2) as usize], "what remains of the old mapping is not its data");
+    }
+    let bad_remove: [(&str, fuse::Request); 6] = [
+        ("a range never mapped", fuse::removemapping(n, &[(8 * RANGE, RANGE)])),
+        ("a range outside the window", fuse::removemapping(n, &[(WINDOW, RANGE)])),
+        ("a range that overflows", fuse::removemapping(n, &[(u64::MAX - PAGE + 1, RANGE)])),
+        ("count larger than the request", fuse::removemapping_count(n, 5, &[(RANGE / 2, RANGE)])),
+        ("count u32::MAX", fuse::removemapping_count(n, u32::MAX, &[(RANGE / 2, RANGE)])),
+        ("count 1 with no entry", fuse::removemapping_count(n, 1, &[])),
+    ];
+    for (what, req) in bad_remove {
+        let r = c.call(&req);
+        assert!(r.errno != 0, "REMOVEMAPPING of {what}: accepted");
+        alive(&c, &d);
+    }
+    // The live mapping survived all of it.
+    assert_coherent(&c, 1, &w, n, fh, RANGE, RANGE / 2, RANGE, "after hostile requests");
+    c.remove_mapping(n, &[(RANGE / 2, RANGE)]).unwrap();
+    assert!(w.pieces_in(RANGE / 2, RANGE).is_empty(), "REMOVEMAPPING left pieces: {:#x?}", w.pieces());
+
+    // Writable mappings of files that may not be written.
+    let attrs = [("immutable", 0x10u32, libc::EPERM), ("append", 0x20, libc::EPERM)];
+    for (name, _, _) in attrs {
+        let (x, xfh) = c.create(FUSE_ROOT_ID, name, 0o644).unwrap();
+        c.write(x.nodeid, xfh, 0, b"data").unwrap();
+        c.release(x.nodeid, xfh).unwrap();
+    }
+    finish(c, &w, d, &image);
+    for (name, fl, _) in attrs {
+        // EXTENTS_FL (0x80000) | the attribute.
+        debugfs_w(&image, &format!("set_inode_field /{name} flags {:#x}", 0x80000 | fl));
+    }
+    testkit::assert_fsck_clean(&image);
+    let d = start(&bin, &image, &s, "d2", &[]);
+    let (c, w) = connect(&d, 1);
+    for (i, (name, _, errno)) in attrs.into_iter().enumerate() {
+        let x = entry(&c, name).nodeid;
+        let r = c.call(&fuse::setupmapping(x, NO_FH, 0, RANGE, RW, i as u64 * RANGE));
+        assert_eq!(r.errno, errno, "writable mapping of an {name} file");
+        c.setup_mapping(x, NO_FH, 0, RANGE, READ, i as u64 * RANGE).unwrap();
+        assert!(w.write_window(i as u64 * RANGE, b"x").is_err(), "{name}: writable");
+    }
+    finish(c, &w, d, &image);
+
+    // A read-only image: writable mappings are EROFS; read mappings work;
+    // an inline file is never converted (the image does not change).
+    let before = std::fs::read(&image).unwrap();
+    let d = start(&bin, &image, &s, "d3", &["--read-only"]);
+    let (c, w) = connect(&d, 1);
+    let f = entry(&c, "f").nodeid;
+    let i = entry(&c, "i").nodeid;
+    assert_eq!(c.call(&fuse::setupmapping(f, NO_FH, 0, RANGE, RW, 0)).errno, libc::EROFS);
+    assert!(w.pieces().is_empty(), "a refused mapping left pieces: {:#x?}", w.pieces());
+    c.setup_mapping(f, NO_FH, 0, RANGE, READ, 0).unwrap();
+    let ffh = c.open(f, libc::O_RDONLY).unwrap();
+    assert_coherent(&c, 1, &w, f, ffh, 0, 0, RANGE, "read-only image");
+    assert_eq!(c.call(&fuse::setupmapping(i, NO_FH, 0, RANGE, RW, RANGE)).errno, libc::EROFS);
+    let r = c.call(&fuse::setupmapping(i, NO_FH, 0, RANGE, READ, RANGE));
+    if r.errno == 0 {
+        let ifh = c.open(i, libc::O_RDONLY).unwrap();
+        assert_coherent(&c, 1, &w, i, ifh, 0, RANGE, RANGE, "inline file on a read-only image");
+    }
+    drop(c);
+    let mut d = d;
+    let (st, _) = d.stop(Duration::from_secs(60));
+    assert!(st.is_some_and(|s| s.success()), "{}", d.log_text());
+    assert_window_sane(&w, &d.log_text());
+    assert!(std::fs::read(&image).unwrap() == before, "a read-only session changed the image");
+}
+
+fn debugfs_w(image: &Path, req: &str) {
+    let out = Command::new("debugfs").args(["-w", "-R", req]).arg(image).output().expect("run debugfs");
+    assert!(out.status.success(), "debugfs -w {req}: {}", String::from_utf8_lossy(&out.stderr));
+}
