@@ -126,7 +126,7 @@ fn malformed_requests_get_errors_and_change_nothing() {
     req[36..38].copy_from_slice(&200u16.to_le_bytes());
     assert_eq!(c.send_raw(&req).unwrap().errno, libc::EINVAL);
     // Unknown and unsupported opcodes.
-    for op in [0u32, 7, 19, 37, 40, 52, 999, 4096, u32::MAX] {
+    for op in [0u32, 7, 19, 37, 40, 999, 4096, u32::MAX] {
         let req = c.request(op, FUSE_ROOT_ID, &[0; 64]);
         assert_eq!(c.send_raw(&req).unwrap().errno, libc::ENOSYS, "opcode {op}");
     }
