@@ -12,6 +12,7 @@ pub mod locks;
 pub mod nodes;
 pub mod range_map;
 
+mod atime;
 mod dir_ops;
 mod file_ops;
 mod misc_ops;

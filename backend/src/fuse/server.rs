@@ -12,11 +12,11 @@ use crate::adapter::{
     FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS,
     FSXATTR_SIZE, XattrReply, flags_of_xflags,
 };
+use crate::dax::DaxWindow;
 use ext4::fs::data::io::{DataSource, SliceSource};
 use fuse_abi::linux::*;
-use crate::dax::DaxWindow;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use zerocopy::FromBytes;
 
 /// Oldest protocol minor served (7.31: the first with everything virtio-fs needs).
@@ -387,6 +387,7 @@ impl Server {
             }
             FUSE_READLINK => {
                 out.push_bytes(&fs.readlink(node)?);
+                fs.accessed(node, 0);
                 Ok(())
             }
             FUSE_SYMLINK => {
@@ -434,9 +435,11 @@ impl Server {
                 let r: fuse_read_in = a.read("read_in")?;
                 let size = r.size.min(self.opts.max_write);
                 match payload.read.as_deref_mut() {
-                    Some(sink) => fs.read_to(node, r.fh, r.offset, size, sink, out),
-                    None => fs.read(node, r.fh, r.offset, size, out),
+                    Some(sink) => fs.read_to(node, r.fh, r.offset, size, sink, out)?,
+                    None => fs.read(node, r.fh, r.offset, size, out)?,
                 }
+                fs.accessed(node, r.flags);
+                Ok(())
             }
             FUSE_WRITE => {
                 let w: fuse_write_in = a.read("write_in")?;
@@ -512,7 +515,9 @@ impl Server {
             }
             FUSE_READDIR | FUSE_READDIRPLUS => {
                 let r: fuse_read_in = a.read("read_in")?;
-                fs.readdir(node, r.fh, r.offset, r.size.min(self.opts.max_write), op == FUSE_READDIRPLUS, out)
+                fs.readdir(node, r.fh, r.offset, r.size.min(self.opts.max_write), op == FUSE_READDIRPLUS, out)?;
+                fs.accessed(node, r.flags);
+                Ok(())
             }
             FUSE_RELEASEDIR => {
                 let r: fuse_release_in = a.read("release_in")?;
