@@ -9,8 +9,9 @@ set -euo pipefail
 # /etc/fuse.conf) and fuse2fs for the host-mount tests and benchmark, attr
 # and acl (getfattr/setfattr, getfacl/setfacl), git and tar for real_tools;
 # qemu-system-x86 (QEMU 7.2 and its C virtiofsd), busybox-static and cpio
-# for the real-guest rig in vmtests/ (it downloads its kernel itself).
-PACKAGES=(e2fsprogs util-linux tar coreutils acl attr fuse3 fuse2fs git qemu-system-x86 busybox-static cpio)
+# for the real-guest rig in vmtests/ (it downloads its kernel itself), debootstrap
+# for the Debian sid chroot the rig runs QEMU 11 (the DAX window) in.
+PACKAGES=(e2fsprogs util-linux tar coreutils acl attr fuse3 fuse2fs git qemu-system-x86 busybox-static cpio debootstrap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -5,7 +5,8 @@
 //!   virtio-fs modules, the static guest test program (`vmtests/guest`)
 //!   and an initramfs;
 //! - [`qemu`]: one TCG boot against a vhost-user-fs socket, console to a
-//!   file, with a hang guard;
+//!   file, with a hang guard, under QEMU 7.2 or QEMU 11;
+//! - [`sid`]: QEMU 11 (the DAX window) in a Debian sid chroot;
 //! - [`rig`]: a whole run: daemon up, boot, `VMTEST` lines parsed, daemon
 //!   down; the peer daemon (QEMU's C virtiofsd) and our future `serve`;
 //! - [`leftovers`]: the host-side check of the files a run leaves behind,
@@ -26,3 +27,4 @@ pub mod pattern;
 pub mod prep;
 pub mod qemu;
 pub mod rig;
+pub mod sid;

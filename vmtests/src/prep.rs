@@ -12,6 +12,11 @@
 //! - an initramfs (newc cpio, uncompressed): busybox, the modules, the
 //!   guest program and [`INIT`].
 //!
+//! - on demand ([`prepare_qemu11`]): a Debian sid chroot with QEMU 11
+//!   (`debootstrap --variant=minbase --include=qemu-system-x86`), the QEMU
+//!   that speaks the vhost-user shared memory protocol (the DAX window),
+//!   with the kernel and initramfs copied inside it.
+//!
 //! Whatever cannot be had (not root, not Debian, no package download) is an
 //! `Err` with the reason, for the caller to report as a loud skip; a guest
 //! program that does not compile is a bug and panics.
@@ -27,8 +32,9 @@ use crate::cpio::Newc;
 /// added and ordered from the modules' own `depends=` strings.
 pub const MODULES: &[&str] = &["virtio_pci", "virtiofs"];
 
-/// Debian packages the rig installs when missing.
-pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
+/// Debian packages the rig installs when missing (`debootstrap` builds the
+/// sid chroot QEMU 11 runs in, see [`prepare_qemu11`]).
+pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "debootstrap"];
 
 /// The guest's `/init`: mounts proc, sys and dev, loads the modules in
 /// `/modules/order`, mounts the virtio-fs tag at `/mnt` (kernel command
@@ -55,6 +61,8 @@ for w in $(cat /proc/cmdline); do
 done
 if mount -t virtiofs ${opts:+-o "$opts"} "$tag" /mnt; then
     echo "VMRIG mounted $tag${opts:+ with $opts}"
+    grep virtiofs /proc/mounts | sed 's/^/VMRIG mounts /'
+    dmesg | grep -i -e virtio_fs -e virtiofs -e dax | sed 's/^/VMRIG dmesg /'
     /bin/vmtests-guest /mnt $cases
     echo "VMRIG guest exit $?"
     sync
@@ -129,10 +137,10 @@ fn prepare_now() -> Result<Prepared, String> {
 }
 
 /// An exclusive `flock` on a file, released on drop.
-struct FileLock(std::fs::File);
+pub(crate) struct FileLock(std::fs::File);
 
 impl FileLock {
-    fn new(path: &Path) -> Result<FileLock, String> {
+    pub(crate) fn new(path: &Path) -> Result<FileLock, String> {
         use std::os::unix::io::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -157,12 +165,12 @@ impl Drop for FileLock {
 }
 
 /// Runs a command; `Err` when it cannot be started at all.
-fn output(cmd: &mut Command) -> Result<Output, String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<Output, String> {
     cmd.output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))
 }
 
 /// A command's output on one line (skip notices are one line each).
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     all.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
 }
@@ -184,7 +192,7 @@ fn apt_update() -> Result<(), String> {
 }
 
 /// Installs the missing [`PACKAGES`] (root only).
-fn ensure_packages() -> Result<(), String> {
+pub(crate) fn ensure_packages() -> Result<(), String> {
     let mut missing = Vec::new();
     for p in PACKAGES {
         if !package_installed(p)? {

@@ -18,7 +18,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::prep::Prepared;
-use crate::qemu::{Boot, BootOutcome};
+use crate::qemu::{Boot, BootOutcome, KillSwitch, Vmm};
+use crate::sid::Qemu11;
 
 /// Options of one guest run.
 #[derive(Debug, Clone)]
@@ -36,6 +37,15 @@ pub struct GuestRun {
     pub memory_mib: u32,
     /// Folder for `console.log`, `console.qemu-stderr` and `daemon.log`.
     pub logs: PathBuf,
+    /// Boot QEMU 11 in its sid chroot (DAX window possible) instead of
+    /// bookworm's QEMU 7.2 (the default).
+    pub qemu11: Option<Qemu11>,
+    /// Extra arguments for `ext4-virtiofsd serve` in [`run_ext4_image`]
+    /// (e.g. `--cache-size 32M`).
+    pub serve_args: Vec<String>,
+    /// Crash test: when the console has shown this marker this many times,
+    /// the daemon and then QEMU get SIGKILL.
+    pub kill_at: Option<(String, usize)>,
 }
 
 impl GuestRun {
@@ -48,6 +58,9 @@ impl GuestRun {
             timeout: Duration::from_secs(600),
             memory_mib: 512,
             logs: logs.to_path_buf(),
+            qemu11: None,
+            serve_args: Vec::new(),
+            kill_at: None,
         }
     }
 }
@@ -81,6 +94,30 @@ pub struct RunResult {
     pub daemon_log: String,
     /// Where the console log is kept (inside [`GuestRun::logs`]).
     pub console_log: PathBuf,
+}
+
+impl RunResult {
+    /// The lines `/init` printed with prefix `VMRIG <what> ` (e.g.
+    /// `mounts`: the guest's virtiofs line of /proc/mounts; `dmesg`: its
+    /// virtio-fs and DAX kernel messages), without the prefix.
+    pub fn rig_lines(&self, what: &str) -> Vec<String> {
+        let key = format!("VMRIG {what} ");
+        self.boot
+            .console
+            .lines()
+            .filter_map(|l| l.find(&key).map(|at| l[at + key.len()..].trim_end_matches('\r').to_string()))
+            .collect()
+    }
+
+    /// The guest's `VMINFO <case> <text>` lines (facts a case reports for
+    /// the host to judge), without the prefix.
+    pub fn info_lines(&self) -> Vec<String> {
+        self.boot
+            .console
+            .lines()
+            .filter_map(|l| l.find("VMINFO ").map(|at| l[at + "VMINFO ".len()..].trim_end_matches('\r').to_string()))
+            .collect()
+    }
 }
 
 /// What the guest program reported on the console.
@@ -170,6 +207,31 @@ impl RunResult {
 pub fn prepared_or_skip(what: &str) -> Option<Prepared> {
     match crate::prep::prepare() {
         Ok(p) => Some(p),
+        Err(why) => {
+            testkit::skip(what, &why);
+            None
+        }
+    }
+}
+
+/// The `ext4-virtiofsd` binary the guest runs use: `$EXT4_VIRTIOFSD_BIN`
+/// when set (a build kept aside, e.g. while the workspace is mid-edit),
+/// else the workspace's, built first.
+pub fn daemon_binary() -> PathBuf {
+    match std::env::var_os("EXT4_VIRTIOFSD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => crate::frontend::daemon::ext4_virtiofsd_binary(),
+    }
+}
+
+/// QEMU 11 in its sid chroot (built when missing), or `None` after a loud
+/// skip naming `what` and the missing prerequisite.
+pub fn qemu11_or_skip(what: &str, prep: &Prepared) -> Option<Qemu11> {
+    match crate::sid::prepare_qemu11(prep) {
+        Ok(q) => {
+            eprintln!("vmrig: {} in {}", q.version, q.root.display());
+            Some(q)
+        }
         Err(why) => {
             testkit::skip(what, &why);
             None
@@ -274,12 +336,19 @@ fn stop_daemon(d: &mut Daemon, limit: Duration) -> (Option<ExitStatus>, bool) {
 /// else (hangs, crashes, failed cases) is in the result.
 pub fn run_guest(prep: &Prepared, daemon: Command, socket: &Path, run: &GuestRun) -> RunResult {
     std::fs::create_dir_all(&run.logs).expect("create the logs folder");
-    let qemu = qemu_binary().expect("qemu-system-x86_64 is not on PATH (prepare installs it)");
+    let (vmm, kernel, initrd) = match &run.qemu11 {
+        Some(q) => (Vmm::Qemu11(q.clone()), q.kernel.clone(), q.initrd.clone()),
+        None => (
+            Vmm::Qemu7(qemu_binary().expect("qemu-system-x86_64 is not on PATH (prepare installs it)")),
+            prep.kernel.clone(),
+            prep.initramfs.clone(),
+        ),
+    };
     let mut d = start_daemon(daemon, socket, &run.logs);
     let boot = Boot {
-        qemu,
-        kernel: prep.kernel.clone(),
-        initrd: prep.initramfs.clone(),
+        vmm,
+        kernel,
+        initrd,
         socket: socket.to_path_buf(),
         tag: run.tag.clone(),
         mount_opts: run.mount_opts.clone(),
@@ -287,6 +356,11 @@ pub fn run_guest(prep: &Prepared, daemon: Command, socket: &Path, run: &GuestRun
         memory_mib: run.memory_mib,
         timeout: run.timeout,
         console_log: run.logs.join("console.log"),
+        kill: run.kill_at.as_ref().map(|(marker, count)| KillSwitch {
+            marker: marker.clone(),
+            count: *count,
+            before: vec![d.child.id()],
+        }),
     };
     let outcome = boot.run().unwrap_or_else(|e| panic!("cannot start QEMU {:?}: {e}", boot.command()));
     let (daemon_status, stopped_by_rig) = stop_daemon(&mut d, Duration::from_secs(10));
@@ -297,8 +371,10 @@ pub fn run_guest(prep: &Prepared, daemon: Command, socket: &Path, run: &GuestRun
         .filter_map(|l| l.find("VMTIME ").map(|at| l[at + "VMTIME ".len()..].trim().replace(' ', "=") + "ms"))
         .collect();
     eprintln!(
-        "vmrig: boot+run {:.1} s, {} of {} cases passed (case times {}), daemon {}, console {}",
+        "vmrig: {} boot+run {:.1} s{}, {} of {} cases passed (case times {}), daemon {}, console {}",
+        boot.vmm.name(),
         outcome.elapsed.as_secs_f64(),
+        if outcome.killed { " (killed on its marker)" } else { "" },
         cases.iter().filter(|(_, o)| *o == CaseOutcome::Pass).count(),
         plan.len(),
         times.join(" "),
@@ -343,11 +419,13 @@ pub fn qemu_virtiofsd_command(bin: &Path, dir: &Path, socket: &Path) -> Command 
 }
 
 /// Our daemon's vhost-user mode serving `image`:
-/// `ext4-virtiofsd serve --image IMG --socket-path SOCK --tag TAG`
-/// (`tests/ext4_guest.rs` boots the guest against it).
+/// `ext4-virtiofsd serve --image IMG --socket-path SOCK --tag TAG
+/// --log-level info` (info: the DAX counters line at the end of a
+/// session; `tests/ext4_guest.rs` boots the guest against it).
 pub fn ext4_serve_command(bin: &Path, image: &Path, socket: &Path, tag: &str) -> Command {
     let mut c = Command::new(bin);
     c.arg("serve").arg("--image").arg(image).arg("--socket-path").arg(socket).arg("--tag").arg(tag);
+    c.args(["--log-level", "info"]);
     c
 }
 
@@ -357,8 +435,12 @@ pub fn ext4_serve_command(bin: &Path, image: &Path, socket: &Path, tag: &str) ->
 /// `testkit::assert_fsck_clean`.
 pub fn run_ext4_image(prep: &Prepared, bin: &Path, image: &Path, run: &GuestRun) -> RunResult {
     std::fs::create_dir_all(&run.logs).expect("create the logs folder");
-    let socket = run.logs.join("vhost.sock");
-    run_guest(prep, ext4_serve_command(bin, image, &socket, &run.tag), &socket, run)
+    // QEMU 11 runs chrooted: its socket must be inside the chroot.
+    let run_dir = run.qemu11.as_ref().map(Qemu11::run_dir);
+    let socket = run_dir.as_ref().map_or_else(|| run.logs.join("vhost.sock"), |d| d.0.join("vhost.sock"));
+    let mut daemon = ext4_serve_command(bin, image, &socket, &run.tag);
+    daemon.args(&run.serve_args);
+    run_guest(prep, daemon, &socket, run)
 }
 
 #[cfg(test)]
@@ -385,6 +467,7 @@ mod tests {
                 elapsed: Duration::from_secs(600),
                 console: console.into(),
                 stderr: String::new(),
+                killed: false,
             },
             daemon_status: None,
             stopped_by_rig: true,

@@ -1,8 +1,10 @@
-//! The first real guest on our daemon: QEMU 7.2 (TCG, `vhost-user-fs-pci`)
-//! boots the Debian cloud kernel against `ext4-virtiofsd serve` on a fresh
-//! ext4 image (inline_data on); every guest case must pass, the daemon
-//! must exit by itself when QEMU goes (image closed clean), the files the
-//! guest left must be in the image, and e2fsck must find nothing wrong.
+//! Real guests on our daemon: the Debian cloud kernel boots under QEMU 7.2
+//! (TCG, `vhost-user-fs-pci`) and under QEMU 11 from a sid chroot
+//! (`vhost-user-test-device-pci`, virtio-id 26, no DAX window here)
+//! against `ext4-virtiofsd serve` on a fresh ext4 image (inline_data on);
+//! every guest case must pass, the daemon must exit by itself when QEMU
+//! goes (image closed clean), the files the guest left must be in the
+//! image, and e2fsck must find nothing wrong.
 
 use std::process::Command;
 
@@ -10,11 +12,16 @@ use testkit::Scratch;
 use vmtests::leftovers::{self, ImageView};
 use vmtests::rig::{self, GuestRun};
 
-#[test]
-fn every_guest_case_passes_on_ext4_virtiofsd() {
-    let what = "ext4_guest: guest cases over ext4-virtiofsd serve";
+/// One boot running every guest case on a fresh image, then the host checks.
+fn every_case(what: &str, qemu11: bool) {
     let Some(prep) = rig::prepared_or_skip(what) else { return };
-    let bin = vmtests::frontend::daemon::ext4_virtiofsd_binary();
+    let q11 = if qemu11 {
+        let Some(q) = rig::qemu11_or_skip(what, &prep) else { return };
+        Some(q)
+    } else {
+        None
+    };
+    let bin = rig::daemon_binary();
     let s = Scratch::new("vmext4");
     let image = s.join("guest.img");
     testkit::run(
@@ -23,10 +30,11 @@ fn every_guest_case_passes_on_ext4_virtiofsd() {
             .arg(&image)
             .arg("256M"),
     );
-    let run = GuestRun::new(&s.join("logs"));
+    let mut run = GuestRun::new(&s.join("logs"));
+    run.qemu11 = q11;
     let result = rig::run_ext4_image(&prep, &bin, &image, &run);
     result.assert_all_passed();
-    assert!(!result.plan.is_empty(), "the guest planned no cases");
+    assert_eq!(result.plan.len(), 10, "the guest planned {:?}", result.plan);
     assert!(
         !result.stopped_by_rig && result.daemon_status.is_some_and(|s| s.success()),
         "the daemon did not exit 0 by itself when QEMU left: {:?}\n{}",
@@ -41,4 +49,14 @@ fn every_guest_case_passes_on_ext4_virtiofsd() {
         bad.join("\n"),
         result.daemon_log
     );
+}
+
+#[test]
+fn every_guest_case_passes_on_ext4_virtiofsd() {
+    every_case("ext4_guest: guest cases over ext4-virtiofsd serve (QEMU 7.2)", false);
+}
+
+#[test]
+fn every_guest_case_passes_under_qemu11() {
+    every_case("ext4_guest: guest cases over ext4-virtiofsd serve (QEMU 11, sid chroot)", true);
 }
