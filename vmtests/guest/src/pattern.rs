@@ -80,3 +80,114 @@ pub fn mmap_contents() -> Vec<u8> {
 pub fn big_name(i: usize) -> String {
     format!("entry-{i:05}-with-a-longer-name")
 }
+
+/// Where the host puts the files of the mmap cases in the image before
+/// boot (outside `vmtest/`, which the guest program removes first).
+pub const PRE_DIR: &str = "pre";
+
+/// How a file prepared for the mmap cases is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `size` bytes of data; files up to 60 bytes (and, with its xattr
+    /// part, 61) are inline in an `inline_data` image.
+    Data(usize),
+    /// A file of `size` bytes with data only in the ranges `(offset, len)`
+    /// and holes elsewhere.
+    Sparse(usize, &'static [(usize, usize)]),
+    /// `size` bytes of data in several extents: the host fragments free
+    /// space before writing it (see `vmtests::mapfiles`).
+    Fragmented(usize),
+}
+
+/// A file the host prepares for the mmap cases, under [`PRE_DIR`].
+#[derive(Debug, Clone, Copy)]
+pub struct PreFile {
+    /// Its name in [`PRE_DIR`].
+    pub name: &'static str,
+    /// The seed of its bytes ([`pattern`]).
+    pub seed: u64,
+    /// Its layout.
+    pub layout: Layout,
+    /// Whether the host sets the ext4 DAX inode flag on it (guests
+    /// mounted `-o dax=inode` then map it through the DAX window).
+    pub dax_flag: bool,
+}
+
+/// The sparse file's data ranges: the first page, a piece in the middle of
+/// the first 2 MiB range, a piece across the first 2 MiB border, the tail.
+pub const SPARSE_RANGES: &[(usize, usize)] =
+    &[(0, 4096), ((1 << 20) + 100, 5000), ((2 << 20) - 10, 20), ((5 << 20) - 3, 3)];
+
+/// Size of each file the reclaim case maps ([`RECLAIM_FILES`] of them:
+/// 96 MiB in all, three times a 32 MiB DAX window).
+pub const RECLAIM_FILE_LEN: usize = 16 << 20;
+/// Number of reclaim files (`big0`, `big1`, ...).
+pub const RECLAIM_FILES: usize = 6;
+
+/// The files of the mmap cases, as the host writes them before boot.
+pub fn pre_files() -> Vec<PreFile> {
+    let f = |name, seed, layout, dax_flag| PreFile { name, seed, layout, dax_flag };
+    let mut v = vec![
+        f("empty", 20, Layout::Data(0), false),
+        f("one", 21, Layout::Data(1), false),
+        f("inline60", 22, Layout::Data(60), true),
+        f("inline61", 23, Layout::Data(61), false),
+        f("inline_rw", 24, Layout::Data(60), true),
+        f("page", 25, Layout::Data(4096), false),
+        f("three_mib", 26, Layout::Data((3 << 20) + 123), true),
+        f("sparse", 27, Layout::Sparse(5 << 20, SPARSE_RANGES), true),
+        f("frag", 28, Layout::Fragmented((1 << 20) + 5), true),
+    ];
+    const BIG: [&str; RECLAIM_FILES] = ["big0", "big1", "big2", "big3", "big4", "big5"];
+    for (i, name) in BIG.into_iter().enumerate() {
+        v.push(f(name, 30 + i as u64, Layout::Data(RECLAIM_FILE_LEN), true));
+    }
+    v
+}
+
+impl PreFile {
+    /// Its size in bytes.
+    pub fn size(&self) -> usize {
+        match self.layout {
+            Layout::Data(n) | Layout::Sparse(n, _) | Layout::Fragmented(n) => n,
+        }
+    }
+
+    /// Its whole contents (holes as zeros).
+    pub fn contents(&self) -> Vec<u8> {
+        match self.layout {
+            Layout::Data(n) | Layout::Fragmented(n) => pattern(self.seed, n),
+            Layout::Sparse(n, ranges) => {
+                let mut v = vec![0u8; n];
+                for (i, &(off, len)) in ranges.iter().enumerate() {
+                    v[off..off + len].copy_from_slice(&pattern(self.seed + 100 * i as u64, len));
+                }
+                v
+            }
+        }
+    }
+}
+
+/// What the inline mmap case stores through its writable mapping of
+/// `pre/inline_rw` (all 60 bytes); the host checks the image afterwards.
+pub fn inline_rw_after() -> Vec<u8> {
+    pattern(INLINE_RW_SEED, 60)
+}
+
+/// Seed of [`inline_rw_after`].
+pub const INLINE_RW_SEED: u64 = 7;
+
+/// Name of the `i`th file the crash workload syncs.
+pub fn crash_file_name(i: usize) -> String {
+    format!("synced{i:05}")
+}
+
+/// Seed of the `i`th crash file.
+pub fn crash_file_seed(i: usize) -> u64 {
+    1000 + i as u64
+}
+
+/// Length of the `i`th crash file: inline sizes, a block, several blocks.
+pub fn crash_file_len(i: usize) -> usize {
+    [10, 60, 100, 4096, 5000, 70_000, 300_000][i % 7]
+}
