@@ -247,6 +247,28 @@ mod tests {
     }
 
     #[test]
+    fn killed_privs_follows_setattr_should_drop_suidgid() {
+        let mut inode = Inode::parse(12, &[0; 256], None).unwrap();
+        inode.raw.gid_lo = 50;
+        let none = NoGroups;
+        let (outsider, member, root) =
+            (Caller::new(7, 7, 1, &none), Caller::new(7, 50, 1, &none), Caller::new(0, 0, 1, &none));
+        // (mode, left for outsider, member, root): generic/355's modes and more.
+        for (mode, out, mem, r) in [
+            (0o6666, 0o0666, 0o2666, 0o2666),
+            (0o6766, 0o0766, 0o2766, 0o2766),
+            (0o6676, 0o0676, 0o0676, 0o0676),
+            (0o6776, 0o0776, 0o0776, 0o0776),
+            (0o2644, 0o0644, 0o2644, 0o2644),
+            (0o4755, 0o0755, 0o0755, 0o0755),
+            (0o0644, 0o0644, 0o0644, 0o0644),
+        ] {
+            let kept = [&outsider, &member, &root].map(|c| killed_privs(&inode, c, mode));
+            assert_eq!(kept, [out, mem, r], "mode {mode:o}");
+        }
+    }
+
+    #[test]
     fn supplementary_groups_are_only_fetched_when_needed() {
         struct Panics;
         impl GroupSource for Panics {

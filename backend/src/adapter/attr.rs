@@ -185,3 +185,32 @@ pub fn dirent_type(ft: u8) -> u32 {
         _ => libc::DT_UNKNOWN,
     }) as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ext4::disk::inode::FL_DAX;
+
+    #[test]
+    fn statx_attributes_are_the_inode_flags_ext4_reports() {
+        let mut inode = Inode::parse(12, &[0; 256], None).unwrap();
+        let opts = AdapterOptions::default();
+        let (attrs, mask) = statx_attributes(&inode, &opts);
+        assert_eq!(attrs, 0);
+        let all = (libc::STATX_ATTR_APPEND
+            | libc::STATX_ATTR_COMPRESSED
+            | libc::STATX_ATTR_ENCRYPTED
+            | libc::STATX_ATTR_IMMUTABLE
+            | libc::STATX_ATTR_NODUMP
+            | libc::STATX_ATTR_VERITY
+            | libc::STATX_ATTR_DAX) as u64;
+        assert_eq!(mask, all);
+        inode.raw.flags = FL_IMMUTABLE | FL_NODUMP | FL_COMPR | FL_DAX | 0x0008_0000;
+        let (attrs, _) = statx_attributes(&inode, &opts);
+        let want = (libc::STATX_ATTR_IMMUTABLE | libc::STATX_ATTR_NODUMP | libc::STATX_ATTR_COMPRESSED) as u64;
+        assert_eq!(attrs, want, "DAX only where the inode is served with DAX; extents are no attribute");
+        inode.raw.flags = FL_APPEND | FL_ENCRYPT | FL_VERITY;
+        let (attrs, _) = statx_attributes(&inode, &opts);
+        assert_eq!(attrs, (libc::STATX_ATTR_APPEND | libc::STATX_ATTR_ENCRYPTED | libc::STATX_ATTR_VERITY) as u64);
+    }
+}
