@@ -52,6 +52,11 @@ pub enum Command {
         /// tools such as xfstests' FSTYP=fuse that expect that type).
         #[arg(long)]
         no_subtype: bool,
+        /// When reads move atimes: relatime (the default: only an atime not
+        /// after the mtime/ctime or a day old), strictatime (every read) or
+        /// noatime (never), optionally with `,nodiratime`.
+        #[arg(long, default_value = "relatime", value_name = "POLICY[,nodiratime]")]
+        atime: ext4::fs::inode::atime::AtimeOptions,
     },
 }
 

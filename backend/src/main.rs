@@ -51,10 +51,11 @@ fn run_other(command: cli::Command) -> Result<(), String> {
             writeback,
             max_lock_waiters,
             no_subtype,
+            atime,
         } => host::run(
             &image,
             &mountpoint,
-            &host::MountOptions { read_only, cache, threads, writeback, max_lock_waiters, subtype: !no_subtype },
+            &host::MountOptions { read_only, cache, threads, writeback, max_lock_waiters, subtype: !no_subtype, atime },
         )
         .map_err(|e| e.to_string()),
     }

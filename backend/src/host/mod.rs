@@ -60,6 +60,8 @@ pub struct MountOptions {
     pub max_lock_waiters: usize,
     /// Mount as `fuse.ext4-virtiofsd` (true) or plain `fuse` (false).
     pub subtype: bool,
+    /// When reads move atimes.
+    pub atime: ext4::fs::inode::atime::AtimeOptions,
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and the threads it starts
@@ -137,7 +139,7 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     let served = Arc::new(OnceLock::new());
     watch_signals(mountpoint.to_path_buf(), served.clone())?;
     let img_err = |source| MountError::Image { path: image.to_path_buf(), source };
-    let open = OpenOptions { read_only: opts.read_only, ..OpenOptions::default() };
+    let open = OpenOptions { read_only: opts.read_only, atime: opts.atime, ..OpenOptions::default() };
     let fs = match Ext4::open(image, &open) {
         Err(e @ ext4::Error::ImageLocked { .. }) => return Err(MountError::Locked(e)),
         r => Arc::new(r.map_err(img_err)?),
@@ -155,7 +157,7 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
     adapter.set_invalidator(dev.clone());
     let fstype = mount::fstype(opts.subtype);
-    mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only(), fstype)
+    mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only(), fstype, opts.atime)
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
     raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), fstype, server_opts.max_write / 1024);
     log::info!("serving {} on {}", image.display(), mountpoint.display());

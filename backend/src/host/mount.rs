@@ -1,6 +1,7 @@
 //! Mounting and unmounting a FUSE file system on the host with mount(2)
 //! (the daemon runs as root; no fusermount helper).
 
+use ext4::fs::inode::atime::AtimePolicy;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -25,8 +26,16 @@ fn cstr(p: &Path) -> io::Result<CString> {
 
 /// Mounts the FUSE connection `fd` on `target` as type `fstype` (see
 /// [`fstype`]), open to every user (allow_other: the daemon checks
-/// permissions itself).
-pub fn mount(source: &Path, target: &Path, fd: i32, read_only: bool, fstype: &str) -> io::Result<()> {
+/// permissions itself). `atime` only shows in the mount's flags (FUSE
+/// inodes are `S_NOATIME` to the kernel: the daemon keeps atimes).
+pub fn mount(
+    source: &Path,
+    target: &Path,
+    fd: i32,
+    read_only: bool,
+    fstype: &str,
+    atime: ext4::fs::inode::atime::AtimeOptions,
+) -> io::Result<()> {
     let src = cstr(source)?;
     let tgt = cstr(target)?;
     let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "type contains NUL"))?;
@@ -34,6 +43,14 @@ pub fn mount(source: &Path, target: &Path, fd: i32, read_only: bool, fstype: &st
     let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
     if read_only {
         flags |= libc::MS_RDONLY;
+    }
+    flags |= match atime.policy {
+        AtimePolicy::Relatime => libc::MS_RELATIME,
+        AtimePolicy::Strictatime => libc::MS_STRICTATIME,
+        AtimePolicy::Noatime => libc::MS_NOATIME,
+    };
+    if atime.nodiratime {
+        flags |= libc::MS_NODIRATIME;
     }
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
     let r = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fstype.as_ptr(), flags, opts.as_ptr().cast()) };

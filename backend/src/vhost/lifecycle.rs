@@ -155,7 +155,7 @@ pub fn run(settings: &ServeSettings) -> Result<(), ServeError> {
         )));
     }
     let img_err = |source| ServeError::Image { path: image.clone(), source };
-    let open = OpenOptions { read_only: settings.read_only, ..OpenOptions::default() };
+    let open = OpenOptions { read_only: settings.read_only, atime: settings.atime, ..OpenOptions::default() };
     let fs = match Ext4::open(image, &open) {
         Err(e @ ext4::Error::ImageLocked { .. }) => return Err(ServeError::Locked(e)),
         r => Arc::new(r.map_err(img_err)?),

@@ -5,6 +5,7 @@
 
 use crate::adapter::attr::CachePolicy;
 use crate::dax::InodeDax;
+use ext4::fs::inode::atime::AtimeOptions;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,10 @@ pub struct ServeArgs {
     /// Let the guest cache writes (FUSE writeback cache).
     #[arg(long)]
     pub writeback: bool,
+    /// When reads move atimes: relatime (default), strictatime or noatime,
+    /// optionally with `,nodiratime`.
+    #[arg(long, value_name = "POLICY[,nodiratime]")]
+    pub atime: Option<AtimeOptions>,
     /// virtiofsd's sandbox; only `none` is meaningful here (the daemon
     /// touches no host path but the image and the socket).
     #[arg(long)]
@@ -79,7 +84,8 @@ pub struct ServeArgs {
     pub inode_dax: Option<InodeDax>,
     /// virtiofsd/libvirt `-o` options: source=IMG, cache=, xattr,
     /// posix_lock, no_flock, writeback, no_writeback, sandbox=none,
-    /// log_level=, thread_pool_size=, tag=, readonly, announce_submounts.
+    /// log_level=, thread_pool_size=, tag=, readonly, announce_submounts;
+    /// and the mount's relatime, strictatime, noatime, nodiratime.
     #[arg(short = 'o', action = clap::ArgAction::Append, value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
 }
@@ -116,6 +122,8 @@ pub struct FileConfig {
     pub cache_size: Option<String>,
     /// flag, always or never.
     pub inode_dax: Option<InodeDax>,
+    /// relatime, strictatime or noatime, optionally with ",nodiratime".
+    pub atime: Option<String>,
 }
 
 impl FileConfig {
@@ -166,6 +174,8 @@ pub struct ServeSettings {
     pub cache_size: u64,
     /// Which files get FUSE_ATTR_DAX for `-o dax=inode`.
     pub inode_dax: InodeDax,
+    /// When reads move atimes.
+    pub atime: AtimeOptions,
 }
 
 fn parse_cache(s: &str) -> Result<CachePolicy, String> {
@@ -243,6 +253,7 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         // -o options, as libvirt and virtiofsd's older command line pass them.
+        let mut atime_words = Vec::new();
         for opt in self.options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
             let (k, v) = match opt.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
@@ -259,6 +270,7 @@ impl ServeArgs {
                 ("writeback", None) => f.writeback = Some(true),
                 ("no_writeback", None) => f.writeback = Some(false),
                 ("readonly" | "ro", None) => f.read_only = Some(true),
+                ("relatime" | "strictatime" | "noatime" | "nodiratime" | "diratime", None) => atime_words.push(k),
                 ("xattr" | "posix_lock" | "no_flock" | "announce_submounts" | "no_announce_submounts", None) => {}
                 ("no_xattr", None) => {
                     return Err("-o no_xattr: extended attributes are part of the image and always served".into());
@@ -271,6 +283,14 @@ impl ServeArgs {
                 _ => return Err(format!("unknown or malformed option -o {opt}")),
             }
         }
+        if !atime_words.is_empty() {
+            f.atime = Some(atime_words.join(","));
+        }
+        let atime = match (self.atime, &f.atime) {
+            (Some(a), _) => a,
+            (None, Some(s)) => s.parse()?,
+            (None, None) => AtimeOptions::default(),
+        };
         if let Some(s) = &self.sandbox {
             check_sandbox(s)?;
         }
@@ -324,6 +344,7 @@ impl ServeArgs {
             max_lock_waiters: f.max_lock_waiters.unwrap_or(crate::fuse::server::DEFAULT_MAX_LOCK_WAITERS),
             cache_size,
             inode_dax: self.inode_dax.or(f.inode_dax).unwrap_or_default(),
+            atime,
         })
     }
 }
@@ -343,5 +364,23 @@ mod tests {
         assert!(parse_size("99999999999T").is_err());
         assert!(parse_cache_size("3M").is_err(), "not a multiple of 2 MiB");
         assert_eq!(parse_cache_size("4M"), Ok(4 << 20));
+    }
+
+    #[test]
+    fn atime_from_flag_o_words_and_default() {
+        use ext4::fs::inode::atime::AtimePolicy;
+        let args = |atime: Option<&str>, o: &[&str]| ServeArgs {
+            image: Some("img".into()),
+            socket_path: Some("s".into()),
+            atime: atime.map(|a| a.parse().unwrap()),
+            options: o.iter().map(|s| s.to_string()).collect(),
+            ..ServeArgs::default()
+        };
+        assert_eq!(args(None, &[]).resolve().unwrap().atime, AtimeOptions::default());
+        let o = args(None, &["noatime,nodiratime"]).resolve().unwrap().atime;
+        assert_eq!(o, AtimeOptions { policy: AtimePolicy::Noatime, nodiratime: true });
+        let o = args(Some("strictatime"), &["noatime"]).resolve().unwrap().atime;
+        assert_eq!(o.policy, AtimePolicy::Strictatime, "the flag overrides -o");
+        assert!(args(None, &["noatime", "strictatime"]).resolve().unwrap_err().contains("two policies"));
     }
 }
