@@ -141,7 +141,20 @@ impl ImageView {
 
 impl ShareView for ImageView {
     fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        self.debugfs(&format!("cat {}", Self::abs(path)))
+        let mut data = self.debugfs(&format!("cat {}", Self::abs(path)))?;
+        // debugfs 1.47.0 `cat`s all 60 bytes of an inline file shorter
+        // than that: cut to the inode's size.
+        let stat = String::from_utf8_lossy(&self.debugfs(&format!("stat {}", Self::abs(path)))?).into_owned();
+        let size = stat
+            .split("Size: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| format!("no Size in debugfs stat of {path}"))?;
+        if data.len() > size {
+            data.truncate(size);
+        }
+        Ok(data)
     }
 
     fn readlink(&self, path: &str) -> Result<Vec<u8>, String> {

@@ -9,6 +9,8 @@
 //! - [`sid`]: QEMU 11 (the DAX window) in a Debian sid chroot;
 //! - [`rig`]: a whole run: daemon up, boot, `VMTEST` lines parsed, daemon
 //!   down; the peer daemon (QEMU's C virtiofsd) and our future `serve`;
+//! - [`mapfiles`]: the image of the mmap cases (inline, sparse,
+//!   multi-extent files) and its checks after a run;
 //! - [`leftovers`]: the host-side check of the files a run leaves behind,
 //!   on a directory or an ext4 image;
 //! - [`pattern`]: file contents and names shared with the guest program;
@@ -22,6 +24,7 @@
 pub mod cpio;
 pub mod frontend;
 pub mod leftovers;
+pub mod mapfiles;
 #[path = "../guest/src/pattern.rs"]
 pub mod pattern;
 pub mod prep;

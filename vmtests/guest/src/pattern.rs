@@ -95,7 +95,7 @@ pub enum Layout {
     /// and holes elsewhere.
     Sparse(usize, &'static [(usize, usize)]),
     /// `size` bytes of data in several extents: the host fragments free
-    /// space before writing it (see `vmtests::mapfiles`).
+    /// space before writing it (see the host side, `vmtests::mapfiles`).
     Fragmented(usize),
 }
 

@@ -1,0 +1,158 @@
+//! The mmap cases in real guests, with and without the DAX window: one boot
+//! per configuration runs every `map_*` case on an image the host prepared
+//! (`vmtests::mapfiles`: inline, plain, sparse, multi-extent and 16 MiB
+//! files):
+//!
+//! - QEMU 7.2, no DAX (the page cache serves the mappings);
+//! - QEMU 11 with a 32 MiB window (`--cache-size 32M`), mounted
+//!   `-o dax=always`;
+//! - QEMU 11 with a 32 MiB window and `--inode-dax flag`, mounted
+//!   `-o dax=inode`, the DAX inode flag set on some files.
+//!
+//! The DAX runs must show that DAX was used: the guest's /proc/mounts has
+//! the `dax=` option, its dmesg the window (`Cache len`), `statx` the DAX
+//! attribute on the expected files, and the daemon's counters line
+//! SETUPMAPPINGs, REMOVEMAPPINGs (the 96 MiB of mapped files do not fit
+//! the window) and inline conversions. Afterwards the image is fsck-clean,
+//! every prepared file holds its bytes, and the inline file written through
+//! its mapping holds the new bytes (converted to an extent under DAX).
+
+use testkit::Scratch;
+use vmtests::mapfiles;
+use vmtests::rig::{self, GuestRun, RunResult};
+
+/// The mmap cases, in the order they run.
+const MAP_CASES: &[&str] = &[
+    "map_dax_attr",
+    "map_inline",
+    "map_sizes",
+    "map_sparse_extents",
+    "map_grow",
+    "map_coherence",
+    "map_truncate",
+    "map_reclaim",
+];
+
+/// How a configuration boots and mounts.
+struct Config {
+    name: &'static str,
+    qemu11: bool,
+    serve_args: &'static [&'static str],
+    mount_opts: Option<&'static str>,
+    dax_flags: bool,
+}
+
+/// The daemon's `dax counters: setupmappings=N ...` as (name, value).
+fn dax_counters(log: &str) -> Option<Vec<(String, u64)>> {
+    let line = log.lines().rev().find(|l| l.contains("dax counters:"))?;
+    let rest = &line[line.find("dax counters:")? + "dax counters:".len()..];
+    Some(
+        rest.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok().map(|v| (k.into(), v)))
+            .collect(),
+    )
+}
+
+fn counter(counters: &[(String, u64)], name: &str) -> u64 {
+    counters.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
+}
+
+/// Boots one configuration and checks everything; returns the run.
+fn run_config(c: &Config) -> Option<RunResult> {
+    let what = format!("dax_guest {}", c.name);
+    let prep = rig::prepared_or_skip(&what)?;
+    let q11 = if c.qemu11 { Some(rig::qemu11_or_skip(&what, &prep)?) } else { None };
+    let bin = rig::daemon_binary();
+    let s = Scratch::new("vmdax");
+    let image = s.join("map.img");
+    mapfiles::build(&image, &s.path, 384, c.dax_flags);
+    let mut run = GuestRun::new(&s.join("logs"));
+    run.qemu11 = q11;
+    run.serve_args = c.serve_args.iter().map(|a| a.to_string()).collect();
+    run.mount_opts = c.mount_opts.map(String::from);
+    run.cases = Some(MAP_CASES.iter().map(|c| c.to_string()).collect());
+    let result = rig::run_ext4_image(&prep, &bin, &image, &run);
+    result.assert_all_passed();
+    assert_eq!(result.plan, MAP_CASES, "the guest planned {:?}", result.plan);
+    assert!(
+        !result.stopped_by_rig && result.daemon_status.is_some_and(|s| s.success()),
+        "the daemon did not exit 0 by itself when QEMU left: {:?}\n{}",
+        result.daemon_status,
+        result.daemon_log
+    );
+    testkit::assert_fsck_clean(&image);
+    let dax = c.mount_opts.is_some();
+    let bad = mapfiles::check_after(&image, dax);
+    assert!(
+        bad.is_empty(),
+        "{}: the image after the run:\n{}\ndaemon log:\n{}",
+        c.name,
+        bad.join("\n"),
+        result.daemon_log
+    );
+
+    let mounts = result.rig_lines("mounts");
+    let dmesg = result.rig_lines("dmesg");
+    let info = result.info_lines();
+    let counters = dax_counters(&result.daemon_log);
+    eprintln!(
+        "dax_guest {}: mounts {mounts:?}; dmesg {dmesg:?}; {info:?}; daemon counters {counters:?}; inline_rw after the run:\n{}",
+        c.name,
+        mapfiles::describe(&image, "pre/inline_rw")
+    );
+    let mode = c.mount_opts.and_then(|o| o.strip_prefix("dax=")).unwrap_or("none");
+    assert!(info.iter().any(|l| *l == format!("map_dax_attr mode {mode}")), "the guest saw another DAX mode: {info:?}");
+    if dax {
+        let opt = c.mount_opts.unwrap();
+        assert!(mounts.iter().any(|m| m.contains(opt)), "/proc/mounts in the guest lacks {opt}: {mounts:?}");
+        assert!(dmesg.iter().any(|l| l.contains("Cache len")), "the guest's dmesg shows no DAX window: {dmesg:?}");
+        let counters =
+            counters.unwrap_or_else(|| panic!("no dax counters line in the daemon's log:\n{}", result.daemon_log));
+        for name in ["setupmappings", "removemappings", "conversions"] {
+            assert!(counter(&counters, name) > 0, "{}: the daemon counted no {name}: {counters:?}", c.name);
+        }
+        assert!(
+            result.daemon_log.contains("converted from inline data at map setup"),
+            "no conversion line in the daemon's log"
+        );
+    } else {
+        assert!(dmesg.iter().all(|l| !l.contains("Cache len")), "a window where none was offered: {dmesg:?}");
+        if let Some(c) = counters {
+            assert_eq!(counter(&c, "setupmappings"), 0, "SETUPMAPPINGs without a window: {c:?}");
+        }
+    }
+    Some(result)
+}
+
+#[test]
+fn mmap_cases_under_qemu7_without_dax() {
+    run_config(&Config { name: "qemu7", qemu11: false, serve_args: &[], mount_opts: None, dax_flags: false });
+}
+
+#[test]
+fn mmap_cases_under_qemu11_dax_always() {
+    run_config(&Config {
+        name: "qemu11 dax=always",
+        qemu11: true,
+        serve_args: &["--cache-size", "32M"],
+        mount_opts: Some("dax=always"),
+        dax_flags: false,
+    });
+}
+
+#[test]
+fn mmap_cases_under_qemu11_dax_inode() {
+    let r = run_config(&Config {
+        name: "qemu11 dax=inode",
+        qemu11: true,
+        serve_args: &["--cache-size", "32M", "--inode-dax", "flag"],
+        mount_opts: Some("dax=inode"),
+        dax_flags: true,
+    });
+    if let Some(r) = r {
+        let flagged = vmtests::pattern::pre_files().iter().filter(|f| f.dax_flag).count();
+        let want = format!("map_dax_attr dax_files {flagged}");
+        assert!(r.info_lines().contains(&want), "expected {want}: {:?}", r.info_lines());
+    }
+}
