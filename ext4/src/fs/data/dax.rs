@@ -66,9 +66,10 @@ pub struct DaxMapping {
     pub converted: bool,
 }
 
-/// Called with (inode, first logical block, block count) when blocks that a
-/// guest has mapped are about to be freed: the owner must unmap them from
-/// every guest (and call [`Ext4::release_dax`]) before returning.
+/// Called with (inode, first logical block, block count) when blocks of that
+/// range, some of them under a pin, are about to be freed or moved: before
+/// returning, the owner must unmap them from every guest and release (or
+/// narrow, with [`Ext4::pin_dax`]) every pin overlapping the range.
 pub type UnmapCallback = Box<dyn Fn(u32, u64, u64) + Send + Sync>;
 
 /// The registry of pinned block ranges.
@@ -147,8 +148,12 @@ impl Ext4 {
         }
         // Resolve and pin under the writer lock, so no truncate can free a
         // block between resolving and pinning.
-        let h = self.begin()?;
-        let inode = self.read_inode_in(&h, ino)?;
+        // (A read-only image has no handles and nothing that could free.)
+        let h = if self.is_read_only() { None } else { Some(self.begin()?) };
+        let inode = match &h {
+            Some(h) => self.read_inode_in(h, ino)?,
+            None => self.read_inode(ino)?,
+        };
         let size = inode.size();
         let mut pieces: Vec<DaxPiece> = Vec::new();
         let mut pos = offset;
@@ -259,9 +264,7 @@ impl Ext4 {
             return Ok(());
         }
         if let Some(cb) = self.dax().owner.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            for (_, l, n) in &found {
-                cb(ino, *l, *n);
-            }
+            cb(ino, first, count);
         }
         if overlaps(&self.dax().pins.lock().unwrap_or_else(|e| e.into_inner())).is_empty() {
             Ok(())
