@@ -347,3 +347,68 @@ fn read_only_images_refuse_writable_mappings_and_serve_inline_files_from_a_copy(
     r.fs.close().unwrap();
     assert_eq!(std::fs::read(&img).unwrap(), before, "a read-only session changed the image");
 }
+
+/// A frontend that stops inside the first SHMEM_MAP until told to go on.
+struct Pausing {
+    inner: Recorder,
+    gate: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+impl ShmemChannel for Pausing {
+    fn map(&self, shm_offset: u64, len: u64, fd: BorrowedFd<'_>, fd_offset: u64, writable: bool) -> io::Result<()> {
+        if let Some((paused, go_on)) = self.gate.lock().unwrap().take() {
+            paused.send(()).unwrap();
+            go_on.recv().unwrap();
+        }
+        self.inner.map(shm_offset, len, fd, fd_offset, writable)
+    }
+
+    fn unmap(&self, shm_offset: u64, len: u64) -> io::Result<()> {
+        self.inner.unmap(shm_offset, len)
+    }
+}
+
+/// The race between setting up a mapping and freeing its blocks: the
+/// setup is paused after it resolved the blocks and while the frontend
+/// maps them. A truncate started then must wait for the mapping to be in
+/// place and then switch it to zeros; it must neither fail with EBUSY nor
+/// free the blocks while the frontend is mapping them.
+#[test]
+fn a_truncate_during_map_setup_waits_and_then_unmaps() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::channel;
+    let (_s, img) = image("dax-race");
+    let fs = Arc::new(Ext4::open(&img, &OpenOptions::default()).unwrap());
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+    let window = DaxWindow::new(fs.clone(), file, WINDOW).unwrap();
+    let (paused_tx, paused_rx) = channel();
+    let (go_tx, go_rx) = channel();
+    let fe = Arc::new(Pausing { inner: Recorder::default(), gate: Mutex::new(Some((paused_tx, go_rx))) });
+    window.set_channel(fe.clone());
+    let big = fs.resolve_path(b"/big", false).unwrap();
+    let setup = {
+        let window = window.clone();
+        std::thread::spawn(move || window.setup(big, 0, 2 * MIB, 0, false))
+    };
+    paused_rx.recv().unwrap();
+    let truncated = Arc::new(AtomicBool::new(false));
+    let truncate = {
+        let (fs, truncated) = (fs.clone(), truncated.clone());
+        std::thread::spawn(move || {
+            let r = fs.truncate(big, 0);
+            truncated.store(true, Ordering::SeqCst);
+            r
+        })
+    };
+    // The truncate cannot get past the inode lock the setup holds.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!truncated.load(Ordering::SeqCst), "truncate ran while the blocks were being mapped");
+    go_tx.send(()).unwrap();
+    setup.join().unwrap().unwrap();
+    truncate.join().unwrap().unwrap();
+    same(fe.inner.read(0, 2 * MIB), vec![0u8; 2 * MIB as usize], "the window after the truncate");
+    window.close();
+    assert_eq!(fs.dax_pin_count(), 0);
+    fs.close().unwrap();
+    assert_fsck_clean(&img);
+}
