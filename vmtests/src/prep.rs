@@ -62,7 +62,7 @@ done
 if mount -t virtiofs ${opts:+-o "$opts"} "$tag" /mnt; then
     echo "VMRIG mounted $tag${opts:+ with $opts}"
     grep virtiofs /proc/mounts | sed 's/^/VMRIG mounts /'
-    dmesg | grep -i -e virtio_fs -e virtiofs -e dax | grep -v 'command line' | sed 's/^/VMRIG dmesg /'
+    dmesg | grep -i -e virtio_fs -e virtiofs -e dax | grep -vi 'command line' | sed 's/^/VMRIG dmesg /'
     /bin/vmtests-guest /mnt $cases
     echo "VMRIG guest exit $?"
     sync
