@@ -294,6 +294,13 @@ fn unlink_of_a_mapped_file_frees_nothing_the_window_shows() {
     // The last close frees the blocks: the window switches to zeros first.
     r.fs.close_inode(big).unwrap();
     same(r.fe.read(0, 2 * MIB), vec![0u8; 2 * MIB as usize], "freed blocks");
+    // A new file takes the freed inode number: the old mapping is not its.
+    let attr = ext4::fs::dir::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
+    let reused = r.fs.create(ext4::ROOT_INO, b"reused", attr).unwrap().ino;
+    assert_eq!(reused, big, "the test wants the freed inode number reused");
+    r.fs.write(reused, 0, &pattern(5, 2 * MIB as usize)).unwrap();
+    r.window.refresh(reused);
+    same(r.fe.read(0, 2 * MIB), vec![0u8; 2 * MIB as usize], "a dead file's mapping after its number was reused");
     assert_eq!(*r.fe.refused.lock().unwrap(), 0);
     r.close(&img);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::tools::{assert_fsck_clean, mkfs, run};
 use common::{Scratch, tree};
-use ext4::fs::data::dax::DaxPiece;
+use ext4::fs::data::dax::{DaxEvent, DaxPiece};
 use ext4::{Ext4, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::process::Command;
@@ -134,7 +134,8 @@ fn owner_is_asked_to_unmap_before_blocks_are_freed() {
     let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let weak = Arc::downgrade(&fs);
     let (asked2, id) = (asked.clone(), m.id);
-    fs.set_dax_unmap_owner(Box::new(move |i, first, count| {
+    fs.set_dax_unmap_owner(Box::new(move |event| {
+        let DaxEvent::Freeing { ino: i, first, count } = event else { return };
         asked2.lock().unwrap().push((i, first, count));
         if let Some(fs) = weak.upgrade() {
             fs.release_dax(id);

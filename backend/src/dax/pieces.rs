@@ -73,7 +73,8 @@ impl Piece {
 /// offset, made of pieces, with the core pins that keep its blocks.
 #[derive(Debug)]
 pub struct Slot {
-    /// Inode mapped.
+    /// Inode mapped; 0 once that inode was freed (the slot then shows
+    /// zeros and waits for the guest to remove it).
     pub ino: u32,
     /// Offset of the range in the file.
     pub file_offset: u64,

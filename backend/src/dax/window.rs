@@ -8,6 +8,7 @@ use super::pieces::{self, Backing, Piece, Slot};
 use super::zero::SealedMemfd;
 use ext4::Ext4;
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA};
+use ext4::fs::data::dax::DaxEvent;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
@@ -15,6 +16,9 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The inode number of a slot whose file was freed (ext4 numbers start at 1).
+const DEAD: u32 = 0;
 
 /// Granularity of window offsets and lengths.
 pub const PAGE: u64 = 4096;
@@ -118,9 +122,11 @@ impl DaxWindow {
             counters: DaxCounters::default(),
         });
         let weak = Arc::downgrade(&w);
-        fs.set_dax_unmap_owner(Box::new(move |ino, first, count| {
-            if let Some(w) = weak.upgrade() {
-                w.on_free(ino, first, count);
+        fs.set_dax_unmap_owner(Box::new(move |event| {
+            let Some(w) = weak.upgrade() else { return };
+            match event {
+                DaxEvent::Freeing { ino, first, count } => w.on_free(ino, first, count),
+                DaxEvent::InodeFreed { ino } => w.on_inode_freed(ino),
             }
         }));
         Ok(w)
@@ -403,6 +409,18 @@ impl DaxWindow {
                 None => s.pieces = new,
             }
             let old = std::mem::replace(&mut s.pins, self.pin_images(ino, &s.pieces, bs));
+            self.release(old);
+        }
+    }
+
+    /// Called by the core when inode `ino` was freed: its mappings (all
+    /// zeros by now) stay until the guest removes them, but belong to no
+    /// inode any more, so a new file given the same number never inherits
+    /// them.
+    pub fn on_inode_freed(&self, ino: u32) {
+        for s in self.lock_slots().values_mut().filter(|s| s.ino == ino) {
+            s.ino = DEAD;
+            let old = std::mem::take(&mut s.pins);
             self.release(old);
         }
     }

@@ -66,11 +66,33 @@ pub struct DaxMapping {
     pub converted: bool,
 }
 
-/// Called with (inode, first logical block, block count) when blocks of that
-/// range, some of them under a pin, are about to be freed or moved: before
-/// returning, the owner must unmap them from every guest and release (or
-/// narrow, with [`Ext4::pin_dax`]) every pin overlapping the range.
-pub type UnmapCallback = Box<dyn Fn(u32, u64, u64) + Send + Sync>;
+/// What the core tells the owner of DAX mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaxEvent {
+    /// Logical blocks `first..first+count` of `ino`, some of them under a
+    /// pin, are about to be freed or moved: before returning, the owner
+    /// must unmap them from every guest and release (or narrow, with
+    /// [`Ext4::pin_dax`]) every pin overlapping the range.
+    Freeing {
+        /// Inode.
+        ino: u32,
+        /// First logical block.
+        first: u64,
+        /// Number of blocks (`u64::MAX`: to the end).
+        count: u64,
+    },
+    /// Inode `ino` was freed (its blocks already were, announced by
+    /// [`DaxEvent::Freeing`]): its number may be reused by a new file, so
+    /// mappings of the old one must never be taken for the new one's.
+    InodeFreed {
+        /// Inode.
+        ino: u32,
+    },
+}
+
+/// The owner's handler of [`DaxEvent`]s (the daemon's DAX window). It runs
+/// inside the freeing journal handle and under the inode's I/O lock.
+pub type UnmapCallback = Box<dyn Fn(DaxEvent) + Send + Sync>;
 
 /// The registry of pinned block ranges.
 #[derive(Default)]
@@ -197,6 +219,13 @@ impl Ext4 {
         id
     }
 
+    /// Tells the owner, if any, that inode `ino` was freed.
+    pub(crate) fn dax_inode_freed(&self, ino: u32) {
+        if let Some(cb) = self.dax().owner.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            cb(DaxEvent::InodeFreed { ino });
+        }
+    }
+
     /// Forgets the unmap owner (its session ended; every pin was released).
     pub fn clear_dax_unmap_owner(&self) {
         *self.dax().owner.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -264,7 +293,7 @@ impl Ext4 {
             return Ok(());
         }
         if let Some(cb) = self.dax().owner.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            cb(ino, first, count);
+            cb(DaxEvent::Freeing { ino, first, count });
         }
         if overlaps(&self.dax().pins.lock().unwrap_or_else(|e| e.into_inner())).is_empty() {
             Ok(())

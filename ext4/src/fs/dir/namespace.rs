@@ -345,6 +345,7 @@ impl Ext4 {
         self.release_xattr_block(h, inode)?;
         self.may_inline().remove(&inode.ino);
         self.atimes.forget(inode.ino);
+        self.dax_inode_freed(inode.ino);
         inode.raw.links_count = 0;
         inode.raw.dtime = t.secs as u32;
         set_size(inode, 0);
