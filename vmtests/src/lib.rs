@@ -15,6 +15,7 @@
 //!   on a directory or an ext4 image;
 //! - [`pattern`]: file contents and names shared with the guest program;
 //! - [`cpio`]: the initramfs archive writer;
+//! - [`demo`]: the demo (an inline file mapped through DAX in a guest);
 //! - [`frontend`]: a VM without a VM, an in-process vhost-user frontend.
 //!
 //! See `vmtests/README.md` for how to run it.
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod cpio;
+pub mod demo;
 pub mod frontend;
 pub mod leftovers;
 pub mod mapfiles;

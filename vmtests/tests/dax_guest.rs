@@ -156,3 +156,15 @@ fn mmap_cases_under_qemu11_dax_inode() {
         assert!(r.info_lines().contains(&want), "expected {want}: {:?}", r.info_lines());
     }
 }
+
+/// The demo's code path (`cargo run --release -p vmtests --bin demo`): an
+/// inline file mapped through DAX in a QEMU 11 guest, converted at map
+/// setup, fsck-clean afterwards.
+#[test]
+fn the_demo_runs() {
+    let bin = rig::daemon_binary();
+    match vmtests::demo::run(&bin, &mut std::io::stderr()) {
+        Ok(outcome) => assert!(outcome.ok(), "the demo failed: {outcome:?}"),
+        Err(why) => testkit::skip("dax_guest: the demo", &why),
+    }
+}

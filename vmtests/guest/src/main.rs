@@ -44,7 +44,9 @@ macro_rules! ensure {
     };
 }
 
+mod bench;
 mod crash;
+mod demo;
 mod mapcases;
 
 /// Adds the operation and path to an I/O error.
@@ -77,7 +79,8 @@ const CASES: &[(&str, Case)] = &[
 
 /// Cases that run only when named (`vmtest.cases=`): the mmap cases need
 /// the files the host prepares in `pre/`; the crash workload never ends
-/// (the host kills the guest), its check runs after the recovery.
+/// (the host kills the guest), its check runs after the recovery; the
+/// benchmark and the demo need their own files.
 const NAMED_CASES: &[(&str, Case)] = &[
     ("map_dax_attr", mapcases::case_dax_attr),
     ("map_inline", mapcases::case_inline),
@@ -89,6 +92,8 @@ const NAMED_CASES: &[(&str, Case)] = &[
     ("map_reclaim", mapcases::case_reclaim),
     ("crash_workload", crash::case_workload),
     ("crash_check", crash::case_check),
+    ("bench_seqread", bench::case_seqread),
+    ("demo_inline_dax", demo::case_inline_dax),
 ];
 
 fn main() {

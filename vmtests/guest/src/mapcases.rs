@@ -48,6 +48,11 @@ fn statx_attributes(p: &Path) -> Result<u64, String> {
 /// `STATX_ATTR_DAX`: the file's pages are served through DAX.
 const STATX_ATTR_DAX: u64 = 0x0020_0000;
 
+/// Whether `statx` shows the DAX attribute on `p`.
+pub fn is_dax(p: &Path) -> Result<bool, String> {
+    Ok(statx_attributes(p)? & STATX_ATTR_DAX != 0)
+}
+
 /// A mapping of `len` bytes of `p` (read-only or read-write).
 fn map(p: &Path, len: usize, write: bool) -> Result<(File, Mapping), String> {
     let f = OpenOptions::new().read(true).write(write).open(p).ctx("open", p)?;
@@ -85,7 +90,7 @@ pub fn case_dax_attr(root: &Path) -> Outcome {
     let mut dax_files = 0;
     for f in pattern::pre_files() {
         let p = pre(root, f.name);
-        let dax = statx_attributes(&p)? & STATX_ATTR_DAX != 0;
+        let dax = is_dax(&p)?;
         let want = match mode.as_deref() {
             Some("always") => true,
             Some("inode") => f.dax_flag,

@@ -191,3 +191,22 @@ pub fn crash_file_seed(i: usize) -> u64 {
 pub fn crash_file_len(i: usize) -> usize {
     [10, 60, 100, 4096, 5000, 70_000, 300_000][i % 7]
 }
+
+/// Seed of the benchmark's file `bench/seq`.
+pub const BENCH_SEED: u64 = 77;
+
+/// The demo's inline file (at the image's root).
+pub const DEMO_FILE: &str = "hello.txt";
+/// Its contents: short enough to be inline data in the inode.
+pub const DEMO_TEXT: &str = "Hello from an inline ext4 file, mapped by DAX!\n";
+/// What the demo's guest stores through its writable mapping ...
+pub const DEMO_STORE: &str = "EXT4";
+/// ... at this byte offset (over the word "ext4").
+pub const DEMO_STORE_AT: usize = 21;
+
+/// The demo file after the guest's store.
+pub fn demo_after() -> String {
+    let mut s = DEMO_TEXT.to_string();
+    s.replace_range(DEMO_STORE_AT..DEMO_STORE_AT + DEMO_STORE.len(), DEMO_STORE);
+    s
+}
