@@ -8,6 +8,7 @@ mod common;
 
 use common::Scratch;
 use common::tools::{assert_fsck_clean, fsck, mkfs};
+use ext4::fs::alloc::AllocPool;
 use ext4::{Error, Ext4, OpenOptions, ROOT_INO};
 use std::os::unix::fs::FileExt;
 
@@ -86,16 +87,23 @@ fn full_file_system_reports_no_space_and_recovers() {
     let mut runs = Vec::new();
     let mut h = fs.begin().unwrap();
     let mut n = 0u64;
-    loop {
-        match fs.alloc_blocks(&mut h, n * 7919 % total, 37) {
-            Ok(run) => {
-                n += run.1;
-                runs.push(run);
+    // Ordinary allocations stop at the split reserve; extent splits take the rest.
+    for pool in [AllocPool::Ordinary, AllocPool::Reserve] {
+        loop {
+            match fs.alloc_blocks_from(&mut h, n * 7919 % total, 37, pool) {
+                Ok(run) => {
+                    n += run.1;
+                    runs.push(run);
+                }
+                Err(Error::NoSpace) => break,
+                Err(e) => panic!("{e}"),
             }
-            Err(Error::NoSpace) => break,
-            Err(e) => panic!("{e}"),
+            assert!(runs.len() as u64 <= total, "allocation does not terminate");
         }
-        assert!(runs.len() as u64 <= total, "allocation does not terminate");
+        if pool == AllocPool::Ordinary {
+            assert!(fs.split_reserve() > 0);
+            assert_eq!(fs.superblock_in(&h).unwrap().free_blocks_count(), fs.split_reserve());
+        }
     }
     assert_eq!(n, sb0.free_blocks_count(), "every free block handed out once");
     let mut inodes = Vec::new();
@@ -118,11 +126,11 @@ fn full_file_system_reports_no_space_and_recovers() {
     fs.free_blocks(&mut h, s0, l0).unwrap();
     h.finish();
     let mut h = fs.begin().unwrap();
-    assert!(matches!(fs.alloc_blocks(&mut h, 0, 1), Err(Error::NoSpace)));
+    assert!(matches!(fs.alloc_blocks_from(&mut h, 0, 1, AllocPool::Reserve), Err(Error::NoSpace)));
     drop(h);
     fs.tx().unwrap().commit().unwrap();
     let mut h = fs.begin().unwrap();
-    assert_eq!(fs.alloc_blocks(&mut h, 0, l0 + 10).unwrap(), (s0, l0));
+    assert_eq!(fs.alloc_blocks_from(&mut h, 0, l0 + 10, AllocPool::Reserve).unwrap(), (s0, l0));
     runs.push((s0, l0));
     h.finish();
     fs.sync().unwrap();

@@ -339,14 +339,15 @@ fn full_file_system_refuses_growth() {
     let img = scratch.join("fs.img");
     let args = ["-t", "ext4", "-b", "1024", "-O", "^has_journal", "-N", "4096"];
     mkfs(&img, "8M", None, &args);
-    let free = {
+    let (free, reserve) = {
         let fs = Ext4::open(&img, &OpenOptions { read_only: true, ..Default::default() }).unwrap();
-        fs.superblock().free_blocks_count()
+        (fs.superblock().free_blocks_count(), fs.split_reserve())
     };
-    // A file taking all but a few blocks (and its extent blocks).
+    // A file taking all but a few blocks (and its extent blocks) beyond the
+    // split reserve, which ordinary allocations never take.
     let src = scratch.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("fill"), vec![1u8; ((free - 12) * 1024) as usize]).unwrap();
+    std::fs::write(src.join("fill"), vec![1u8; ((free - 12 - reserve) * 1024) as usize]).unwrap();
     mkfs(&img, "8M", Some(&src), &args);
     let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
     let mut h = fs.begin().unwrap();

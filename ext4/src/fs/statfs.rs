@@ -12,7 +12,9 @@ pub struct StatFs {
     pub blocks: u64,
     /// Free blocks.
     pub free_blocks: u64,
-    /// Free blocks available to unprivileged users.
+    /// Free blocks available to unprivileged users: the free blocks less
+    /// the root reserve (`s_r_blocks_count`) and the split reserve
+    /// ([`Ext4::split_reserve`]).
     pub avail_blocks: u64,
     /// Total inodes.
     pub inodes: u64,
@@ -33,7 +35,8 @@ impl Ext4 {
             block_size: self.block_size(),
             blocks: sb.blocks_count(),
             free_blocks: free,
-            avail_blocks: free.saturating_sub(sb.r_blocks_count()),
+            // As ext4_statfs: neither the root reserve nor the split reserve is available.
+            avail_blocks: free.saturating_sub(sb.r_blocks_count() + self.split_reserve()),
             inodes: sb.inodes_count as u64,
             free_inodes: totals.inodes,
             name_max: 255,

@@ -23,6 +23,22 @@ fn first_overlap(ranges: &[(u64, u64)], start: u64, end: u64) -> Option<u64> {
         .min()
 }
 
+/// Which free blocks an allocation may take. The kernel keeps
+/// `s_resv_clusters` (see [`Ext4::split_reserve`]) away from ordinary
+/// allocations, so that when a file system has been filled, unmapping
+/// (punch hole, truncate, collapse-range) and converting unwritten blocks
+/// can still split an extent and take the tree block that needs, instead
+/// of failing with ENOSPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocPool {
+    /// File data, directory and xattr blocks, and tree blocks for mapping
+    /// new blocks: everything but the split reserve.
+    Ordinary,
+    /// Tree blocks needed to split extents while blocks are unmapped,
+    /// shifted or converted (the kernel's `EXT4_MB_USE_RESERVED`): any free block.
+    Reserve,
+}
+
 impl Ext4 {
     /// A block goal for the data of inode `ino`: the start of its group, or
     /// with flex groups of 4 or more, of its flex group's first group
@@ -46,7 +62,12 @@ impl Ext4 {
     /// [`Ext4::find_free_blocks`] for the choice. [`Error::NoSpace`] when
     /// no block is free.
     pub fn alloc_blocks(&self, h: &mut Handle<'_>, goal: u64, len: u64) -> Result<(u64, u64)> {
-        let (start, count) = self.find_free_blocks(h, goal, len)?;
+        self.alloc_blocks_from(h, goal, len, AllocPool::Ordinary)
+    }
+
+    /// [`Ext4::alloc_blocks`] from `pool`.
+    pub fn alloc_blocks_from(&self, h: &mut Handle<'_>, goal: u64, len: u64, pool: AllocPool) -> Result<(u64, u64)> {
+        let (start, count) = self.find_free_blocks_from(h, goal, len, pool)?;
         self.claim_blocks(h, start, count)?;
         Ok((start, count))
     }
@@ -57,10 +78,31 @@ impl Ext4 {
     /// the goal's group; else the longest run of the first group with any.
     /// Skips blocks in use, group metadata, blocks freed by a transaction
     /// that is not durable yet, and reserved blocks.
+    /// An ordinary allocation: it leaves [`Ext4::split_reserve`] blocks
+    /// free (see [`AllocPool`]).
     pub fn find_free_blocks(&self, h: &Handle<'_>, goal: u64, len: u64) -> Result<(u64, u64)> {
+        self.find_free_blocks_from(h, goal, len, AllocPool::Ordinary)
+    }
+
+    /// [`Ext4::find_free_blocks`] from `pool`: an ordinary allocation gets
+    /// at most the free blocks beyond the split reserve (and the blocks
+    /// reserved in memory by allocations in flight), and [`Error::NoSpace`]
+    /// when there are none, as the kernel's `ext4_has_free_clusters`.
+    pub fn find_free_blocks_from(&self, h: &Handle<'_>, goal: u64, len: u64, pool: AllocPool) -> Result<(u64, u64)> {
         if len == 0 {
             return Err(Error::InvalidArgument("allocation of zero blocks".into()));
         }
+        let len = match pool {
+            AllocPool::Reserve => len,
+            AllocPool::Ordinary => {
+                let free = self.superblock_in(h)?.free_blocks_count();
+                let room = free.saturating_sub(self.tx()?.reserved_blocks()).saturating_sub(self.split_reserve());
+                if room == 0 {
+                    return Err(Error::NoSpace);
+                }
+                len.min(room)
+            }
+        };
         let geo = self.geometry();
         let n = geo.group_count;
         let want = len.min(geo.blocks_per_group as u64) as u32;

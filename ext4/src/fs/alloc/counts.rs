@@ -7,6 +7,7 @@
 //! while the kernel had it mounted, say), and again at a clean close.
 
 use super::set_sb_free_blocks;
+use crate::disk::features::Incompat;
 use crate::error::Result;
 use crate::fs::Ext4;
 use crate::journal::transaction::Handle;
@@ -44,6 +45,19 @@ impl Ext4 {
         t.blocks = t.blocks.min(sb.blocks_count());
         t.inodes = t.inodes.min(sb.inodes_count as u64);
         Ok(t)
+    }
+
+    /// Blocks kept free for extent splits, as the kernel's
+    /// `ext4_calculate_resv_clusters`: 2% of the file system or 4096 blocks,
+    /// whichever is smaller, and none without the extents feature (block
+    /// maps never need a block to unmap). Ordinary allocations leave them
+    /// alone ([`super::AllocPool`]) and `statfs` does not count them available.
+    pub fn split_reserve(&self) -> u64 {
+        let sb = self.superblock();
+        if !sb.incompat().has(Incompat::EXTENTS) {
+            return 0;
+        }
+        (sb.blocks_count() / 50).min(4096)
     }
 
     /// Sets the superblock's free counts to the descriptor sums when they

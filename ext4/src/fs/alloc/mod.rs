@@ -11,7 +11,8 @@
 //! in memory are never handed out (see
 //! [`TxManager`](crate::journal::transaction::TxManager)).
 //!
-//! - `block`: finding, claiming and freeing blocks;
+//! - `block`: finding, claiming and freeing blocks, with a reserve that
+//!   only extent splits may take ([`AllocPool`], [`Ext4::split_reserve`]);
 //! - `inode`: choosing a group (Orlov-like) and taking or freeing inodes;
 //! - `uninit`: where group metadata lies, and the bitmaps of groups that
 //!   mke2fs left uninitialised (`BLOCK_UNINIT`, `INODE_UNINIT`);
@@ -21,6 +22,7 @@
 pub mod bitmap;
 mod bits;
 mod block;
+pub use block::AllocPool;
 pub mod counts;
 mod inode;
 mod uninit;

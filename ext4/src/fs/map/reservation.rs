@@ -97,11 +97,13 @@ impl Ext4 {
         unwritten: bool,
     ) -> Result<()> {
         self.claim_blocks(h, r.start, r.len)?;
-        self.map_blocks_in(h, inode, lblk, r.start, r.len, unwritten)?;
         // The handle's bitmap change now keeps the blocks from the allocator
-        // (handles run one at a time): the reservation may go. If the
-        // handle is dropped instead of finished, the blocks are free again.
+        // (handles run one at a time): the reservation may go, before tree
+        // blocks are allocated, so they are not counted twice against the
+        // split reserve. If the handle is dropped instead of finished, the
+        // blocks are free again.
+        let (start, len) = (r.start, r.len);
         drop(r);
-        Ok(())
+        self.map_blocks_in(h, inode, lblk, start, len, unwritten)
     }
 }

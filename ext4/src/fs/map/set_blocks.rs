@@ -9,6 +9,7 @@ use crate::disk::features::RoCompat;
 use crate::disk::inode::{FL_EXTENTS, FL_HUGE_FILE, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Location, Result};
 use crate::fs::Ext4;
+use crate::fs::alloc::AllocPool;
 use crate::fs::map::store::{MapChange, MapContext, MapStore};
 use crate::fs::map::{block_map, extent_tree};
 use crate::journal::transaction::Handle;
@@ -21,13 +22,24 @@ pub struct HandleStore<'f, 'h, 'a> {
     /// one must revoke it, so no older logged copy is ever checkpointed or
     /// replayed over what the block holds next.
     journaled_data: bool,
+    /// Where tree blocks come from.
+    pool: AllocPool,
 }
 
 impl<'f, 'h, 'a> HandleStore<'f, 'h, 'a> {
     /// Mapping updates of `fs` staged in `h`, for a file whose data blocks
     /// are journaled (`journaled_data`: directories) or written in place.
+    /// Tree blocks are ordinary allocations.
     pub fn new(fs: &'f Ext4, h: &'h mut Handle<'a>, journaled_data: bool) -> Self {
-        HandleStore { fs, h, journaled_data }
+        HandleStore { fs, h, journaled_data, pool: AllocPool::Ordinary }
+    }
+
+    /// The same store taking tree blocks from the split reserve: for
+    /// updates that split extents without mapping new data (unmapping,
+    /// shifting, converting unwritten blocks), which must not fail on a
+    /// full file system.
+    pub fn splitting(self) -> Self {
+        HandleStore { pool: AllocPool::Reserve, ..self }
     }
 }
 
@@ -40,7 +52,7 @@ impl MapStore for HandleStore<'_, '_, '_> {
         Ok(())
     }
     fn alloc_meta(&mut self, goal: u64) -> Result<u64> {
-        Ok(self.fs.alloc_blocks(self.h, goal, 1)?.0)
+        Ok(self.fs.alloc_blocks_from(self.h, goal, 1, self.pool)?.0)
     }
     fn free_meta(&mut self, blk: u64) -> Result<()> {
         self.h.revoke(blk);
@@ -111,7 +123,7 @@ impl Ext4 {
         let ctx = MapContext::new(self, inode);
         let mut root = inode.raw.block;
         let change = {
-            let mut store = HandleStore::new(self, h, inode.is_dir());
+            let mut store = HandleStore::new(self, h, inode.is_dir()).splitting();
             if inode.has_flag(FL_EXTENTS) {
                 extent_tree::remove_range(&ctx, &mut root, &mut store, lblk, len)?
             } else {
@@ -140,7 +152,7 @@ impl Ext4 {
         let mut root = inode.raw.block;
         let mut change;
         {
-            let mut store = HandleStore::new(self, h, inode.is_dir());
+            let mut store = HandleStore::new(self, h, inode.is_dir()).splitting();
             change = extent_tree::split_at(&ctx, &mut root, &mut store, from)?;
             let c = extent_tree::shift_extents(&ctx, &mut root, &mut store, from, delta)?;
             change.meta_allocated += c.meta_allocated;
@@ -159,8 +171,13 @@ impl Ext4 {
         }
         let ctx = MapContext::new(self, inode);
         let mut root = inode.raw.block;
-        let change =
-            extent_tree::mark_written(&ctx, &mut root, &mut HandleStore::new(self, h, inode.is_dir()), lblk, len)?;
+        let change = extent_tree::mark_written(
+            &ctx,
+            &mut root,
+            &mut HandleStore::new(self, h, inode.is_dir()).splitting(),
+            lblk,
+            len,
+        )?;
         inode.raw.block = root;
         self.add_inode_blocks(inode, change.blocks_delta())?;
         self.write_inode(h, inode)
