@@ -12,7 +12,7 @@
 //! - an initramfs (newc cpio, uncompressed): busybox, the modules, the
 //!   guest program and [`INIT`].
 //!
-//! - on demand ([`prepare_qemu11`]): a Debian sid chroot with QEMU 11
+//! - on demand ([`crate::sid::prepare_qemu11`]): a Debian sid chroot with QEMU 11
 //!   (`debootstrap --variant=minbase --include=qemu-system-x86`), the QEMU
 //!   that speaks the vhost-user shared memory protocol (the DAX window),
 //!   with the kernel and initramfs copied inside it.
@@ -32,9 +32,9 @@ use crate::cpio::Newc;
 /// added and ordered from the modules' own `depends=` strings.
 pub const MODULES: &[&str] = &["virtio_pci", "virtiofs"];
 
-/// Debian packages the rig installs when missing (`debootstrap` builds the
-/// sid chroot QEMU 11 runs in, see [`prepare_qemu11`]).
-pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "debootstrap"];
+/// Debian packages the rig installs when missing (QEMU 11's chroot needs
+/// `debootstrap` as well, see [`crate::sid`]).
+pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
 
 /// The guest's `/init`: mounts proc, sys and dev, loads the modules in
 /// `/modules/order`, mounts the virtio-fs tag at `/mnt` (kernel command
@@ -117,7 +117,7 @@ fn prepare_now() -> Result<Prepared, String> {
     std::fs::create_dir_all(&cache).map_err(|e| format!("cannot create the cache {}: {e}", cache.display()))?;
     let _lock = FileLock::new(&cache.join("lock"))?;
     let start = Instant::now();
-    ensure_packages()?;
+    ensure_packages(PACKAGES)?;
     let t_packages = start.elapsed();
     let (kernel_dir, kernel_package) = kernel(&cache)?;
     let t_kernel = start.elapsed();
@@ -191,10 +191,10 @@ fn apt_update() -> Result<(), String> {
     .clone()
 }
 
-/// Installs the missing [`PACKAGES`] (root only).
-pub(crate) fn ensure_packages() -> Result<(), String> {
+/// Installs those of `packages` that are missing (root only).
+pub(crate) fn ensure_packages(packages: &[&str]) -> Result<(), String> {
     let mut missing = Vec::new();
-    for p in PACKAGES {
+    for p in packages {
         if !package_installed(p)? {
             missing.push(*p);
         }

@@ -85,7 +85,7 @@ fn prepare_now(prep: &Prepared) -> Result<Qemu11, String> {
     let cache = cache_dir();
     std::fs::create_dir_all(&cache).map_err(|e| format!("cannot create the cache {}: {e}", cache.display()))?;
     let _lock = FileLock::new(&cache.join("lock"))?;
-    ensure_packages()?;
+    ensure_packages(&["debootstrap"])?;
     let root = cache.join("qemu11-sid");
     let version = match chroot_qemu_version(&root) {
         Ok(v) => v,
