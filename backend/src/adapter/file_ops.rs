@@ -265,13 +265,8 @@ impl Ext4Fs {
         if inode.flags() & FL_IMMUTABLE != 0 {
             return Err(Errno::EPERM);
         }
-        let kept = killed_privs(&inode, caller, inode.mode());
-        if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 && kept != inode.mode() {
-            let sa = SetAttr { mode: Some(kept), ..SetAttr::default() };
-            self.fs.setattr(inode.ino, &sa)?;
-            // The WRITE reply carries no attributes: the client would go on
-            // showing the set-user-id bit it cached.
-            self.attrs_changed(inode.ino);
+        if write_flags & FUSE_WRITE_KILL_SUIDGID != 0 {
+            self.drop_privs(caller, &inode)?;
         }
         let n = if h.append || inode.flags() & FL_APPEND != 0 {
             self.fs.append_from(inode.ino, data)?.1
@@ -279,6 +274,19 @@ impl Ext4Fs {
             self.fs.write_from(inode.ino, offset, data)?
         };
         Ok(n as u32)
+    }
+
+    /// Drops the set-user-id and set-group-id bits `caller` may not keep
+    /// after changing `inode`'s data ([`killed_privs`]). The replies of data
+    /// requests carry no attributes: the client is told they changed.
+    fn drop_privs(&self, caller: &Caller<'_>, inode: &Inode) -> FsResult<()> {
+        let kept = killed_privs(inode, caller, inode.mode());
+        if kept != inode.mode() {
+            let sa = SetAttr { mode: Some(kept), ..SetAttr::default() };
+            self.fs.setattr(inode.ino, &sa)?;
+            self.attrs_changed(inode.ino);
+        }
+        Ok(())
     }
 
     /// FSYNC / FSYNCDIR: makes every completed operation durable by
@@ -364,8 +372,11 @@ impl Ext4Fs {
     }
 
     /// COPY_FILE_RANGE: copies through a bounce buffer (ext4 has no
-    /// shared extents); at most [`COPY_MAX`] bytes per request.
-    pub fn copy_file_range(&self, a: &fuse_copy_file_range_in, node_in: u64) -> FsResult<u32> {
+    /// shared extents); at most [`COPY_MAX`] bytes per request. Like a
+    /// write, it drops the privileges of the destination a caller without
+    /// CAP_FSETID may not keep: the client asks nothing for it (its
+    /// file_modified sends no kill flag with FUSE_HANDLE_KILLPRIV_V2).
+    pub fn copy_file_range(&self, caller: &Caller<'_>, a: &fuse_copy_file_range_in, node_in: u64) -> FsResult<u32> {
         if a.flags != 0 {
             return Err(Errno::EINVAL);
         }
@@ -386,6 +397,9 @@ impl Ext4Fs {
         }
         if src.ino == dst.ino && a.off_in < a.off_out.saturating_add(len) && a.off_out < a.off_in.saturating_add(len) {
             return Err(Errno::EINVAL);
+        }
+        if len != 0 && !caller.is_root() {
+            self.drop_privs(caller, &dst)?;
         }
         let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
         let mut done = 0u64;

@@ -570,7 +570,7 @@ impl Server {
             }
             FUSE_COPY_FILE_RANGE => {
                 let cp: fuse_copy_file_range_in = a.read("copy_file_range_in")?;
-                out.push(&fuse_write_out { size: fs.copy_file_range(&cp, node)?, padding: 0 });
+                out.push(&fuse_write_out { size: fs.copy_file_range(c, &cp, node)?, padding: 0 });
                 self.refresh_mapped(cp.nodeid_out);
                 Ok(())
             }
