@@ -112,9 +112,11 @@ fi
 # waits until the mount is in /proc/self/mountinfo and returns, leaving the
 # daemon serving until the file system is unmounted. --no-subtype: the
 # mount shows as plain `fuse`, the type xfstests' FSTYP=fuse expects (it
-# compares df's type column with FSTYP). Generic mount options are accepted
-# and, but for ro, left to the daemon's defaults (it mounts nosuid,nodev,
-# allow_other and checks permissions itself).
+# compares df's type column with FSTYP). Like mount.fuse3 as root, it
+# mounts dev,suid unless told nodev/nosuid (the daemon alone defaults to
+# nodev,nosuid); ro and the atime words (relatime, strictatime, noatime,
+# nodiratime) go to the daemon; other generic words are accepted and
+# ignored (the daemon always mounts allow_other and checks permissions).
 mkdir -p "$WORK/bin" "$WORK/logs" "$WORK/run"
 HELPER=$WORK/bin/mount.fuse.$SUBTYPE
 cat >"$HELPER" <<EOF
@@ -141,19 +143,33 @@ done
 [ ${#pos[@]} -eq 2 ] || { echo "usage: mount.fuse.ext4-virtiofsd IMAGE DIR [-o OPTS]" >&2; exit 1; }
 image=$(realpath "${pos[0]}") || exit 32
 dir=$(realpath "${pos[1]}") || exit 32
+# As mount(8) for a kernel file system and mount.fuse3 as root: dev and
+# suid unless nodev/nosuid; relatime unless another atime word.
 args=()
+dev=1
+suid=1
+atime=relatime
+nodiratime=""
 IFS=, read -ra words <<<"$opts"
 for w in "${words[@]}"; do
     case $w in
         ro) args+=(--read-only) ;;
+        dev) dev=1 ;;
+        nodev) dev=0 ;;
+        suid) suid=1 ;;
+        nosuid) suid=0 ;;
+        relatime | strictatime | noatime) atime=$w ;;
+        nodiratime) nodiratime=,nodiratime ;;
         remount) echo "mount.fuse.ext4-virtiofsd: remount is not supported" >&2; exit 32 ;;
         # Generic words mount.fuse3/xfstests pass; the daemon's defaults apply.
-        "" | rw | dev | nodev | suid | nosuid | exec | noexec | async | sync | auto | noauto | defaults | \
-            default_permissions | allow_other | atime | relatime | noatime | strictatime | nodiratime | \
+        "" | rw | exec | async | auto | noauto | defaults | default_permissions | allow_other | atime | diratime | \
             subtype=* | fsname=* | source=* | context=* | fscontext=* | defcontext=* | rootcontext=*) ;;
         *) echo "mount.fuse.ext4-virtiofsd: ignoring option '$w'" >&2 ;;
     esac
 done
+[ $dev = 1 ] && args+=(--dev)
+[ $suid = 1 ] && args+=(--suid)
+args+=(--atime "$atime$nodiratime")
 key=$(echo "$image" | tr / _)
 pidfile=$RUN/$key.pid
 log=$LOGS/daemon$key.log

@@ -57,6 +57,13 @@ pub enum Command {
         /// noatime (never), optionally with `,nodiratime`.
         #[arg(long, default_value = "relatime", value_name = "POLICY[,nodiratime]")]
         atime: ext4::fs::inode::atime::AtimeOptions,
+        /// Honour device nodes in the image (without it the mount is
+        /// nodev: an image made elsewhere, e.g. by a guest, may hold any).
+        #[arg(long)]
+        dev: bool,
+        /// Honour setuid/setgid bits on exec (without it the mount is nosuid).
+        #[arg(long)]
+        suid: bool,
     },
 }
 

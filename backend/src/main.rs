@@ -52,10 +52,22 @@ fn run_other(command: cli::Command) -> Result<(), String> {
             max_lock_waiters,
             no_subtype,
             atime,
+            dev,
+            suid,
         } => host::run(
             &image,
             &mountpoint,
-            &host::MountOptions { read_only, cache, threads, writeback, max_lock_waiters, subtype: !no_subtype, atime },
+            &host::MountOptions {
+                read_only,
+                cache,
+                threads,
+                writeback,
+                max_lock_waiters,
+                subtype: !no_subtype,
+                atime,
+                dev,
+                suid,
+            },
         )
         .map_err(|e| e.to_string()),
     }

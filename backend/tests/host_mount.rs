@@ -429,3 +429,37 @@ fn no_subtype_mounts_as_plain_fuse() {
     assert_fsck_clean(&img);
     assert_eq!(image_file(&img, "/f"), b"plain");
 }
+
+/// Device nodes on the mount open only with `--dev` (the default mount is
+/// nodev, like nosuid without `--suid`); /proc/self/mountinfo shows both.
+#[test]
+fn device_nodes_open_only_with_dev() {
+    if !HostMount::usable_or_skip("host mount --dev") {
+        return;
+    }
+    let s = Scratch::new("mount-dev");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "64M", &["-t", "ext4"]);
+    for (args, opens) in [(&[][..], false), (&["--dev", "--suid"][..], true)] {
+        let m = HostMount::new(&img, &mnt, args).unwrap();
+        let null = mnt.join("null");
+        let _ = std::fs::remove_file(&null);
+        let path = std::ffi::CString::new(null.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; makes /dev/null's twin (1:3).
+        assert_eq!(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+        // Opened and closed at once: an open file would keep the mount busy.
+        let r = std::fs::OpenOptions::new().write(true).open(&null).map(drop);
+        assert_eq!(r.is_ok(), opens, "{args:?}: {r:?}");
+        if let Err(e) = r {
+            assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{args:?}");
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = std::fs::canonicalize(&mnt).unwrap();
+        let line = info.lines().find(|l| l.split(' ').nth(4) == dir.to_str()).unwrap();
+        let opts: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+        assert_eq!(opts.contains(&"nodev"), !opens, "{args:?}: {line}");
+        assert_eq!(opts.contains(&"nosuid"), !opens, "{args:?}: {line}");
+        m.unmount().unwrap();
+    }
+    assert_fsck_clean(&img);
+}

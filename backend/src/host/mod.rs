@@ -62,6 +62,10 @@ pub struct MountOptions {
     pub subtype: bool,
     /// When reads move atimes.
     pub atime: ext4::fs::inode::atime::AtimeOptions,
+    /// Honour device nodes (otherwise the mount is `nodev`).
+    pub dev: bool,
+    /// Honour setuid/setgid bits on exec (otherwise the mount is `nosuid`).
+    pub suid: bool,
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and the threads it starts
@@ -157,7 +161,8 @@ pub fn run(image: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<(), M
     let dev = Arc::new(DevFuse::open().map_err(|source| MountError::Os { what: "opening /dev/fuse".into(), source })?);
     adapter.set_invalidator(dev.clone());
     let fstype = mount::fstype(opts.subtype);
-    mount::mount(image, mountpoint, dev.raw_fd(), fs.is_read_only(), fstype, opts.atime)
+    let flags = mount::MountFlags { read_only: fs.is_read_only(), dev: opts.dev, suid: opts.suid, atime: opts.atime };
+    mount::mount(image, mountpoint, dev.raw_fd(), fstype, flags)
         .map_err(|source| MountError::Os { what: format!("mounting on {}", mountpoint.display()), source })?;
     raise_readahead_after_init(server.clone(), mountpoint.to_path_buf(), fstype, server_opts.max_write / 1024);
     log::info!("serving {} on {}", image.display(), mountpoint.display());

@@ -24,36 +24,56 @@ fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
+/// The mount(2) flags of a host mount.
+#[derive(Debug, Clone, Copy)]
+pub struct MountFlags {
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Honour device nodes (otherwise `nodev`: an image may hold any
+    /// device node, e.g. one made by a guest).
+    pub dev: bool,
+    /// Honour setuid/setgid bits on exec (otherwise `nosuid`).
+    pub suid: bool,
+    /// When reads move atimes; only shows in the mount's flags (FUSE
+    /// inodes are `S_NOATIME` to the kernel: the daemon keeps atimes).
+    pub atime: ext4::fs::inode::atime::AtimeOptions,
+}
+
+impl MountFlags {
+    /// The `MS_*` flags for mount(2).
+    pub fn ms_flags(&self) -> libc::c_ulong {
+        let mut flags = 0;
+        if !self.dev {
+            flags |= libc::MS_NODEV;
+        }
+        if !self.suid {
+            flags |= libc::MS_NOSUID;
+        }
+        if self.read_only {
+            flags |= libc::MS_RDONLY;
+        }
+        flags |= match self.atime.policy {
+            AtimePolicy::Relatime => libc::MS_RELATIME,
+            AtimePolicy::Strictatime => libc::MS_STRICTATIME,
+            AtimePolicy::Noatime => libc::MS_NOATIME,
+        };
+        if self.atime.nodiratime {
+            flags |= libc::MS_NODIRATIME;
+        }
+        flags
+    }
+}
+
 /// Mounts the FUSE connection `fd` on `target` as type `fstype` (see
-/// [`fstype`]), open to every user (allow_other: the daemon checks
-/// permissions itself). `atime` only shows in the mount's flags (FUSE
-/// inodes are `S_NOATIME` to the kernel: the daemon keeps atimes).
-pub fn mount(
-    source: &Path,
-    target: &Path,
-    fd: i32,
-    read_only: bool,
-    fstype: &str,
-    atime: ext4::fs::inode::atime::AtimeOptions,
-) -> io::Result<()> {
+/// [`fstype`]) with `flags`, open to every user (allow_other: the daemon
+/// checks permissions itself).
+pub fn mount(source: &Path, target: &Path, fd: i32, fstype: &str, flags: MountFlags) -> io::Result<()> {
     let src = cstr(source)?;
     let tgt = cstr(target)?;
     let fstype = CString::new(fstype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "type contains NUL"))?;
     let opts = CString::new(format!("fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other")).expect("no NUL");
-    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
-    if read_only {
-        flags |= libc::MS_RDONLY;
-    }
-    flags |= match atime.policy {
-        AtimePolicy::Relatime => libc::MS_RELATIME,
-        AtimePolicy::Strictatime => libc::MS_STRICTATIME,
-        AtimePolicy::Noatime => libc::MS_NOATIME,
-    };
-    if atime.nodiratime {
-        flags |= libc::MS_NODIRATIME;
-    }
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
-    let r = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fstype.as_ptr(), flags, opts.as_ptr().cast()) };
+    let r = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fstype.as_ptr(), flags.ms_flags(), opts.as_ptr().cast()) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -116,6 +136,17 @@ mod tests {
                     91 22 0:45 / /mnt/c rw - fuse.other x rw\n";
         assert_eq!(mountinfo_device(info, Path::new("/mnt/a b"), FSTYPE).as_deref(), Some("0:44"));
         assert_eq!(mountinfo_device(info, Path::new("/mnt/c"), FSTYPE), None);
+    }
+
+    #[test]
+    fn nodev_and_nosuid_unless_asked() {
+        let atime = ext4::fs::inode::atime::AtimeOptions::default();
+        let flags = MountFlags { read_only: false, dev: false, suid: false, atime };
+        assert_eq!(flags.ms_flags() & (libc::MS_NODEV | libc::MS_NOSUID), libc::MS_NODEV | libc::MS_NOSUID);
+        let flags = MountFlags { dev: true, ..flags };
+        assert_eq!(flags.ms_flags() & (libc::MS_NODEV | libc::MS_NOSUID), libc::MS_NOSUID);
+        let flags = MountFlags { suid: true, read_only: true, ..flags };
+        assert_eq!(flags.ms_flags() & (libc::MS_NODEV | libc::MS_NOSUID | libc::MS_RDONLY), libc::MS_RDONLY);
     }
 
     #[test]
