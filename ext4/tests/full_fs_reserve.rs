@@ -50,13 +50,13 @@ fn holes(bs: u64) -> impl Iterator<Item = (u64, u64)> {
     (0..RUNS).map(move |i| ((i * (RUN + 1) + 1) * bs, bs))
 }
 
-/// Tree blocks of inode `ino`: its blocks less its mapped data blocks.
-fn tree_blocks(fs: &Ext4, ino: u32, bs: u64) -> u64 {
+/// Tree blocks of inode `ino`: its blocks less its data blocks, all of
+/// which lie below logical block `end`.
+fn tree_blocks(fs: &Ext4, ino: u32, bs: u64, end: u64) -> u64 {
     let inode = fs.read_inode(ino).unwrap();
     let total = inode.blocks_512(false, bs as u32) * 512 / bs;
     let mut data = 0;
     let mut lblk = 0;
-    let end = inode.size().div_ceil(bs);
     while lblk < end {
         match fs.map_block(&inode, lblk).unwrap() {
             ext4::Mapping::Mapped { len, .. } => {
@@ -145,13 +145,13 @@ fn punch_on_full(tag: &str, bs: u64) {
         let st = fs.statfs().unwrap();
         assert_eq!(st.free_blocks, reserve, "{tag}: ordinary writes stop at the reserve");
         assert_eq!(st.avail_blocks, 0, "{tag}: nothing is available to ordinary writes");
-        let before = tree_blocks(&fs, ino, bs);
+        let before = tree_blocks(&fs, ino, bs, RUNS * (RUN + 1));
         for (i, (off, len)) in holes(bs).enumerate() {
             fs.fallocate(ino, FallocMode::PunchHole, off, len)
                 .unwrap_or_else(|e| panic!("{tag}: punch {i} at {off} on a full file system: {e}"));
             model[off as usize..(off + len) as usize].fill(0);
         }
-        let after = tree_blocks(&fs, ino, bs);
+        let after = tree_blocks(&fs, ino, bs, RUNS * (RUN + 1));
         assert!(after > before, "{tag}: the punches needed no tree block ({before} -> {after}): nothing was shown");
         // The reserve is a floor for ordinary writes only: freed blocks are ordinary again.
         fs.close().unwrap();
@@ -195,6 +195,74 @@ fn punch_splits_extents_on_a_full_file_system_1k() {
 #[test]
 fn punch_splits_extents_on_a_full_file_system_4k() {
     punch_on_full("resv-4k", 4096);
+}
+
+/// Writes into preallocated (unwritten) space after the disk was filled:
+/// each write of one block in the middle of an unwritten extent splits it
+/// in three without allocating data, and the tree blocks that takes come
+/// from the reserve (the kernel's reason for it: "converting unwritten
+/// extents"). The kernel does the same on a copy of the image.
+#[test]
+fn writes_into_preallocated_space_on_a_full_file_system() {
+    let (tag, bs) = ("resv-prealloc", 1024u64);
+    let scratch = Scratch::new(tag);
+    let src = scratch.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("p"), b"").unwrap();
+    let (ours_img, kernel_img) = (scratch.join("ours.img"), scratch.join("kernel.img"));
+    mkfs(&ours_img, "32M", Some(&src), &["-t", "ext4", "-b", "1024"]);
+    std::fs::copy(&ours_img, &kernel_img).unwrap();
+    let span = RUNS * (RUN + 1) * bs;
+    let writes: Vec<(u64, Vec<u8>)> =
+        (0..RUNS).map(|i| ((i * (RUN + 1) + 1) * bs, tree::pattern(1000 + i, bs as usize))).collect();
+    let mut model = vec![0u8; (writes.last().unwrap().0 + bs) as usize];
+    for (off, data) in &writes {
+        model[*off as usize..*off as usize + data.len()].copy_from_slice(data);
+    }
+    {
+        let fs = Ext4::open(&ours_img, &OpenOptions::default()).unwrap();
+        let ino = fs.resolve_path(b"/p", false).unwrap();
+        fs.fallocate(ino, FallocMode::KeepSize, 0, span).unwrap();
+        fill_ours(&fs, bs);
+        assert_eq!(fs.statfs().unwrap().free_blocks, fs.split_reserve(), "{tag}: full but the reserve");
+        let before = tree_blocks(&fs, ino, bs, span / bs);
+        for (i, (off, data)) in writes.iter().enumerate() {
+            let n = fs.write(ino, *off, data).unwrap_or_else(|e| panic!("{tag}: write {i} at {off}: {e}"));
+            assert_eq!(n, data.len(), "{tag}: short write {i}");
+        }
+        let after = tree_blocks(&fs, ino, bs, span / bs);
+        assert!(after > before, "{tag}: the writes needed no tree block ({before} -> {after})");
+        fs.close().unwrap();
+        common::models::reader_matches(&fs, tag, &["p".to_string()], &[ino], std::slice::from_ref(&model));
+    }
+    common::models::image_matches(&ours_img, &scratch, tag, &["p".to_string()], std::slice::from_ref(&model));
+
+    let Some(m) = Mount::or_skip(&kernel_img, &scratch.join("mnt"), "", &format!("{tag}: kernel comparison")) else {
+        return;
+    };
+    let p = std::fs::OpenOptions::new().write(true).open(m.path().join("p")).unwrap();
+    // SAFETY: fallocate(2) on an open descriptor with plain integers.
+    let r = unsafe { libc::fallocate(p.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, span as i64) };
+    assert_eq!(r, 0, "{tag}: the kernel's preallocation: {}", std::io::Error::last_os_error());
+    let filler = File::create(m.path().join("filler")).unwrap();
+    let mut off = 0u64;
+    for chunk in [1u64 << 20, bs] {
+        let data = vec![0x5au8; chunk as usize];
+        while filler.write_all_at(&data, off).is_ok() {
+            off += chunk;
+        }
+        filler.sync_all().unwrap();
+    }
+    for (off, data) in &writes {
+        p.write_all_at(data, *off).unwrap_or_else(|e| panic!("{tag}: the kernel's write at {off}: {e}"));
+    }
+    p.sync_all().unwrap_or_else(|e| panic!("{tag}: the kernel's fsync: {e}"));
+    drop(p);
+    drop(m);
+    assert_fsck_clean(&kernel_img);
+    with_kernel_mount(&kernel_img, &scratch.join("mnt2"), tag, |mnt| {
+        assert!(std::fs::read(mnt.join("p")).unwrap() == model, "{tag}: the kernel's file differs");
+    });
 }
 
 /// File systems without extents (ext3) keep no reserve, as the kernel's.
