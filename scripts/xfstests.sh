@@ -117,6 +117,7 @@ fi
 # nodev,nosuid); ro and the atime words (relatime, strictatime, noatime,
 # nodiratime) go to the daemon; other generic words are accepted and
 # ignored (the daemon always mounts allow_other and checks permissions).
+# `-o remount,...` changes the existing mount's flags (mount -i).
 mkdir -p "$WORK/bin" "$WORK/logs" "$WORK/run"
 HELPER=$WORK/bin/mount.fuse.$SUBTYPE
 cat >"$HELPER" <<EOF
@@ -160,7 +161,9 @@ for w in "${words[@]}"; do
         nosuid) suid=0 ;;
         relatime | strictatime | noatime) atime=$w ;;
         nodiratime) nodiratime=,nodiratime ;;
-        remount) echo "mount.fuse.ext4-virtiofsd: remount is not supported" >&2; exit 32 ;;
+        # A remount changes the flags of the mount the daemon serves:
+        # mount(8) again, without helpers (-i).
+        remount) exec mount -i -o "${opts#,}" "$dir" ;;
         # Generic words mount.fuse3/xfstests pass; the daemon's defaults apply.
         "" | rw | exec | async | auto | noauto | defaults | default_permissions | allow_other | atime | diratime | \
             subtype=* | fsname=* | source=* | context=* | fscontext=* | defcontext=* | rootcontext=*) ;;
