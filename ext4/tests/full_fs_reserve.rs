@@ -166,11 +166,10 @@ fn punch_on_full(tag: &str, bs: u64) {
     };
     with_kernel_mount(&ours_img, &scratch.join("mnt-statfs"), &format!("{tag}: statfs comparison"), |mnt| {
         let (blocks, bfree, bavail) = statvfs(mnt);
-        eprintln!("{tag}: kernel f_blocks {blocks} (ours {}), f_bfree {bfree}, f_bavail {bavail}", ours.blocks);
         assert_eq!(
-            (bfree, bavail),
-            (ours.free_blocks, ours.avail_blocks),
-            "{tag}: f_bfree and f_bavail, kernel vs ours"
+            (blocks, bfree, bavail),
+            (ours.blocks, ours.free_blocks, ours.avail_blocks),
+            "{tag}: f_blocks, f_bfree and f_bavail, kernel vs ours"
         );
     });
 
@@ -257,12 +256,46 @@ fn writes_into_preallocated_space_on_a_full_file_system() {
         p.write_all_at(data, *off).unwrap_or_else(|e| panic!("{tag}: the kernel's write at {off}: {e}"));
     }
     p.sync_all().unwrap_or_else(|e| panic!("{tag}: the kernel's fsync: {e}"));
-    drop(p);
+    drop((p, filler));
     drop(m);
     assert_fsck_clean(&kernel_img);
     with_kernel_mount(&kernel_img, &scratch.join("mnt2"), tag, |mnt| {
         assert!(std::fs::read(mnt.join("p")).unwrap() == model, "{tag}: the kernel's file differs");
     });
+}
+
+/// statfs on fresh images of several layouts: the total leaves out the
+/// metadata overhead (as mke2fs records it in `s_overhead_clusters`), the
+/// available count leaves out the root and split reserves, and all three
+/// equal what a kernel mount of the same image reports.
+#[test]
+fn statfs_matches_the_kernel_on_several_layouts() {
+    let layouts: [&[&str]; 6] = [
+        &["-t", "ext4", "-b", "1024"],
+        &["-t", "ext4", "-b", "4096", "-m", "1"],
+        &["-t", "ext4", "-b", "4096", "-O", "^has_journal,^flex_bg"],
+        &["-t", "ext4", "-b", "1024", "-O", "meta_bg,^resize_inode"],
+        &["-t", "ext4", "-b", "2048", "-O", "64bit", "-I", "128"],
+        &["-t", "ext3", "-b", "1024"],
+    ];
+    let scratch = Scratch::new("resv-statfs");
+    for (i, args) in layouts.iter().enumerate() {
+        let tag = format!("resv-statfs-{i} {args:?}");
+        let img = scratch.join(format!("{i}.img"));
+        mkfs(&img, "96M", None, args);
+        let fs = Ext4::open(&img, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
+        let st = fs.statfs().unwrap();
+        let sb = *fs.superblock();
+        if sb.overhead_clusters != 0 {
+            assert_eq!(st.blocks, sb.blocks_count() - sb.overhead_clusters as u64, "{tag}: mke2fs's overhead");
+        }
+        let r = sb.r_blocks_count() + fs.split_reserve();
+        assert_eq!(st.avail_blocks, st.free_blocks.saturating_sub(r), "{tag}: available");
+        drop(fs);
+        with_kernel_mount(&img, &scratch.join(format!("mnt{i}")), &tag, |mnt| {
+            assert_eq!(statvfs(mnt), (st.blocks, st.free_blocks, st.avail_blocks), "{tag}: kernel vs ours");
+        });
+    }
 }
 
 /// File systems without extents (ext3) keep no reserve, as the kernel's.

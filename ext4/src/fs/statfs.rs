@@ -8,7 +8,8 @@ use super::Ext4;
 pub struct StatFs {
     /// Block size.
     pub block_size: u32,
-    /// Total blocks.
+    /// Total blocks less the metadata overhead ([`Ext4::overhead_blocks`]),
+    /// as the kernel's ext4 reports them.
     pub blocks: u64,
     /// Free blocks.
     pub free_blocks: u64,
@@ -33,7 +34,7 @@ impl Ext4 {
         let free = totals.blocks;
         Ok(StatFs {
             block_size: self.block_size(),
-            blocks: sb.blocks_count(),
+            blocks: sb.blocks_count() - self.overhead_blocks()?,
             free_blocks: free,
             // As ext4_statfs: neither the root reserve nor the split reserve is available.
             avail_blocks: free.saturating_sub(sb.r_blocks_count() + self.split_reserve()),

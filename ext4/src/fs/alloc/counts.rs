@@ -7,7 +7,7 @@
 //! while the kernel had it mounted, say), and again at a clean close.
 
 use super::set_sb_free_blocks;
-use crate::disk::features::Incompat;
+use crate::disk::features::{Compat, Incompat};
 use crate::error::Result;
 use crate::fs::Ext4;
 use crate::journal::transaction::Handle;
@@ -58,6 +58,26 @@ impl Ext4 {
             return 0;
         }
         (sb.blocks_count() / 50).min(4096)
+    }
+
+    /// Blocks holding file-system metadata, which `statfs` leaves out of
+    /// the total as the kernel's `ext4_calculate_overhead` does (and `df`
+    /// shows): the blocks before the first group; each group's superblock
+    /// copy, descriptor and reserved GDT blocks, two bitmaps and inode
+    /// table; and an internal journal. Computed from the geometry each time
+    /// (no I/O but the journal inode), like the kernel without bigalloc.
+    pub fn overhead_blocks(&self) -> Result<u64> {
+        let geo = self.geometry();
+        let sb = self.superblock();
+        let tables = self.itable_blocks() + 2;
+        let mut n = geo.first_data_block as u64;
+        for g in 0..geo.group_count {
+            n += self.base_meta_ranges(g).iter().map(|r| r.1).sum::<u64>() + tables;
+        }
+        if sb.compat().has(Compat::HAS_JOURNAL) && sb.journal_inum != 0 {
+            n += self.read_inode(sb.journal_inum)?.size() / geo.block_size as u64;
+        }
+        Ok(n.min(sb.blocks_count()))
     }
 
     /// Sets the superblock's free counts to the descriptor sums when they
