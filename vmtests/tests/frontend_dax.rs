@@ -13,7 +13,11 @@
 //!    checked after every step of every other test);
 //! 3. stores through a writable mapping reach the image and survive
 //!    REMOVEMAPPING, FSYNC and daemon stop (`stores_through_writable_mapping_reach_the_image`);
-//! 4. truncate, punch hole and unlink of mapped blocks never fail with EBUSY
+//! 4. waiting for the frontend's ack deadlocks nothing: with the VMM
+//!    holding a SHMEM_MAP, another queue gets LOOKUP, GETATTR and READ done,
+//!    and WRITE, CREATE, truncate and FSYNC once the VMM answers
+//!    (`slow_frontend_deadlocks_nothing`);
+//!    truncate, punch hole and unlink of mapped blocks never fail with EBUSY
 //!    (`truncate_punch_unlink_never_show_freed_blocks`).
 //!
 //! Also: an inline file converts at SETUPMAPPING in exactly one transaction
@@ -652,8 +656,8 @@ fn eight_threads_on_inline_files_match_a_model() {
             sc.spawn(move || {
                 let q = 1 + t % 4;
                 // Everyone maps every inline file at once: concurrent conversions.
-                for k in 0..FILES {
-                    let r = c.call_on(q, &fuse::setupmapping(nodes[k], NO_FH, 0, RANGE, READ, slot(t, k))).unwrap();
+                for (k, &node) in nodes.iter().enumerate() {
+                    let r = c.call_on(q, &fuse::setupmapping(node, NO_FH, 0, RANGE, READ, slot(t, k))).unwrap();
                     assert_eq!(r.errno, 0, "thread {t}: SETUPMAPPING of f{k}");
                 }
                 let mut rng = Rng(1000 + t as u64);
@@ -718,6 +722,61 @@ fn eight_threads_on_inline_files_match_a_model() {
             "f{k} on the image differs from the model"
         );
     }
+}
+
+#[test]
+fn slow_frontend_deadlocks_nothing() {
+    let s = Scratch::new("dax-slow");
+    let image = image_with(&s, &[("inline", b"converted while the VMM is slow".to_vec()), ("b", pattern(8, 1 << 20))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 2);
+    let a = entry(&c, "inline").nodeid;
+    let b = entry(&c, "b").nodeid;
+    let bfh = c.open(b, libc::O_RDWR).unwrap();
+    // The VMM holds every SHMEM message: the SETUPMAPPING (which converts
+    // the inline file first) waits for its ack ...
+    let hold = w.hold();
+    std::thread::scope(|sc| {
+        let t = sc.spawn(|| c.call_on(1, &fuse::setupmapping(a, NO_FH, 0, RANGE, RW, 0)));
+        assert!(w.wait_held(1, c.hang_guard), "no SHMEM_MAP reached the frontend\n{}", d.log_text());
+        // ... while the other queue gets lookups and reads of other files
+        // done (they take no DAX lock) ...
+        let q = 2;
+        let ok = |r: Result<fuse::Reply, String>, what: &str| {
+            let r = r.unwrap_or_else(|e| panic!("{what} while a SHMEM_MAP waits for its ack: {e}\n{}", d.log_text()));
+            assert_eq!(r.errno, 0, "{what}");
+        };
+        ok(c.call_on(q, &fuse::lookup(FUSE_ROOT_ID, "b")), "LOOKUP");
+        ok(c.call_on(q, &fuse::getattr(b)), "GETATTR");
+        ok(c.call_on(q, &fuse::read(b, bfh, 4096, 8192)), "READ");
+        // ... and changes of other files, which the daemon may hold behind
+        // the window lock (its design: docs of backend/src/dax), complete
+        // once the VMM answers: no deadlock.
+        let changes = [
+            ("WRITE", fuse::write(b, bfh, 100, b"while held")),
+            ("CREATE", fuse::create(FUSE_ROOT_ID, "new", libc::O_RDWR | libc::O_CREAT, 0o644)),
+            ("truncate", fuse::truncate(b, 500_000)),
+            ("FSYNC", fuse::fsync(b, bfh, false)),
+        ];
+        let tickets: Vec<_> = changes.iter().map(|(what, r)| (*what, c.submit(q, r).unwrap())).collect();
+        // Let them reach the daemon (and wait there) before the VMM answers.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(w.held() >= 1 && !t.is_finished(), "the SETUPMAPPING went through while held");
+        drop(hold);
+        for (what, tk) in tickets {
+            ok(c.wait(tk), what);
+        }
+        let r = t.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.errno, 0, "SETUPMAPPING after the hold");
+    });
+    let afh = c.open(a, libc::O_RDONLY).unwrap();
+    assert_coherent(&c, 1, &w, a, afh, 0, 0, RANGE, "after the slow map");
+    let log = finish(c, &w, d, &image);
+    assert_eq!(dax_counters(&log).map(|k| k[2]), Some(1), "{log}");
+    let mut want = pattern(8, 500_000);
+    want[100..110].copy_from_slice(b"while held");
+    assert!(debugfs_cat(&image, "b") == want, "b on the image");
 }
 
 #[test]

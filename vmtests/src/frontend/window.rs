@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use vhost::vhost_user::message::{BackendReq, VhostUserMMap, VhostUserMMapFlags};
@@ -95,6 +95,9 @@ struct Shared {
     base: usize,
     size: u64,
     state: Mutex<State>,
+    /// Held messages: (holding, messages waiting at the gate).
+    gate: Mutex<(bool, u64)>,
+    gate_cv: Condvar,
 }
 
 /// The DAX window: the reservation, the table of live mappings and the
@@ -116,6 +119,17 @@ fn refuse<T>(st: &mut State, why: String) -> HandlerResult<T> {
 }
 
 impl Shared {
+    /// Waits while a test holds the gate ([`DaxWindow::hold`]).
+    fn pass_gate(&self) {
+        let mut g = self.gate.lock().unwrap();
+        g.1 += 1;
+        self.gate_cv.notify_all();
+        while g.0 {
+            g = self.gate_cv.wait(g).unwrap();
+        }
+        g.1 -= 1;
+    }
+
     /// Puts `PROT_NONE` anonymous memory over `[off, off + len)`.
     fn reserve(&self, off: u64, len: u64) -> io::Result<()> {
         // SAFETY: the range lies inside our own reservation (checked by the
@@ -154,6 +168,7 @@ impl Shared {
 
 impl VhostUserFrontendReqHandler for Shared {
     fn shmem_map(&self, req: &VhostUserMMap, fd: &dyn AsRawFd) -> HandlerResult<u64> {
+        self.pass_gate();
         let (shmid, off, len, flags, fd_offset) = (req.shmid, req.shm_offset, req.len, req.flags, req.fd_offset);
         let mut st = self.state.lock().unwrap();
         if let Err(why) = self.check_range(shmid, off, len) {
@@ -212,6 +227,7 @@ impl VhostUserFrontendReqHandler for Shared {
     }
 
     fn shmem_unmap(&self, req: &VhostUserMMap) -> HandlerResult<u64> {
+        self.pass_gate();
         let (shmid, off, len) = (req.shmid, req.shm_offset, req.len);
         let mut st = self.state.lock().unwrap();
         if let Err(why) = self.check_range(shmid, off, len) {
@@ -324,7 +340,13 @@ impl DaxWindow {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let shared = Arc::new(Shared { base: base as usize, size, state: Mutex::new(State::default()) });
+        let shared = Arc::new(Shared {
+            base: base as usize,
+            size,
+            state: Mutex::new(State::default()),
+            gate: Mutex::new((false, 0)),
+            gate_cv: Condvar::new(),
+        });
         let fail = |e: io::Error| {
             // SAFETY: unmapping the reservation made above, unused so far.
             unsafe { libc::munmap(base, size as usize) };
@@ -368,6 +390,33 @@ impl DaxWindow {
     pub fn pieces_in(&self, off: u64, len: u64) -> Vec<Piece> {
         let end = off.saturating_add(len);
         self.pieces().into_iter().filter(|p| p.shm_offset < end && p.end() > off).collect()
+    }
+
+    /// Holds every SHMEM_MAP / SHMEM_UNMAP before it is handled (so not
+    /// acked) until the guard is dropped: a slow VMM, to show that the
+    /// backend waits for the frontend without blocking other requests.
+    pub fn hold(&self) -> Hold<'_> {
+        self.shared.gate.lock().unwrap().0 = true;
+        Hold(&self.shared)
+    }
+
+    /// Messages waiting at the gate of [`DaxWindow::hold`].
+    pub fn held(&self) -> u64 {
+        self.shared.gate.lock().unwrap().1
+    }
+
+    /// Waits up to `limit` until at least `n` messages wait at the gate.
+    pub fn wait_held(&self, n: u64, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut g = self.shared.gate.lock().unwrap();
+        while g.1 < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self.shared.gate_cv.wait_timeout(g, left).unwrap().0;
+        }
+        true
     }
 
     /// Counters of honoured and refused messages.
@@ -457,6 +506,16 @@ impl DaxWindow {
             std::ptr::copy_nonoverlapping(data.as_ptr(), (self.shared.base + off as usize) as *mut u8, data.len())
         };
         Ok(())
+    }
+}
+
+/// A hold on the window's messages ([`DaxWindow::hold`]); released on drop.
+pub struct Hold<'a>(&'a Shared);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.gate.lock().unwrap().0 = false;
+        self.0.gate_cv.notify_all();
     }
 }
 
@@ -620,6 +679,23 @@ mod tests {
         assert!(w.read_window(PAGE, 1).unwrap_err().contains("past the end"));
         f.set_len(2 * PAGE).unwrap();
         assert_eq!(w.read_window(PAGE, 1).unwrap(), [0]);
+    }
+
+    #[test]
+    fn hold_delays_the_ack() {
+        let w = DaxWindow::new(4 * PAGE, true).unwrap();
+        let b = backend(&w);
+        let f = file(1);
+        let h = w.hold();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| b.shmem_map(&msg(0, 0, 0, PAGE, false), &f).is_ok());
+            assert!(w.wait_held(1, std::time::Duration::from_secs(60)), "the map never reached the gate");
+            assert!(w.pieces().is_empty(), "handled while held");
+            drop(h);
+            assert!(t.join().unwrap());
+        });
+        assert_eq!(w.held(), 0);
+        assert_eq!(w.read_window(0, 1).unwrap(), [1]);
     }
 
     #[test]
