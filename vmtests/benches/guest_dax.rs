@@ -98,7 +98,7 @@ fn main() {
         rows.push((mount, path, best.unwrap(), counters));
     }
     println!("\nGuest sequential read of a {FILE_MIB} MiB file (1 MiB read()s, cold), {} (TCG),", q11.version);
-    println!("ext4-virtiofsd serve --cache-size 512M (release), best of {runs} boots per mount:\n");
+    println!("{} serve --cache-size 512M, best of {runs} boots per mount:\n", bin.display());
     println!("| guest mount | path | MB/s | daemon counters (last run) |");
     println!("|---|---|---:|---|");
     for (mount, path, mbps, counters) in &rows {

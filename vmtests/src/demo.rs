@@ -105,7 +105,7 @@ pub fn run(bin: &Path, out: &mut dyn Write) -> Result<Outcome, String> {
     let window: Vec<String> = result.rig_lines("dmesg").into_iter().filter(|l| l.contains("Cache len")).collect();
     outcome.dax_window = mounts.iter().any(|m| m.contains("dax=always")) && !window.is_empty();
     say("==> the guest said:");
-    for l in window.iter().chain(&mounts) {
+    for l in &window {
         say(&format!("    {l}"));
     }
     for l in result.boot.console.lines().filter_map(|l| l.find("VMDEMO ").map(|at| &l[at + "VMDEMO ".len()..])) {
@@ -134,12 +134,15 @@ pub fn run(bin: &Path, out: &mut dyn Write) -> Result<Outcome, String> {
     outcome.converted_in_image =
         flags & 0x1000_0000 == 0 && extents == 1 && after.as_deref().ok() == Some(demo_after().as_bytes());
     say(&format!("==> {DEMO_FILE} after: {}", inode_summary(&image, DEMO_FILE)));
-    say(&format!("    contents: {:?}", after.map(|b| String::from_utf8_lossy(&b).into_owned())));
+    match &after {
+        Ok(b) => say(&format!("    contents (debugfs cat): {:?}", String::from_utf8_lossy(b))),
+        Err(e) => say(&format!("    contents: cannot read: {e}")),
+    }
 
     let (clean, text) = testkit::fsck(&image);
     outcome.fsck_clean = clean;
     say(&format!("==> e2fsck -fn: {}", if clean { "clean" } else { "NOT CLEAN" }));
-    for l in text.lines().filter(|l| !l.trim().is_empty()).rev().take(2).collect::<Vec<_>>().into_iter().rev() {
+    for l in text.lines().filter(|l| l.contains("files") && l.contains("blocks")) {
         say(&format!("    {l}"));
     }
     say(&format!(
@@ -157,8 +160,20 @@ fn inode_summary(image: &Path, path: &str) -> String {
     }
     let ex = Command::new("debugfs").arg("-R").arg(format!("ex /{path}")).arg(image).output();
     let text = ex.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let leaves: Vec<String> =
-        text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    // Leaf lines: "L/ D  E/ N  FIRST - LAST  PFIRST - PLAST  LEN" (L == D).
+    let leaves: Vec<String> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let n: Vec<u64> = l
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            (n.len() == 9 && n[0] == n[1])
+                .then(|| format!("file blocks {}-{} at image block {}-{} ({} blocks)", n[4], n[5], n[6], n[7], n[8]))
+        })
+        .collect();
     format!("extent-mapped (flags {flags:#x}): {}", leaves.join("; "))
 }
 
