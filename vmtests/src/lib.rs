@@ -8,7 +8,7 @@
 //!   file, with a hang guard, under QEMU 7.2 or QEMU 11;
 //! - [`sid`]: QEMU 11 (the DAX window) in a Debian sid chroot;
 //! - [`rig`]: a whole run: daemon up, boot, `VMTEST` lines parsed, daemon
-//!   down; the peer daemon (QEMU's C virtiofsd) and our future `serve`;
+//!   down; the peer daemon (QEMU's C virtiofsd) and `ext4-virtiofsd serve`;
 //! - [`mapfiles`]: the image of the mmap cases (inline, sparse,
 //!   multi-extent files) and its checks after a run;
 //! - [`leftovers`]: the host-side check of the files a run leaves behind,

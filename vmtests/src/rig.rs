@@ -1,6 +1,6 @@
 //! A whole guest run: start a vhost-user-fs daemon, wait for its socket,
-//! boot the prepared guest against it, collect the `VMTEST` lines, stop the
-//! daemon.
+//! boot the prepared guest against it (QEMU 7.2, or QEMU 11 in its sid
+//! chroot), collect the `VMTEST` lines, stop the daemon.
 //!
 //! ```no_run
 //! # use vmtests::rig::*;

@@ -28,7 +28,7 @@ pub fn case_seqread(root: &Path) -> Outcome {
             break;
         }
         // Keep every 16th MiB's first 4 KiB to check after the clock stops.
-        if total % (16 << 20) == 0 {
+        if total.is_multiple_of(16 << 20) {
             samples.push((total, buf[..n.min(4096)].to_vec()));
         }
         total += n;

@@ -16,6 +16,13 @@
 //! Each case checks real results and returns an error naming the first
 //! mismatch; a failing or panicking case does not stop the others. The
 //! files listed in `pattern::leftovers` stay behind for the host to check.
+//!
+//! Without a case list the ten general cases run. Other cases run only
+//! when named: the mmap cases (`mapcases`, on the files the host prepared
+//! in `MOUNTPOINT/pre/`), the crash workload and its check (`crash`), the
+//! read benchmark (`bench`) and the demo (`demo`). Facts for the host to
+//! judge are printed as `VMINFO <case> ...`, `VMCRASH`, `VMBENCH` and
+//! `VMDEMO` lines.
 
 // The host side uses `leftovers`; the guest only writes what it lists.
 #[allow(dead_code)]
