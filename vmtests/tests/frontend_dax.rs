@@ -832,6 +832,47 @@ fn slow_frontend_deadlocks_nothing() {
     assert!(debugfs_cat(&image, "b") == want, "b on the image");
 }
 
+/// ORs `fl` into the inode flags of `path` (debugfs, daemon stopped).
+fn add_inode_flags(image: &Path, path: &str, fl: u32) {
+    let st = debugfs(image, &format!("stat /{path}"));
+    let flags = st.split("Flags: 0x").nth(1).and_then(|t| t.split_whitespace().next());
+    let flags = u32::from_str_radix(flags.unwrap_or_else(|| panic!("no Flags in {st}")), 16).unwrap();
+    debugfs_w(image, &format!("set_inode_field /{path} flags {:#x}", flags | fl));
+}
+
+#[test]
+fn inode_dax_policy_marks_files() {
+    let s = Scratch::new("dax-policy");
+    let image = image_with(&s, &[("plain", pattern(1, 5000)), ("marked", pattern(2, 5000)), ("tiny", b"x".to_vec())]);
+    debugfs_w(&image, "mkdir /dir");
+    const FS_DAX_FL: u32 = 0x0200_0000;
+    add_inode_flags(&image, "marked", FS_DAX_FL);
+    add_inode_flags(&image, "dir", FS_DAX_FL);
+    testkit::assert_fsck_clean(&image);
+    let bin = ext4_virtiofsd_binary();
+    // policy → the names that carry FUSE_ATTR_DAX
+    let cases: [(&str, &[&str]); 3] = [("flag", &["marked"]), ("always", &["plain", "marked", "tiny"]), ("never", &[])];
+    for (policy, want) in cases {
+        let d = start(&bin, &image, &s, policy, &["--inode-dax", policy]);
+        let (c, w) = connect(&d, 1);
+        let o = c.init_out.lock().unwrap().expect("INIT reply");
+        assert!(o.flags2 as u64 & (FUSE_HAS_INODE_DAX >> 32) != 0, "{policy}: FUSE_HAS_INODE_DAX not negotiated");
+        for name in ["plain", "marked", "tiny", "dir"] {
+            let e = entry(&c, name);
+            let dax = e.attr.flags & FUSE_ATTR_DAX != 0;
+            assert_eq!(dax, want.contains(&name), "--inode-dax {policy}: FUSE_ATTR_DAX of {name} in LOOKUP");
+            let a = c.getattr(e.nodeid).unwrap();
+            assert_eq!(a.flags & FUSE_ATTR_DAX != 0, dax, "--inode-dax {policy}: GETATTR of {name} disagrees");
+        }
+        // The policy only marks; any regular file may still be mapped.
+        let e = entry(&c, "plain");
+        c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, READ, 0).unwrap();
+        let fh = c.open(e.nodeid, libc::O_RDONLY).unwrap();
+        assert_coherent(&c, 1, &w, e.nodeid, fh, 0, 0, RANGE, policy);
+        finish(c, &w, d, &image);
+    }
+}
+
 #[test]
 fn hostile_setupmapping_and_removemapping() {
     let s = Scratch::new("dax-hostile");
@@ -917,10 +958,7 @@ fn hostile_setupmapping_and_removemapping() {
     }
     finish(c, &w, d, &image);
     for (name, fl, _) in attrs {
-        let st = debugfs(&image, &format!("stat /{name}"));
-        let flags = st.split("Flags: 0x").nth(1).and_then(|t| t.split_whitespace().next());
-        let flags = u32::from_str_radix(flags.unwrap_or_else(|| panic!("no Flags in {st}")), 16).unwrap();
-        debugfs_w(&image, &format!("set_inode_field /{name} flags {:#x}", flags | fl));
+        add_inode_flags(&image, name, fl);
     }
     testkit::assert_fsck_clean(&image);
     let d = start(&bin, &image, &s, "d2", &[]);
