@@ -379,6 +379,7 @@ pub fn run_guest(prep: &Prepared, daemon: Command, socket: &Path, run: &GuestRun
         plan.len(),
         times.join(" "),
         match (daemon_status, stopped_by_rig) {
+            (s, _) if outcome.killed => format!("killed by the kill switch ({s:?})"),
             (Some(s), false) => format!("exited by itself ({s})"),
             (s, _) => format!("stopped by the rig ({s:?})"),
         },

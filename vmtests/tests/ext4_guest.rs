@@ -78,12 +78,19 @@ fn synced_markers(console: &str) -> Vec<(usize, String, usize)> {
 /// (the daemon gets SIGKILL first, then QEMU, once the console shows 30
 /// fsync markers: every marker was answered by the daemon before it died).
 /// The daemon restarted on the image (journal replay) serves a second
-/// guest that reads every file back; then the image is fsck-clean and
-/// every file the guest announced as synced holds its exact bytes.
-#[test]
-fn a_killed_guest_and_daemon_lose_nothing_fsynced() {
-    let what = "ext4_guest: kill guest and daemon, recover";
+/// guest (QEMU 7.2) that reads every file back; then the image is
+/// fsck-clean and every file the guest announced as synced holds its exact
+/// bytes. With `dax`, the workload runs under QEMU 11 mounted
+/// `-o dax=always` (`--cache-size 64M`): its non-extending writes and
+/// mapped stores go through the window.
+fn crash_and_recover(what: &str, dax: bool) {
     let Some(prep) = rig::prepared_or_skip(what) else { return };
+    let q11 = if dax {
+        let Some(q) = rig::qemu11_or_skip(what, &prep) else { return };
+        Some(q)
+    } else {
+        None
+    };
     let bin = rig::daemon_binary();
     let s = Scratch::new("vmcrash");
     let image = s.join("guest.img");
@@ -97,12 +104,21 @@ fn a_killed_guest_and_daemon_lose_nothing_fsynced() {
     run.cases = Some(vec!["crash_workload".into()]);
     const MARKERS: usize = 30;
     run.kill_at = Some(("VMCRASH synced".into(), MARKERS));
+    if dax {
+        run.qemu11 = q11;
+        run.serve_args = vec!["--cache-size".into(), "64M".into()];
+        run.mount_opts = Some("dax=always".into());
+    }
     let crashed = rig::run_ext4_image(&prep, &bin, &image, &run);
     assert!(
         crashed.boot.killed,
         "the workload ended before {MARKERS} fsync markers:\n{}\n--- daemon ---\n{}",
         crashed.boot.console, crashed.daemon_log
     );
+    if dax {
+        let mounts = crashed.rig_lines("mounts");
+        assert!(mounts.iter().any(|m| m.contains("dax=always")), "not a DAX mount: {mounts:?}");
+    }
     let synced = synced_markers(&crashed.boot.console);
     assert!(synced.len() >= MARKERS, "{} markers parsed", synced.len());
     let features = testkit::run(Command::new("dumpe2fs").arg("-h").arg(&image));
@@ -137,4 +153,14 @@ fn a_killed_guest_and_daemon_lose_nothing_fsynced() {
         }
     }
     assert!(bad.is_empty(), "fsynced files lost or wrong after recovery:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn a_killed_guest_and_daemon_lose_nothing_fsynced() {
+    crash_and_recover("ext4_guest: kill guest and daemon, recover (QEMU 7.2)", false);
+}
+
+#[test]
+fn a_killed_dax_guest_and_daemon_lose_nothing_fsynced() {
+    crash_and_recover("ext4_guest: kill a DAX guest and the daemon, recover (QEMU 11, dax=always)", true);
 }

@@ -3,6 +3,9 @@
 //! after the other, printing `VMCRASH synced NAME LEN` after each fsync of
 //! the file and its directory, with unsynced writes in between; it never
 //! ends by itself: the host kills the daemon and QEMU after some markers.
+//! The files are written three ways in turn: an extending `write()`, a
+//! `write()` into a file already sized with `ftruncate` (under DAX this
+//! goes through the window), and stores through a shared mapping + msync.
 //! After the daemon's restart, `crash_check` reads everything in `crash/`
 //! back (the host then checks each synced file's exact contents).
 
@@ -12,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::pattern::{crash_file_len, crash_file_name, crash_file_seed, pattern};
-use crate::{Ctx, Outcome, say};
+use crate::{Ctx, Mapping, Outcome, say};
 
 /// The folder of the crash files: `MNT/crash` (the case root is `MNT/vmtest`).
 fn crash_dir(root: &Path) -> std::path::PathBuf {
@@ -30,8 +33,20 @@ pub fn case_workload(root: &Path) -> Outcome {
         let name = crash_file_name(i);
         let p = d.join(&name);
         let data = pattern(crash_file_seed(i), crash_file_len(i));
-        let mut f = File::create(&p).ctx("create", &p)?;
-        f.write_all(&data).ctx("write", &p)?;
+        let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).ctx("create", &p)?;
+        match i % 3 {
+            0 => f.write_all(&data).ctx("write", &p)?,
+            1 => {
+                f.set_len(data.len() as u64).ctx("ftruncate", &p)?;
+                f.write_all_at(&data, 0).ctx("pwrite", &p)?;
+            }
+            _ => {
+                f.set_len(data.len() as u64).ctx("ftruncate", &p)?;
+                let mut m = Mapping::new(&f, data.len(), libc::PROT_READ | libc::PROT_WRITE).ctx("mmap", &p)?;
+                m.bytes().copy_from_slice(&data);
+                m.msync().ctx("msync", &p)?;
+            }
+        }
         // Unsynced churn: overwrite part of a 1 MiB file and create a file
         // that is never synced.
         c.write_all_at(&pattern(i as u64, 64 << 10), ((i % 16) * (64 << 10)) as u64).ctx("pwrite", &churn)?;
