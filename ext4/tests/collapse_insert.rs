@@ -156,10 +156,11 @@ fn random_op(rng: &mut Rng, size: u64, bs: u64, step: u64) -> Op {
 /// holes, `f2` is dense.
 fn fragmented_sources(dir: &Path, bs: u64, blocks: u64) {
     std::fs::create_dir_all(dir).unwrap();
-    for (i, every) in [(0u64, 2u64), (1, 7), (2, 1)] {
+    // (file, period, data blocks at the start of each period)
+    for (i, period, data) in [(0u64, 2u64, 1u64), (1, 7, 5), (2, 1, 1)] {
         let f = File::create(dir.join(format!("f{i}"))).unwrap();
         f.set_len(blocks * bs).unwrap();
-        for b in (0..blocks).filter(|b| b % every < every.min(5)) {
+        for b in (0..blocks).filter(|b| b % period < data) {
             f.write_all_at(&tree::pattern(i * 100_000 + b, bs as usize), b * bs).unwrap();
         }
     }
@@ -167,10 +168,10 @@ fn fragmented_sources(dir: &Path, bs: u64, blocks: u64) {
 
 /// The same seeded sequence through our core and through the kernel, step
 /// by step, on two copies of one image; see the module comment.
-fn same_as_kernel(tag: &str, mkfs_args: &[&str], bs: u64, seed: u64, steps: u64) {
+fn same_as_kernel(tag: &str, mkfs_args: &[&str], bs: u64, blocks: u64, seed: u64, steps: u64) {
     let scratch = Scratch::new(tag);
     let src = scratch.join("src");
-    fragmented_sources(&src, bs, 3000);
+    fragmented_sources(&src, bs, blocks);
     let names: Vec<String> = (0..3).map(|i| format!("f{i}")).collect();
     let (ours_img, kernel_img) = (scratch.join("ours.img"), scratch.join("kernel.img"));
     mkfs(&ours_img, "64M", Some(&src), mkfs_args);
@@ -220,13 +221,36 @@ fn same_as_kernel(tag: &str, mkfs_args: &[&str], bs: u64, seed: u64, steps: u64)
 #[test]
 fn same_as_kernel_1k_blocks() {
     for seed in 1..=2 {
-        same_as_kernel("ci-1k", &["-t", "ext4", "-b", "1024"], 1024, seed, 120);
+        same_as_kernel("ci-1k", &["-t", "ext4", "-b", "1024"], 1024, 3000, seed, 120);
     }
+}
+
+/// A 1 MiB journal bounds a handle to 64 blocks, so shifting the
+/// fragmented file's extents (about 48 leaves) takes up to four handles
+/// (pieces of 15 leaves).
+#[test]
+fn same_as_kernel_small_journal_shifts_in_pieces() {
+    let tag = "ci-pieces";
+    let scratch = Scratch::new("ci-pieces-probe");
+    let src = scratch.join("src");
+    fragmented_sources(&src, 1024, 8000);
+    let img = scratch.join("probe.img");
+    let args = ["-t", "ext4", "-b", "1024", "-J", "size=1"];
+    mkfs(&img, "64M", Some(&src), &args);
+    let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+    let ino = fs.resolve_path(b"/f0", false).unwrap();
+    let mut h = fs.begin().unwrap();
+    let leaves = fs.extent_leaf_starts(&mut h, &fs.read_inode(ino).unwrap(), 0).unwrap().len();
+    drop(h);
+    let per_handle = fs.tx().unwrap().max_handle_blocks() / 4;
+    assert!(leaves > 2 * per_handle, "{tag}: {leaves} leaves, {per_handle} per handle: one handle would do");
+    drop(fs);
+    same_as_kernel(tag, &args, 1024, 8000, 11, 100);
 }
 
 #[test]
 fn same_as_kernel_4k_blocks_metadata_csum() {
-    same_as_kernel("ci-4k", &["-t", "ext4", "-b", "4096", "-O", "metadata_csum"], 4096, 7, 120);
+    same_as_kernel("ci-4k", &["-t", "ext4", "-b", "4096", "-O", "metadata_csum"], 4096, 3000, 7, 120);
 }
 
 /// Without a kernel: longer seeded sequences against the byte model only

@@ -6,6 +6,7 @@
 //! data has to be written first. Each step is one handle and leaves a
 //! consistent file: a full disk part-way keeps what was done.
 
+use crate::disk::extent::MAX_LOGICAL_BLOCKS;
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
 use crate::error::{Error, Result};
 use crate::fs::Ext4;
@@ -15,6 +16,11 @@ use crate::fs::map::lookup::Mapping;
 
 /// Blocks allocated per handle: bounds one handle's size.
 const MAX_RUN_BLOCKS: u64 = 2048;
+
+/// Share of a handle's block budget per extent leaf a shift rewrites: the
+/// leaf, its index blocks, and room for the inode and the first handle's
+/// split or unmapping.
+const SHIFT_BLOCKS_PER_LEAF: usize = 4;
 
 /// What [`Ext4::fallocate`] does to the range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +110,12 @@ impl Ext4 {
     /// offset or length that is not a block multiple with
     /// [`Error::InvalidArgument`], an insert past the largest file size with
     /// [`Error::FileTooBig`], a collapse reaching `i_size` or an insert at
-    /// or past it with [`Error::InvalidArgument`]. The change is one handle
-    /// (as the kernel's one transaction): the collapsed blocks are freed,
-    /// every later extent moves, and `i_size` follows. The caller holds the
-    /// inode's I/O lock exclusively.
+    /// or past it with [`Error::InvalidArgument`]. The collapsed blocks are
+    /// freed, every later extent moves, and `i_size` follows: in one handle
+    /// (the kernel's one transaction) unless the extents to move fill more
+    /// leaves than a quarter of the journal's handle budget, then in one
+    /// handle per that many leaves (the kernel restarts its handle as its
+    /// credits run out). The caller holds the inode's I/O lock exclusively.
     fn shift_range(&self, ino: u32, insert: bool, offset: u64, len: u64) -> Result<()> {
         let inode = self.read_inode(ino)?;
         let what = if insert { "insert-range" } else { "collapse-range" };
@@ -131,14 +139,44 @@ impl Ext4 {
         }
         let (first, count) = (offset / bs, len / bs);
         let delta = i64::try_from(count).map_err(|_| Error::FileTooBig(ino))?;
+        // Every block from the offset on changes its logical address (or is
+        // freed): guest mappings of any of them go first.
+        self.unpin_before_free(ino, first, u64::MAX)?;
+        let leaves_per_handle = (self.tx()?.max_handle_blocks() / SHIFT_BLOCKS_PER_LEAF).max(1);
         let mut h = self.begin()?;
         let mut inode = self.read_inode_in(&h, ino)?;
-        if insert {
-            self.shift_blocks_in(&mut h, &mut inode, first, delta)?;
+        let from = if insert {
+            self.split_extent_in(&mut h, &mut inode, first)?;
+            // As the kernel: i_size grows first, so that no moved extent
+            // ever lies past it, whichever handle is the last to commit.
             set_size(&mut inode, size + len);
+            first
         } else {
             self.unmap_blocks_in(&mut h, &mut inode, first, count)?;
-            self.shift_blocks_in(&mut h, &mut inode, first + count, -delta)?;
+            first + count
+        };
+        // The extents from `from` on move in pieces of whole leaves, one
+        // handle each (the first also holds the split or the unmapping, the
+        // last the new size): a crash between two leaves a consistent file
+        // partly shifted, as the kernel's restarted handles do. Left shifts
+        // go from the left, right shifts from the right, so each piece lands
+        // on blocks that are already free.
+        let mut cuts: Vec<u64> =
+            self.extent_leaf_starts(&mut h, &inode, from)?.into_iter().step_by(leaves_per_handle).collect();
+        cuts.push(MAX_LOGICAL_BLOCKS);
+        let mut pieces: Vec<(u64, u64)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+        if insert {
+            pieces.reverse();
+        }
+        for (i, (a, b)) in pieces.into_iter().enumerate() {
+            if i > 0 {
+                h.finish();
+                h = self.begin()?;
+                inode = self.read_inode_in(&h, ino)?;
+            }
+            self.shift_blocks_in(&mut h, &mut inode, a, b, if insert { delta } else { -delta })?;
+        }
+        if !insert {
             set_size(&mut inode, size - len);
         }
         touch_mtime(&mut inode, now());

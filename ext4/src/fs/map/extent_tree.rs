@@ -197,47 +197,96 @@ pub fn split_at<S: MapStore + ?Sized>(
     Ok(tree.change)
 }
 
-/// Moves every extent that starts at or after `from` by `delta` logical
+/// Moves every extent that starts in `from..until` by `delta` logical
 /// blocks (collapse-range: negative, insert-range: positive), with the
 /// index keys above them, keeping the physical blocks. No extent may
-/// straddle `from` (see [`split_at`]); a left shift needs `from+delta..from`
-/// unmapped, a right shift room below 2^32 blocks: both are checked before
-/// anything is written ([`Error::InvalidArgument`], [`Error::FileTooBig`]).
-/// In each rewritten leaf, contiguous extents of the same state are merged
-/// (as the kernel's shift merges the extent before a collapsed range with
-/// the one after it). Only the nodes holding shifted entries are rewritten;
-/// nothing is allocated or freed.
+/// straddle `from` (see [`split_at`]) or `until` (take `until` from
+/// [`leaf_starts`], or [`MAX_LOGICAL_BLOCKS`] for the rest of the file).
+/// The moved extents must land on unmapped blocks: `from+delta..from` for a
+/// left shift, `until..until+delta` and below 2^32 for a right shift; both
+/// are checked before anything is written ([`Error::InvalidArgument`],
+/// [`Error::FileTooBig`]). In each rewritten leaf, contiguous extents of
+/// the same state are merged (as the kernel's shift merges the extent
+/// before a collapsed range with the one after it). Only the nodes holding
+/// moved entries are rewritten; nothing is allocated or freed.
 pub fn shift_extents<S: MapStore + ?Sized>(
     ctx: &MapContext,
     root: &mut [u8; ROOT_SIZE],
     store: &mut S,
     from: u64,
+    until: u64,
     delta: i64,
 ) -> Result<MapChange> {
     let mut tree = Tree::new(ctx, root, store, 0)?;
-    if delta == 0 || from >= MAX_LOGICAL_BLOCKS {
+    let until = until.min(MAX_LOGICAL_BLOCKS);
+    if delta == 0 || from >= until {
         return Ok(tree.change);
     }
-    let below = from
-        .checked_add_signed(delta.min(0))
-        .ok_or_else(|| Error::InvalidArgument(format!("inode {}: cannot shift block {from} by {delta}", ctx.ino)))?;
-    if let Some(e) = tree.first_extent_from(below)?
-        && (e.lblk as u64) < from
-    {
-        return Err(Error::InvalidArgument(format!(
-            "inode {}: the extent at logical block {} is in the way of shifting block {from} by {delta}",
+    let in_the_way = |e: Extent| {
+        Error::InvalidArgument(format!(
+            "inode {}: the extent at logical block {} is in the way of moving blocks {from}..{until} by {delta}",
             ctx.ino, e.lblk
-        )));
-    }
-    if delta > 0 && tree.last_extent_end()?.is_some_and(|end| end > from && end + delta as u64 > MAX_LOGICAL_BLOCKS) {
-        return Err(Error::FileTooBig(ctx.ino));
+        ))
+    };
+    if delta < 0 {
+        let below = from
+            .checked_add_signed(delta)
+            .ok_or_else(|| Error::InvalidArgument(format!("inode {}: cannot move block {from} by {delta}", ctx.ino)))?;
+        if let Some(e) = tree.first_extent_from(below)?
+            && (e.lblk as u64) < from
+        {
+            return Err(in_the_way(e));
+        }
+    } else {
+        if let Some(e) = tree.first_extent_from(from)?
+            && (e.lblk as u64) < from
+        {
+            return Err(in_the_way(e));
+        }
+        let room = until.saturating_add(delta as u64);
+        if until == MAX_LOGICAL_BLOCKS {
+            if tree.last_extent_end()?.is_some_and(|end| end > from && end + delta as u64 > MAX_LOGICAL_BLOCKS) {
+                return Err(Error::FileTooBig(ctx.ino));
+            }
+        } else if let Some(e) = tree.first_extent_from(until)?
+            && (e.lblk as u64) < room
+        {
+            return Err(in_the_way(e));
+        }
     }
     let mut node = tree.read_root()?;
-    if tree.shift_node(&mut node, MAX_LOGICAL_BLOCKS, from, delta)? {
+    if tree.shift_node(&mut node, MAX_LOGICAL_BLOCKS, from, until, delta)? {
         let mut path = vec![Level { blk: None, node, idx: 0, hi: MAX_LOGICAL_BLOCKS }];
         tree.write_level(&mut path, 0)?;
     }
     Ok(tree.change)
+}
+
+/// The first logical block of every leaf's extents at or after `from`, in
+/// order, starting with the first extent at or after `from`: the places a
+/// shift can be cut into pieces that each rewrite only some leaves (see
+/// [`shift_extents`]). Empty when no extent starts at or after `from`.
+pub fn leaf_starts<S: MapStore + ?Sized>(
+    ctx: &MapContext,
+    root: &mut [u8; ROOT_SIZE],
+    store: &mut S,
+    from: u64,
+) -> Result<Vec<u64>> {
+    let mut tree = Tree::new(ctx, root, store, 0)?;
+    let mut out = Vec::new();
+    let mut cur = from;
+    // Each round moves to the next leaf: `hi` > `cur`.
+    while cur < MAX_LOGICAL_BLOCKS {
+        let path = tree.descend(cur)?;
+        let leaf = &path[path.len() - 1];
+        if let ExtentEntries::Leaves(v) = &leaf.node.entries
+            && let Some(e) = v.iter().find(|e| e.lblk as u64 >= cur)
+        {
+            out.push(e.lblk as u64);
+        }
+        cur = leaf.hi;
+    }
+    Ok(out)
 }
 
 /// `lblk + delta`, for an extent start the caller checked can move.
@@ -459,21 +508,22 @@ impl<'a, S: MapStore + ?Sized> Tree<'a, S> {
         }
     }
 
-    /// Shifts the entries at or after `from` in `node` (whose parent gives
+    /// Shifts the entries starting in `from..until` in `node` (whose parent gives
     /// it keys below `hi`) and in its children by `delta`, storing each
     /// changed child block; returns whether `node` itself changed (the
     /// caller stores it). An index key follows its child's first entry.
-    fn shift_node(&mut self, node: &mut ExtentNode, hi: u64, from: u64, delta: i64) -> Result<bool> {
+    fn shift_node(&mut self, node: &mut ExtentNode, hi: u64, from: u64, until: u64, delta: i64) -> Result<bool> {
         let ino = self.ctx.ino;
         let depth = node.header.depth;
         match &mut node.entries {
             ExtentEntries::Leaves(v) => {
-                if !v.iter().any(|x| x.lblk as u64 >= from) {
+                let moves = |x: &Extent| (from..until).contains(&(x.lblk as u64));
+                if !v.iter().any(moves) {
                     return Ok(false);
                 }
                 let mut out: Vec<Extent> = Vec::with_capacity(v.len());
                 for &x in v.iter() {
-                    let x = if x.lblk as u64 >= from { Extent { lblk: shifted(ino, x.lblk, delta)?, ..x } } else { x };
+                    let x = if moves(&x) { Extent { lblk: shifted(ino, x.lblk, delta)?, ..x } } else { x };
                     if out.last().is_some_and(|l| l.end() > x.lblk as u64) {
                         return Err(Error::InvalidArgument(format!(
                             "inode {ino}: shifting by {delta} would overlap extents at logical block {}",
@@ -489,13 +539,13 @@ impl<'a, S: MapStore + ?Sized> Tree<'a, S> {
                 let mut changed = false;
                 for i in 0..v.len() {
                     let (key, child_hi) = (v[i].lblk as u64, v.get(i + 1).map_or(hi, |e| e.lblk as u64));
-                    // Every entry of this child lies below `child_hi`.
-                    if child_hi <= from {
+                    // Every entry of this child lies in `key..child_hi`.
+                    if child_hi <= from || key >= until {
                         continue;
                     }
                     let blk = v[i].leaf;
                     let mut child = self.read_child(blk, depth, key, child_hi)?;
-                    if !self.shift_node(&mut child, child_hi, from, delta)? {
+                    if !self.shift_node(&mut child, child_hi, from, until, delta)? {
                         continue;
                     }
                     child.header.entries = child.entries.len() as u16;
@@ -928,19 +978,48 @@ mod tests {
         let c = ctx();
         let (mut root, mut store, mut want) = sparse_tree(1000);
         // Collapse one block at 999 (a hole): everything from 1000 moves down.
-        let change = shift_extents(&c, &mut root, &mut store, 1000, -1).unwrap();
+        let change = shift_extents(&c, &mut root, &mut store, 1000, MAX_LOGICAL_BLOCKS, -1).unwrap();
         assert_eq!(change, MapChange::default(), "a shift allocates and frees nothing");
         want.iter_mut().filter(|e| e.lblk >= 1000).for_each(|e| e.lblk -= 1);
         assert_eq!(all(&mut root, &mut store), want);
         // Insert 7 blocks inside the extent at 1200 (cut first) and shift by them.
         split_at(&c, &mut root, &mut store, 1200).unwrap();
-        shift_extents(&c, &mut root, &mut store, 1200, 7).unwrap();
+        shift_extents(&c, &mut root, &mut store, 1200, MAX_LOGICAL_BLOCKS, 7).unwrap();
         want.iter_mut().filter(|e| e.lblk >= 1200).for_each(|e| e.lblk += 7);
         assert_eq!(all(&mut root, &mut store), want);
         // Shifting everything from 0 on moves the first key of every level.
-        shift_extents(&c, &mut root, &mut store, 0, 5).unwrap();
+        shift_extents(&c, &mut root, &mut store, 0, MAX_LOGICAL_BLOCKS, 5).unwrap();
         want.iter_mut().for_each(|e| e.lblk += 5);
         assert_eq!(all(&mut root, &mut store), want);
+    }
+
+    #[test]
+    fn a_shift_in_pieces_cut_at_leaf_starts_equals_one_shift() {
+        let c = ctx();
+        for delta in [-1i64, 9] {
+            let (mut root, mut store, mut want) = sparse_tree(1000);
+            let from = 302;
+            let starts = leaf_starts(&c, &mut root, &mut store, from).unwrap();
+            assert!(starts.len() > 5 && starts[0] == 302, "{starts:?}");
+            assert!(starts.windows(2).all(|w| w[0] < w[1]));
+            let mut bounds = starts.clone();
+            bounds.push(MAX_LOGICAL_BLOCKS);
+            let mut pieces: Vec<(u64, u64)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+            if delta > 0 {
+                // Right shifts go from the end, so each piece lands on blocks already vacated.
+                pieces.reverse();
+            }
+            for (a, b) in pieces {
+                let change = shift_extents(&c, &mut root, &mut store, a, b, delta).unwrap();
+                assert_eq!(change, MapChange::default());
+            }
+            want.iter_mut().filter(|e| e.lblk as u64 >= from).for_each(|e| e.lblk = (e.lblk as i64 + delta) as u32);
+            assert_eq!(all(&mut root, &mut store), want, "delta {delta}");
+        }
+        // A right shift of a piece onto extents not yet moved is refused.
+        let (mut root, mut store, _) = sparse_tree(400);
+        let r = shift_extents(&c, &mut root, &mut store, 100, 200, 5);
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
     }
 
     #[test]
@@ -961,7 +1040,7 @@ mod tests {
         init_root(&mut root);
         insert_extent(&c, &mut root, &mut store, ext(0, 4, 5000, false)).unwrap();
         insert_extent(&c, &mut root, &mut store, ext(8, 4, 5004, false)).unwrap();
-        shift_extents(&c, &mut root, &mut store, 8, -4).unwrap();
+        shift_extents(&c, &mut root, &mut store, 8, MAX_LOGICAL_BLOCKS, -4).unwrap();
         assert_eq!(all(&mut root, &mut store), vec![ext(0, 8, 5000, false)]);
     }
 
@@ -971,15 +1050,15 @@ mod tests {
         let (mut root, mut store, want) = sparse_tree(400);
         let before = root;
         // Block 9 is a hole but 8 is mapped: moving 10.. down by 2 would overlap.
-        let r = shift_extents(&c, &mut root, &mut store, 10, -2);
+        let r = shift_extents(&c, &mut root, &mut store, 10, MAX_LOGICAL_BLOCKS, -2);
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
         assert_eq!(root, before, "nothing written before the refusal");
         let (mut root2, mut store2) = ([0u8; ROOT_SIZE], Mem::default());
         init_root(&mut root2);
         insert_extent(&c, &mut root2, &mut store2, ext(10, 20, 5000, false)).unwrap();
-        let r = shift_extents(&c, &mut root2, &mut store2, 15, 3);
+        let r = shift_extents(&c, &mut root2, &mut store2, 15, MAX_LOGICAL_BLOCKS, 3);
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "an extent straddles the start: {r:?}");
-        let r = shift_extents(&c, &mut root, &mut store, 700, (MAX_LOGICAL_BLOCKS - 700) as i64);
+        let r = shift_extents(&c, &mut root, &mut store, 700, MAX_LOGICAL_BLOCKS, (MAX_LOGICAL_BLOCKS - 700) as i64);
         assert!(matches!(r, Err(Error::FileTooBig(12))), "{r:?}");
         assert_eq!(all(&mut root, &mut store), want);
     }

@@ -135,32 +135,62 @@ impl Ext4 {
         self.write_inode(h, inode)
     }
 
-    /// Moves the mapping of every logical block from `from` on by `delta`
-    /// blocks (collapse-range and insert-range), first cutting an extent
-    /// that straddles `from` so the move starts on an extent boundary; the
-    /// physical blocks stay where they are. Extent-mapped files only.
-    /// Stages the tree blocks and the inode; see
-    /// [`extent_tree::shift_extents`] for what must hold before.
-    pub fn shift_blocks_in(&self, h: &mut Handle<'_>, inode: &mut Inode, from: u64, delta: i64) -> Result<()> {
-        if !inode.has_flag(FL_EXTENTS) || inode.has_flag(FL_INLINE_DATA) {
-            return Err(Error::Unsupported(format!("inode {}: only extent trees can shift blocks", inode.ino)));
-        }
-        // Every block from `from` on changes its logical address: a guest
-        // mapping of any of them must go first.
-        self.unpin_before_free(inode.ino, from.saturating_add_signed(delta.min(0)), u64::MAX)?;
-        let ctx = MapContext::new(self, inode);
+    /// Cuts the extent of `inode` that straddles logical block `lblk`, so
+    /// that a shift can start there (insert-range). May take a tree block
+    /// from the split reserve. Stages the inode.
+    pub fn split_extent_in(&self, h: &mut Handle<'_>, inode: &mut Inode, lblk: u64) -> Result<()> {
+        let ctx = self.shiftable(inode)?;
         let mut root = inode.raw.block;
-        let mut change;
-        {
-            let mut store = HandleStore::new(self, h, inode.is_dir()).splitting();
-            change = extent_tree::split_at(&ctx, &mut root, &mut store, from)?;
-            let c = extent_tree::shift_extents(&ctx, &mut root, &mut store, from, delta)?;
-            change.meta_allocated += c.meta_allocated;
-            change.meta_freed += c.meta_freed;
-        }
+        let change =
+            extent_tree::split_at(&ctx, &mut root, &mut HandleStore::new(self, h, inode.is_dir()).splitting(), lblk)?;
         inode.raw.block = root;
         self.add_inode_blocks(inode, change.blocks_delta())?;
         self.write_inode(h, inode)
+    }
+
+    /// Where the leaves holding `inode`'s extents from `from` on begin (see
+    /// [`extent_tree::leaf_starts`]): the cuts that split a shift into
+    /// handles of bounded size.
+    pub fn extent_leaf_starts(&self, h: &mut Handle<'_>, inode: &Inode, from: u64) -> Result<Vec<u64>> {
+        let ctx = self.shiftable(inode)?;
+        let mut root = inode.raw.block;
+        extent_tree::leaf_starts(&ctx, &mut root, &mut HandleStore::new(self, h, inode.is_dir()), from)
+    }
+
+    /// Moves the mapping of the extents of `inode` that start in
+    /// `from..until` by `delta` blocks (collapse-range and insert-range);
+    /// the physical blocks stay where they are. The caller has released
+    /// guest mappings of the range ([`Ext4::unpin_before_free`]); see
+    /// [`extent_tree::shift_extents`] for what must hold before. Stages the
+    /// tree blocks and the inode.
+    pub fn shift_blocks_in(
+        &self,
+        h: &mut Handle<'_>,
+        inode: &mut Inode,
+        from: u64,
+        until: u64,
+        delta: i64,
+    ) -> Result<()> {
+        let ctx = self.shiftable(inode)?;
+        let mut root = inode.raw.block;
+        extent_tree::shift_extents(
+            &ctx,
+            &mut root,
+            &mut HandleStore::new(self, h, inode.is_dir()),
+            from,
+            until,
+            delta,
+        )?;
+        inode.raw.block = root;
+        self.write_inode(h, inode)
+    }
+
+    /// The map context of `inode` if its blocks can be shifted: extent-mapped only.
+    fn shiftable(&self, inode: &Inode) -> Result<MapContext> {
+        if !inode.has_flag(FL_EXTENTS) || inode.has_flag(FL_INLINE_DATA) {
+            return Err(Error::Unsupported(format!("inode {}: only extent trees can shift blocks", inode.ino)));
+        }
+        Ok(MapContext::new(self, inode))
     }
 
     /// Converts unwritten blocks in `lblk..lblk+len` to written (after their
