@@ -156,17 +156,25 @@ fn assert_pieces_are_the_files(image: &Path, pieces: &[Piece], slots: &[(u64, &s
 fn start(bin: &Path, image: &Path, s: &Scratch, name: &str, extra: &[&str]) -> Daemon {
     let socket = s.join(format!("{name}.sock"));
     let mut cmd = ext4_serve(bin, image, &socket, TAG, 4, false);
-    cmd.args(["--cache-size", &WINDOW.to_string()]).args(extra);
+    if !extra.contains(&"--cache-size") {
+        cmd.args(["--cache-size", &WINDOW.to_string()]);
+    }
+    cmd.args(extra);
     Daemon::start(cmd, &socket, &s.join(format!("{name}.log"))).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Connects with a DAX window and `queues` request queues, INIT as a guest
 /// mounted `-o dax`.
 fn connect(d: &Daemon, queues: usize) -> (FuseClient, Arc<DaxWindow>) {
+    connect_sized(d, queues, WINDOW)
+}
+
+/// [`connect`] to a daemon that announces a window of `window` bytes.
+fn connect_sized(d: &Daemon, queues: usize, window: u64) -> (FuseClient, Arc<DaxWindow>) {
     let opts = SessionOptions { request_queues: queues, dax_window: true, event_idx: true, ..Default::default() };
     let c = FuseClient::connect(&d.socket, &opts).unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
     let w = c.window().expect("the session has a window").clone();
-    assert_eq!(w.size(), WINDOW, "GET_SHMEM_CONFIG region 0");
+    assert_eq!(w.size(), window, "GET_SHMEM_CONFIG region 0");
     let o = c
         .init_with(fuse::DAX_INIT_FLAGS, (FUSE_HAS_INODE_DAX >> 32) as u32)
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
@@ -871,6 +879,105 @@ fn inode_dax_policy_marks_files() {
         assert_coherent(&c, 1, &w, e.nodeid, fh, 0, 0, RANGE, policy);
         finish(c, &w, d, &image);
     }
+}
+
+#[test]
+fn reclaim_through_a_small_window() {
+    // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
+    // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
+    // its window is full, and keeps checking what it maps.
+    let s = Scratch::new("dax-reclaim");
+    let data = pattern(21, 40 << 20);
+    let image = image_with(&s, &[("big", data.clone())]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &["--cache-size", "8M"]);
+    let (c, w) = connect_sized(&d, 1, 8 << 20);
+    let e = entry(&c, "big");
+    let fh = c.open(e.nodeid, libc::O_RDWR).unwrap();
+    let mut model = data;
+    let slots = 4u64;
+    let mut lru: std::collections::VecDeque<u64> = (0..slots).collect();
+    let mut owner: BTreeMap<u64, u64> = BTreeMap::new(); // slot → file range
+    let mut rng = Rng(5);
+    for step in 0..120u64 {
+        let range = rng.below(20);
+        let slot = match owner.iter().find(|(_, r)| **r == range) {
+            Some((&sl, _)) => sl,
+            None => {
+                let sl = lru.pop_front().unwrap();
+                if owner.remove(&sl).is_some() {
+                    c.remove_mapping(e.nodeid, &[(sl * RANGE, RANGE)])
+                        .unwrap_or_else(|er| panic!("step {step}: errno {er}"));
+                    assert!(w.pieces_in(sl * RANGE, RANGE).is_empty(), "step {step}: REMOVEMAPPING left pieces");
+                }
+                let flags = if rng.chance(50) { RW } else { READ };
+                c.setup_mapping(e.nodeid, NO_FH, range * RANGE, RANGE, flags, sl * RANGE).unwrap();
+                owner.insert(sl, range);
+                lru.push_back(sl);
+                sl
+            }
+        };
+        let m = slot * RANGE;
+        let off = rng.below(RANGE - 64);
+        let at = (range * RANGE + off) as usize;
+        assert_eq!(w.read_window(m + off, 64).unwrap(), model[at..at + 64], "step {step}: range {range}");
+        if w.pieces_in(m + off, 8).iter().all(|p| p.writable) {
+            let b = pattern(1000 + step, 8);
+            w.write_window(m + off, &b).unwrap();
+            model[at..at + 8].copy_from_slice(&b);
+        } else {
+            // Writes through FUSE show in the read mapping.
+            let b = pattern(2000 + step, 8);
+            c.write(e.nodeid, fh, at as u64, &b).unwrap();
+            model[at..at + 8].copy_from_slice(&b);
+            assert_eq!(w.read_window(m + off, 8).unwrap(), b, "step {step}: WRITE not seen through the mapping");
+        }
+    }
+    for (&sl, &r) in &owner {
+        assert_coherent(&c, 1, &w, e.nodeid, fh, r * RANGE, sl * RANGE, RANGE, "at the end");
+    }
+    let log = finish(c, &w, d, &image);
+    assert!(dax_counters(&log).is_some_and(|k| k[1] > 0), "no REMOVEMAPPING counted:\n{log}");
+    assert!(debugfs_cat(&image, "big") == model, "the image differs from the model");
+}
+
+#[test]
+fn no_window_without_cache_size() {
+    let s = Scratch::new("dax-none");
+    let image = image_with(&s, &[("f", b"data".to_vec())]);
+    let bin = ext4_virtiofsd_binary();
+    for (name, extra) in [("default", &[][..]), ("zero", &["--cache-size", "0"][..])] {
+        let socket = s.join(format!("{name}.sock"));
+        let mut cmd = ext4_serve(&bin, &image, &socket, TAG, 1, false);
+        cmd.args(extra);
+        let d = Daemon::start(cmd, &socket, &s.join(format!("{name}.log"))).unwrap_or_else(|e| panic!("{e}"));
+        // A VMM that wants a window is told there is none ...
+        let opts = SessionOptions { dax_window: true, ..Default::default() };
+        let err = FuseClient::connect(&d.socket, &opts).err().expect("a window without --cache-size");
+        assert!(err.contains("SHMEM"), "{name}: {err}");
+        drop(d);
+        // ... and a guest asking for mappings without one gets an error.
+        let d = Daemon::start(
+            {
+                let mut cmd = ext4_serve(&bin, &image, &socket, TAG, 1, false);
+                cmd.args(extra);
+                cmd
+            },
+            &socket,
+            &s.join(format!("{name}-2.log")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = FuseClient::connect(&d.socket, &SessionOptions::default()).unwrap();
+        c.init_with(fuse::DAX_INIT_FLAGS, 0).unwrap();
+        let n = entry(&c, "f").nodeid;
+        assert_ne!(c.call(&fuse::setupmapping(n, NO_FH, 0, RANGE, READ, 0)).errno, 0, "{name}: SETUPMAPPING");
+        assert_ne!(c.call(&fuse::removemapping(n, &[(0, RANGE)])).errno, 0, "{name}: REMOVEMAPPING");
+        alive(&c, &d);
+        drop(c);
+        let mut d = d;
+        assert!(d.stop(Duration::from_secs(60)).0.is_some_and(|s| s.success()), "{}", d.log_text());
+    }
+    testkit::assert_fsck_clean(&image);
 }
 
 #[test]

@@ -413,8 +413,8 @@ impl FuseClient {
         self.ok(&fuse::setupmapping(node, fh, foffset, len, flags, moffset)).map(drop)
     }
 
-    /// REMOVEMAPPING of `ranges` (window offset, length); Linux sends it on
-    /// the node whose ranges they are, or node 0 when reclaiming.
+    /// REMOVEMAPPING of `ranges` (window offset, length), sent on `node`
+    /// (Linux sends it on the inode whose ranges they are).
     pub fn remove_mapping(&self, node: u64, ranges: &[(u64, u64)]) -> Result<(), i32> {
         self.ok(&fuse::removemapping(node, ranges)).map(drop)
     }
