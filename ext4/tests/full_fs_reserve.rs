@@ -298,6 +298,79 @@ fn statfs_matches_the_kernel_on_several_layouts() {
     }
 }
 
+/// Zeroing a range of a file and preallocating over blocks it already has
+/// need no new space, so they succeed on a full file system, as on the
+/// kernel; preallocating new space fails with ENOSPC on both.
+#[test]
+fn zero_range_and_preallocation_on_a_full_file_system() {
+    let (tag, bs) = ("resv-zero", 4096u64);
+    let scratch = Scratch::new(tag);
+    let src = scratch.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut model = tree::pattern(77, (1000 * bs) as usize);
+    std::fs::write(src.join("g"), &model).unwrap();
+    let (ours_img, kernel_img) = (scratch.join("ours.img"), scratch.join("kernel.img"));
+    mkfs(&ours_img, "32M", Some(&src), &["-t", "ext4", "-b", "4096"]);
+    std::fs::copy(&ours_img, &kernel_img).unwrap();
+    // (mode, offset, length, what the kernel answers)
+    let zero = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+    let steps = [
+        (zero, 100 * bs + 17, 300 * bs, 0),
+        (libc::FALLOC_FL_KEEP_SIZE, 0, 1000 * bs, 0),
+        (0, 2000 * bs, 100 * bs, libc::ENOSPC),
+    ];
+    model[(100 * bs + 17) as usize..(400 * bs + 17) as usize].fill(0);
+    {
+        let fs = Ext4::open(&ours_img, &OpenOptions::default()).unwrap();
+        let ino = fs.resolve_path(b"/g", false).unwrap();
+        fill_ours(&fs, bs);
+        for (mode, off, len, want) in steps {
+            let m = match mode {
+                libc::FALLOC_FL_KEEP_SIZE => FallocMode::KeepSize,
+                0 => FallocMode::Default,
+                _ => FallocMode::ZeroRange { keep_size: true },
+            };
+            let r = fs.fallocate(ino, m, off, len);
+            match want {
+                0 => r.unwrap_or_else(|e| panic!("{tag}: {m:?} at {off} on a full file system: {e}")),
+                _ => assert!(matches!(r, Err(Error::NoSpace)), "{tag}: {m:?} at {off}: {r:?}"),
+            }
+        }
+        // A failed preallocation may keep what it got (as the kernel): size is kept by the model's length.
+        let inode = fs.read_inode(ino).unwrap();
+        model.resize(inode.size() as usize, 0);
+        fs.close().unwrap();
+        common::models::reader_matches(&fs, tag, &["g".to_string()], &[ino], std::slice::from_ref(&model));
+    }
+    common::models::image_matches(&ours_img, &scratch, tag, &["g".to_string()], std::slice::from_ref(&model));
+    let Some(m) = Mount::or_skip(&kernel_img, &scratch.join("mnt"), "", &format!("{tag}: kernel comparison")) else {
+        return;
+    };
+    {
+        let filler = File::create(m.path().join("filler")).unwrap();
+        let mut off = 0u64;
+        for chunk in [1u64 << 20, bs] {
+            let data = vec![0x5au8; chunk as usize];
+            while filler.write_all_at(&data, off).is_ok() {
+                off += chunk;
+            }
+            filler.sync_all().unwrap();
+        }
+        let g = std::fs::OpenOptions::new().write(true).open(m.path().join("g")).unwrap();
+        for (mode, off, len, want) in steps {
+            // SAFETY: fallocate(2) on an open descriptor with plain integers.
+            let r = unsafe { libc::fallocate(g.as_raw_fd(), mode, off as i64, len as i64) };
+            let errno = if r == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) };
+            assert_eq!(errno, want, "{tag}: the kernel's fallocate mode {mode:#x} at {off}");
+        }
+        g.sync_all().unwrap();
+        let got = std::fs::read(m.path().join("g")).unwrap();
+        assert!(got[..model.len().min(got.len())] == model[..model.len().min(got.len())], "{tag}: the kernel's bytes");
+    }
+    drop(m);
+    assert_fsck_clean(&kernel_img);
+}
+
 /// File systems without extents (ext3) keep no reserve, as the kernel's.
 #[test]
 fn no_reserve_without_extents() {
