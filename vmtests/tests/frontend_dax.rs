@@ -882,6 +882,53 @@ fn inode_dax_policy_marks_files() {
 }
 
 #[test]
+fn fallocate_collapse_insert_copy_keep_mappings_coherent() {
+    let s = Scratch::new("dax-falloc");
+    let image = image_with(&s, &[("src", pattern(31, 300_000))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let src = entry(&c, "src").nodeid;
+    let sfh = c.open(src, libc::O_RDONLY).unwrap();
+    let (f, fh) = c.create(FUSE_ROOT_ID, "f", 0o644).unwrap();
+    let f = f.nodeid;
+    c.write(f, fh, 0, &pattern(32, 1 << 20)).unwrap();
+    // Two mappings of the file: the first 2 MiB read-only, the next
+    // writable (past EOF for now).
+    c.setup_mapping(f, NO_FH, 0, RANGE, READ, 0).unwrap();
+    c.setup_mapping(f, NO_FH, RANGE, RANGE, RW, RANGE).unwrap();
+    let check = |what: &str| {
+        assert_coherent(&c, 1, &w, f, fh, 0, 0, RANGE, what);
+        assert_coherent(&c, 1, &w, f, fh, RANGE, RANGE, RANGE, what);
+    };
+    check("start");
+    let fa = |off: u64, len: u64, mode: i32, what: &str| {
+        let e = c.call(&fuse::fallocate(f, fh, off, len, mode as u32)).errno;
+        assert_eq!(e, 0, "{what}: errno {e}\n{}", d.log_text());
+        check(what);
+    };
+    fa(1 << 20, 1 << 20, 0, "fallocate growing the file (unwritten blocks)");
+    fa(3 << 20, 4096, libc::FALLOC_FL_KEEP_SIZE, "fallocate past EOF, keep size");
+    fa(64 << 10, 64 << 10, libc::FALLOC_FL_ZERO_RANGE, "zero range");
+    fa(128 << 10, 256 << 10, libc::FALLOC_FL_COLLAPSE_RANGE, "collapse range (blocks move)");
+    fa(256 << 10, 512 << 10, libc::FALLOC_FL_INSERT_RANGE, "insert range (blocks move)");
+    let r = c.call(&fuse::copy_file_range(src, sfh, 4096, f, fh, 40_000, 200_000));
+    assert_eq!(r.errno, 0, "COPY_FILE_RANGE into a mapped file");
+    check("copy_file_range into the file");
+    let r = c.call(&fuse::copy_file_range(src, sfh, 0, f, fh, (2 << 20) - 4096, 100_000));
+    assert_eq!(r.errno, 0, "COPY_FILE_RANGE growing the file into the writable mapping");
+    check("copy_file_range across the two mappings");
+    let size = c.getattr(f).unwrap().size;
+    w.write_window(RANGE + 8192, b"stored").unwrap_or_else(|e| panic!("store inside EOF ({size}): {e}"));
+    let snapshot = w.pieces();
+    let want = fuse_bytes(&c, 1, f, fh, 0, size);
+    assert_eq!(&want[RANGE as usize + 8192..RANGE as usize + 8198], b"stored");
+    finish(c, &w, d, &image);
+    assert!(debugfs_cat(&image, "f") == want, "the image differs from what FUSE_READ returned");
+    assert_pieces_are_the_files(&image, &snapshot, &[(0, "f", 0), (RANGE, "f", RANGE)]);
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when

@@ -310,6 +310,26 @@ pub fn truncate(node: u64, size: u64) -> Request {
     Request::new(fuse_opcode::FUSE_SETATTR, node, s.as_bytes().to_vec(), std::mem::size_of::<fuse_attr_out>() as u32)
 }
 
+/// COPY_FILE_RANGE of `len` bytes from `node`/`fh_in` at `off_in` to
+/// `node_out`/`fh_out` at `off_out`.
+pub fn copy_file_range(
+    node: u64,
+    fh_in: u64,
+    off_in: u64,
+    node_out: u64,
+    fh_out: u64,
+    off_out: u64,
+    len: u64,
+) -> Request {
+    let c = fuse_copy_file_range_in { fh_in, off_in, nodeid_out: node_out, fh_out, off_out, len, flags: 0 };
+    Request::new(
+        fuse_opcode::FUSE_COPY_FILE_RANGE,
+        node,
+        c.as_bytes().to_vec(),
+        std::mem::size_of::<fuse_write_out>() as u32,
+    )
+}
+
 /// SETUPMAPPING: map `[foffset, foffset + len)` of `node` (through `fh`,
 /// which Linux sends as `u64::MAX` when it has none) at `moffset` in the DAX
 /// window; `flags` are `FUSE_SETUPMAPPING_FLAG_READ` / `_WRITE`.
