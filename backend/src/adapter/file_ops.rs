@@ -319,10 +319,10 @@ impl Ext4Fs {
             0 => FallocMode::Default,
             FALLOC_FL_PUNCH_HOLE if keep => FallocMode::PunchHole,
             FALLOC_FL_ZERO_RANGE => FallocMode::ZeroRange { keep_size: keep },
-            // vfs_fallocate: collapse and insert take no other flag.
             FALLOC_FL_COLLAPSE_RANGE if !keep => FallocMode::CollapseRange,
             FALLOC_FL_INSERT_RANGE if !keep => FallocMode::InsertRange,
-            FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE => return Err(Errno::EINVAL),
+            // vfs_fallocate: collapse and insert take no other flag.
+            m if m & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0 => return Err(Errno::EINVAL),
             _ => return Err(Errno::EOPNOTSUPP),
         };
         if len == 0 || offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
