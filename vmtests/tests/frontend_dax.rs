@@ -26,7 +26,14 @@
 //! (`read_only_mapping_cannot_be_written`), a file grown by WRITE reads
 //! right through the mapping it already has (`file_grown_by_write_reads_through_its_mapping`),
 //! 8 threads on the same inline files (`eight_threads_on_inline_files_match_a_model`),
-//! and a hostile guest (`hostile_*`). Every image is e2fsck-clean at the end.
+//! a writable mapping keeps taking stores as its file grows
+//! (`writable_mapping_stays_writable_as_the_file_grows`), fallocate, collapse
+//! and insert range and COPY_FILE_RANGE under mappings
+//! (`fallocate_collapse_insert_copy_keep_mappings_coherent`), a guest that
+//! reclaims ranges of a small window (`reclaim_through_a_small_window`),
+//! `--inode-dax` (`inode_dax_policy_marks_files`), no window without
+//! `--cache-size` (`no_window_without_cache_size`) and a hostile guest
+//! (`hostile_*`). Every image is e2fsck-clean at the end.
 //!
 //! Every wait for a reply is bounded by the client's hang guard.
 
@@ -926,6 +933,48 @@ fn fallocate_collapse_insert_copy_keep_mappings_coherent() {
     finish(c, &w, d, &image);
     assert!(debugfs_cat(&image, "f") == want, "the image differs from what FUSE_READ returned");
     assert_pieces_are_the_files(&image, &snapshot, &[(0, "f", 0), (RANGE, "f", RANGE)]);
+}
+
+#[test]
+fn writable_mapping_stays_writable_as_the_file_grows() {
+    // Linux keeps a range it mapped writable and stores into any page of it
+    // inside i_size without asking again: after the file grows (truncate
+    // up, WRITE past EOF leaving a hole, fallocate), those pages must take
+    // stores.
+    let s = Scratch::new("dax-grow-rw");
+    let image = image_with(&s, &[("inline", b"small".to_vec()), ("ext", pattern(40, 5000))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let mut failures = Vec::new();
+    for (k, name) in ["inline", "ext"].into_iter().enumerate() {
+        let n = entry(&c, name).nodeid;
+        let fh = c.open(n, libc::O_RDWR).unwrap();
+        let m = k as u64 * RANGE;
+        c.setup_mapping(n, NO_FH, 0, RANGE, RW, m).unwrap();
+        let mut store = |at: u64, what: &str| {
+            let tag = format!("{name}: {what}");
+            let size = c.getattr(n).unwrap().size;
+            let data = &tag.as_bytes()[..tag.len().min((size - at) as usize)];
+            match w.write_window(m + at, data) {
+                Ok(()) => {
+                    let got = fuse_bytes(&c, 1, n, fh, at, data.len() as u64);
+                    assert_eq!(got, data, "{tag}: the store does not read back");
+                }
+                Err(e) => failures.push(format!("{tag}: {e}")),
+            }
+        };
+        store(1, "inside EOF");
+        assert_eq!(c.call(&fuse::truncate(n, 1 << 20)).errno, 0);
+        store(500_000, "after truncate up");
+        c.write(n, fh, 1_500_000, b"end").unwrap();
+        store(1_200_000, "in the hole a WRITE past EOF left");
+        assert_eq!(c.call(&fuse::fallocate(n, fh, 1_500_003, 300_000, 0)).errno, 0);
+        store(1_700_000, "in what fallocate added");
+        assert_coherent(&c, 1, &w, n, fh, 0, m, RANGE, name);
+    }
+    finish(c, &w, d, &image);
+    assert!(failures.is_empty(), "stores a Linux guest would make were refused:\n{}", failures.join("\n"));
 }
 
 #[test]
