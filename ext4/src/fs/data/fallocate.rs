@@ -1,10 +1,11 @@
 //! fallocate(2): preallocation of unwritten extents (default and
 //! keep-size), hole punching, range zeroing, and collapsing or inserting
-//! whole blocks (which shift the extents after them, see [`Ext4::shift_blocks_in`]). New blocks enter the file
-//! the one way they always do — reserve with `allocate`, then `set_blocks`
-//! in one handle — but as *unwritten* extents, which read as zeros, so no
-//! data has to be written first. Each step is one handle and leaves a
-//! consistent file: a full disk part-way keeps what was done.
+//! whole blocks (which moves the extents after them, see
+//! [`Ext4::shift_blocks_in`]). New blocks enter the file the one way they
+//! always do — reserve with `allocate`, then `set_blocks` in one handle —
+//! but as *unwritten* extents, which read as zeros, so no data has to be
+//! written first. Each step is one handle and leaves a consistent file: a
+//! full disk part-way keeps what was done.
 
 use crate::disk::extent::MAX_LOGICAL_BLOCKS;
 use crate::disk::inode::{FL_EXTENTS, FL_INLINE_DATA, Inode};
@@ -112,8 +113,8 @@ impl Ext4 {
     /// [`Error::FileTooBig`], a collapse reaching `i_size` or an insert at
     /// or past it with [`Error::InvalidArgument`]. The collapsed blocks are
     /// freed, every later extent moves, and `i_size` follows: in one handle
-    /// (the kernel's one transaction) unless the extents to move fill more
-    /// leaves than a quarter of the journal's handle budget, then in one
+    /// (the kernel's one transaction) when the extents to move fit in
+    /// `max_handle_blocks / SHIFT_BLOCKS_PER_LEAF` leaves, else in one
     /// handle per that many leaves (the kernel restarts its handle as its
     /// credits run out). The caller holds the inode's I/O lock exclusively.
     fn shift_range(&self, ino: u32, insert: bool, offset: u64, len: u64) -> Result<()> {
