@@ -318,6 +318,11 @@ fn hostile_requests_are_refused_and_change_nothing() {
     bad(r.window.setup(big, 0, 2 * MIB, u64::MAX - 4095, false));
     bad(r.window.setup(big, 100, 4096, 0, false)); // misaligned
     bad(r.window.setup(big, 0, 0, 0, false)); // empty
+    bad(r.window.setup(big, 0, 1000, 0, false)); // not whole pages
+    r.window.setup(big, 0, 2 * MIB, 0, false).unwrap();
+    bad(r.window.remove(MIB, 1000));
+    bad(r.window.remove(MIB + 1, 4096));
+    r.window.remove(0, 2 * MIB).unwrap();
     assert!(matches!(r.window.remove(0, 2 * MIB), Err(DaxError::NotMapped(..))));
     bad(r.window.remove(u64::MAX, 2));
     assert!(r.window.setup(ext4::ROOT_INO, 0, 4096, 0, false).is_err(), "a directory was mapped");

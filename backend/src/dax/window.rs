@@ -7,9 +7,9 @@ use super::channel::ShmemChannel;
 use super::pieces::{self, Backing, Piece, Slot};
 use super::zero::SealedMemfd;
 use ext4::Ext4;
-use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA};
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE};
 use ext4::fs::data::dax::DaxEvent;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -41,6 +41,9 @@ pub enum DaxError {
     /// The frontend gave no backend request channel (or no SHMEM).
     #[error("the frontend gave no channel for DAX mappings")]
     NoChannel,
+    /// A memory file for zeros or a private copy could not be made.
+    #[error("making a memory file: {0}")]
+    Memory(#[source] io::Error),
     /// The frontend refused or failed a SHMEM request.
     #[error("frontend: {0}")]
     Frontend(#[source] io::Error),
@@ -101,6 +104,10 @@ pub struct DaxWindow {
     channel: Mutex<Option<Arc<dyn ShmemChannel>>>,
     /// The window lock: every slot by window offset.
     slots: Mutex<BTreeMap<u64, Slot>>,
+    /// How many slots each inode has: changed only under the window lock,
+    /// read without it, so a writer of a file with no mapping never waits
+    /// for a frontend that is slow to acknowledge (a leaf lock).
+    mapped: Mutex<HashMap<u32, usize>>,
     counters: DaxCounters,
 }
 
@@ -117,6 +124,7 @@ impl DaxWindow {
             size,
             image,
             zeros: SealedMemfd::zeros(size)?,
+            mapped: Mutex::new(HashMap::new()),
             channel: Mutex::new(None),
             slots: Mutex::new(BTreeMap::new()),
             counters: DaxCounters::default(),
@@ -160,15 +168,50 @@ impl DaxWindow {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_mapped(&self) -> MutexGuard<'_, HashMap<u32, usize>> {
+        self.mapped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts `slot` at `key` (the window lock held), counting it for its inode.
+    fn put(&self, slots: &mut BTreeMap<u64, Slot>, key: u64, slot: Slot) {
+        self.index(slot.ino, true);
+        if let Some(old) = slots.insert(key, slot) {
+            self.index(old.ino, false);
+        }
+    }
+
+    /// Takes the slot at `key` out (the window lock held).
+    fn take(&self, slots: &mut BTreeMap<u64, Slot>, key: u64) -> Option<Slot> {
+        let s = slots.remove(&key)?;
+        self.index(s.ino, false);
+        Some(s)
+    }
+
+    fn index(&self, ino: u32, add: bool) {
+        if ino == DEAD {
+            return;
+        }
+        let mut m = self.lock_mapped();
+        let n = m.entry(ino).or_default();
+        if add {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ino);
+            }
+        }
+    }
+
     /// FUSE_SETUPMAPPING: maps `len` bytes of inode `ino` from `file_offset`
     /// at window offset `moffset`, replacing whatever mapping overlaps it.
     pub fn setup(&self, ino: u32, file_offset: u64, len: u64, moffset: u64, writable: bool) -> Result<(), DaxError> {
-        if len == 0 || moffset % PAGE != 0 || file_offset % PAGE != 0 {
+        if len == 0 || len % PAGE != 0 || moffset % PAGE != 0 || file_offset % PAGE != 0 {
             return Err(DaxError::Invalid(format!(
-                "DAX mapping of {len} bytes at file offset {file_offset:#x}, window offset {moffset:#x}: not page aligned"
+                "DAX mapping of {len:#x} bytes at file offset {file_offset:#x}, window offset {moffset:#x}: \
+                 not whole pages"
             )));
         }
-        let len = len.checked_next_multiple_of(PAGE).ok_or_else(|| DaxError::Invalid("length overflows".into()))?;
         let end = moffset.checked_add(len).filter(|e| *e <= self.size).ok_or_else(|| {
             DaxError::Invalid(format!("window range {moffset:#x}+{len:#x} is outside the {:#x}-byte window", self.size))
         })?;
@@ -183,28 +226,33 @@ impl DaxWindow {
                 return Err(DaxError::NotWritable(ino));
             }
         }
-        if self.fs.is_read_only() && inode.is_reg() && inode.has_flag(FL_INLINE_DATA) {
-            // Nothing may be written, so no block can be allocated: a
-            // sealed copy serves the file's bytes (they cannot change).
-            let new = self.private_copy(&inode, moffset, file_offset, len)?;
-            return self.install(&ch, ino, file_offset, moffset, end, false, new, Vec::new());
-        }
-        let placed = self.fs.map_for_dax_with(ino, file_offset, len, writable, |m| {
-            if m.converted {
-                self.counters.conversions.fetch_add(1, Ordering::Relaxed);
-                log::info!("dax: inode {ino} converted from inline data at map setup");
+        if self.fs.is_read_only() {
+            // The image must not be handed to a VMM that maps everything
+            // writable, and nothing can change: a private copy serves the
+            // file's bytes (inline files too, which cannot be converted).
+            if !inode.is_reg() {
+                return Err(DaxError::Core(ext4::Error::InvalidArgument(format!("inode {ino} is not a regular file"))));
             }
-            let new = pieces::from_core(moffset, file_offset, &m.pieces, writable);
-            self.install(&ch, ino, file_offset, moffset, end, writable, new, vec![m.id])
-        })?;
-        placed?;
+            let new = self.private_copy(&inode, moffset, file_offset, len)?;
+            self.install(&ch, ino, file_offset, moffset, end, false, new, Vec::new())?;
+        } else {
+            let placed = self.fs.map_for_dax_with(ino, file_offset, len, writable, |m| {
+                if m.converted {
+                    self.counters.conversions.fetch_add(1, Ordering::Relaxed);
+                    log::info!("dax: inode {ino} converted from inline data at map setup");
+                }
+                let new = pieces::from_core(moffset, file_offset, &m.pieces, writable);
+                self.install(&ch, ino, file_offset, moffset, end, writable, new, vec![m.id])
+            })?;
+            placed?;
+        }
         self.counters.setups.fetch_add(1, Ordering::Relaxed);
         log::debug!("dax: inode {ino} {file_offset:#x}+{len:#x} at window {moffset:#x} (writable: {writable})");
         Ok(())
     }
 
-    /// The pieces of an inline file of a read-only image: its bytes from a
-    /// sealed memfd, zeros past its end.
+    /// The pieces of a file of a read-only image: its bytes copied into a
+    /// memfd, zeros past its end.
     fn private_copy(
         &self,
         inode: &ext4::Inode,
@@ -212,26 +260,24 @@ impl DaxWindow {
         file_offset: u64,
         len: u64,
     ) -> Result<Vec<Piece>, DaxError> {
-        let size = inode.size();
-        let in_file = size.div_ceil(PAGE) * PAGE;
+        let in_file = inode.size().div_ceil(PAGE) * PAGE;
         let mut out = Vec::new();
         if file_offset < in_file {
-            // Inline data never passes one block; what the size claims past
-            // it reads as zeros.
-            let mut bytes = vec![0u8; size.min(self.fs.block_size() as u64) as usize];
-            let n = self.fs.read(inode, 0, &mut bytes)?;
-            bytes.truncate(n);
-            let memfd = Arc::new(
-                SealedMemfd::with_bytes("ext4-virtiofsd-inline", in_file.min(file_offset + len), &bytes)
-                    .map_err(DaxError::Frontend)?,
-            );
             let plen = in_file.min(file_offset + len) - file_offset;
-            out.push(Piece {
-                shm_offset: moffset,
-                file_offset,
-                len: plen,
-                backing: Backing::Private(memfd, file_offset),
+            let mut failed = None;
+            let memfd = SealedMemfd::filled("ext4-virtiofsd-copy", plen, |off, buf| {
+                self.fs.read(inode, file_offset + off, buf).map_err(|e| {
+                    let msg = e.to_string();
+                    failed = Some(e);
+                    io::Error::other(msg)
+                })
             });
+            let memfd = match (memfd, failed) {
+                (_, Some(e)) => return Err(DaxError::Core(e)),
+                (Err(e), None) => return Err(DaxError::Memory(e)),
+                (Ok(m), None) => Arc::new(m),
+            };
+            out.push(Piece { shm_offset: moffset, file_offset, len: plen, backing: Backing::Private(memfd, 0) });
         }
         let done: u64 = out.iter().map(|p| p.len).sum();
         if done < len {
@@ -261,10 +307,10 @@ impl DaxWindow {
     ) -> Result<(), DaxError> {
         let mut slots = self.lock_slots();
         for key in overlapping(&slots, moffset, end) {
-            let Some(old) = slots.remove(&key) else { continue };
+            let Some(old) = self.take(&mut slots, key) else { continue };
             if let Err(e) = self.unmap_pieces(ch, &old.pieces) {
                 // The frontend may still show the old blocks: keep them pinned.
-                slots.insert(key, old);
+                self.put(&mut slots, key, old);
                 self.release(pins);
                 return Err(DaxError::Frontend(e));
             }
@@ -274,14 +320,18 @@ impl DaxWindow {
             if let Err(e) = self.map_piece(ch, p) {
                 if let Err(u) = self.unmap_pieces(ch, &new[..i]) {
                     log::error!("dax: undoing a failed mapping: {u}");
-                    slots.insert(moffset, Slot { ino, file_offset, len: end - moffset, writable, pieces: new, pins });
+                    self.put(
+                        &mut slots,
+                        moffset,
+                        Slot { ino, file_offset, len: end - moffset, writable, pieces: new, pins },
+                    );
                 } else {
                     self.release(pins);
                 }
                 return Err(DaxError::Frontend(e));
             }
         }
-        slots.insert(moffset, Slot { ino, file_offset, len: end - moffset, writable, pieces: new, pins });
+        self.put(&mut slots, moffset, Slot { ino, file_offset, len: end - moffset, writable, pieces: new, pins });
         Ok(())
     }
 
@@ -290,7 +340,7 @@ impl DaxWindow {
     pub fn remove(&self, moffset: u64, len: u64) -> Result<(), DaxError> {
         let end = moffset
             .checked_add(len)
-            .filter(|_| len > 0)
+            .filter(|_| len > 0 && len % PAGE == 0 && moffset % PAGE == 0)
             .ok_or_else(|| DaxError::Invalid(format!("removal of {len:#x} bytes at window offset {moffset:#x}")))?;
         let ch = self.channel()?;
         let bs = self.fs.block_size() as u64;
@@ -300,7 +350,7 @@ impl DaxWindow {
             return Err(DaxError::NotMapped(moffset, end));
         }
         for key in keys {
-            let Some(old) = slots.remove(&key) else { continue };
+            let Some(old) = self.take(&mut slots, key) else { continue };
             let slot_end = key + old.len;
             let mut kept: Vec<Slot> = Vec::new();
             for (from, to) in [(key, moffset.min(slot_end)), (end.max(key), slot_end)] {
@@ -318,12 +368,12 @@ impl DaxWindow {
             }
             let after: Vec<Piece> = kept.iter().flat_map(|s| s.pieces.iter().cloned()).collect();
             if let Err(e) = self.change(&ch, &old.pieces, &after) {
-                slots.insert(key, old);
+                self.put(&mut slots, key, old);
                 return Err(DaxError::Frontend(e));
             }
             for mut s in kept {
                 s.pins = self.pin_images(s.ino, &s.pieces, bs);
-                slots.insert(key + (s.file_offset - old.file_offset), s);
+                self.put(&mut slots, key + (s.file_offset - old.file_offset), s);
             }
             self.release(old.pins);
         }
@@ -336,7 +386,7 @@ impl DaxWindow {
     /// write, fallocate or conversion allocated; a writable mapping's
     /// holes inside a grown file get blocks).
     pub fn refresh(&self, ino: u32) {
-        if self.fs.is_read_only() {
+        if self.fs.is_read_only() || !self.lock_mapped().contains_key(&ino) {
             return;
         }
         let targets: Vec<(u64, u64, u64, bool)> = self
@@ -419,6 +469,7 @@ impl DaxWindow {
     /// them.
     pub fn on_inode_freed(&self, ino: u32) {
         for s in self.lock_slots().values_mut().filter(|s| s.ino == ino) {
+            self.index(ino, false);
             s.ino = DEAD;
             let old = std::mem::take(&mut s.pins);
             self.release(old);
@@ -429,6 +480,7 @@ impl DaxWindow {
     /// and releases its pins, and logs the counters.
     pub fn close(&self) {
         let slots = std::mem::take(&mut *self.lock_slots());
+        self.lock_mapped().clear();
         for s in slots.into_values() {
             self.release(s.pins);
         }

@@ -1,14 +1,24 @@
-//! Sealed memfds the window maps where the image has no block to show:
-//! zeros (holes, unwritten extents, past EOF) and private copies of inline
-//! files on a read-only image.
+//! Memfds the window maps where the image has no block to show (zeros for
+//! holes, unwritten extents and past EOF) or must not be mapped (private
+//! copies of a read-only image's files).
+//!
+//! They are sealed against growing and shrinking, not against writes:
+//! QEMU 11 maps every SHMEM_MAP piece with PROT_WRITE in its own address
+//! space whatever the flags say (the guest's read-only mapping is enforced
+//! by the guest kernel's page tables), and mmap(PROT_WRITE, MAP_SHARED) of
+//! a write-sealed memfd fails. Each memfd belongs to one session's window,
+//! so a guest kernel that stores through a range it mapped read-only
+//! changes only what that same guest sees there, never the image.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
-/// A read-only, sealed memory file: nobody (not the daemon, not the VMM)
-/// can change its bytes or its size once made.
+/// Bytes copied into a memfd per step.
+const CHUNK: usize = 1 << 20;
+
+/// A memory file of fixed size.
 #[derive(Debug)]
 pub struct SealedMemfd {
     file: File,
@@ -18,11 +28,17 @@ pub struct SealedMemfd {
 impl SealedMemfd {
     /// `len` bytes of zeros (sparse: no memory is used until read).
     pub fn zeros(len: u64) -> io::Result<SealedMemfd> {
-        Self::with_bytes("ext4-virtiofsd-zeros", len, &[])
+        Self::filled("ext4-virtiofsd-zeros", len, |_, _| Ok(0))
     }
 
-    /// `len` bytes starting with `bytes`, zeros after them.
-    pub fn with_bytes(name: &str, len: u64, bytes: &[u8]) -> io::Result<SealedMemfd> {
+    /// `len` bytes, filled chunk by chunk: `fill(offset, buf)` puts the
+    /// bytes from `offset` into `buf` and returns how many; fewer than asked
+    /// ends the copy (the rest reads as zeros).
+    pub fn filled(
+        name: &str,
+        len: u64,
+        mut fill: impl FnMut(u64, &mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<SealedMemfd> {
         let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
         // SAFETY: memfd_create with a NUL-terminated name; the result is
         // checked and owned by the File below.
@@ -33,8 +49,18 @@ impl SealedMemfd {
         // SAFETY: fd is a fresh descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(len)?;
-        file.write_all_at(bytes, 0)?;
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        let mut buf = vec![0u8; CHUNK.min(len as usize)];
+        let mut at = 0u64;
+        while at < len {
+            let want = (len - at).min(CHUNK as u64) as usize;
+            let n = fill(at, &mut buf[..want])?.min(want);
+            file.write_all_at(&buf[..n], at)?;
+            if n < want {
+                break;
+            }
+            at += n as u64;
+        }
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on a descriptor we own.
         if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } < 0 {
             return Err(io::Error::last_os_error());
@@ -63,14 +89,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_memfd_reads_its_bytes_and_refuses_writes() {
-        let m = SealedMemfd::with_bytes("t", 8192, b"inline").unwrap();
-        let mut buf = [1u8; 16];
-        m.file.read_exact_at(&mut buf, 0).unwrap();
-        assert_eq!(&buf[..6], b"inline");
-        assert_eq!(&buf[6..], &[0u8; 10]);
-        assert!(m.file.write_at(b"x", 0).is_err(), "a sealed memfd took a write");
+    fn a_filled_memfd_reads_its_bytes_and_keeps_its_size() {
+        let src: Vec<u8> = (0..3 * CHUNK + 100).map(|i| (i % 251) as u8).collect();
+        let m = SealedMemfd::filled("t", 4 * CHUNK as u64, |off, buf| {
+            let rest = src.get(off as usize..).unwrap_or(&[]);
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            Ok(n)
+        })
+        .unwrap();
+        let mut got = vec![1u8; 4 * CHUNK];
+        m.file.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(&got[..src.len()], &src[..]);
+        assert!(got[src.len()..].iter().all(|b| *b == 0), "past the copy: zeros");
         assert!(m.file.set_len(1).is_err(), "a sealed memfd shrank");
-        assert_eq!(m.len(), 8192);
+        assert!(m.file.set_len(8 * CHUNK as u64).is_err(), "a sealed memfd grew");
+        assert_eq!(m.len(), 4 * CHUNK as u64);
+        let z = SealedMemfd::zeros(8192).unwrap();
+        let mut b = [1u8; 8192];
+        z.file.read_exact_at(&mut b, 0).unwrap();
+        assert!(b.iter().all(|x| *x == 0));
     }
 }

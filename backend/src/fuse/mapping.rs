@@ -19,6 +19,10 @@ impl From<DaxError> for Errno {
             DaxError::ReadOnly => Errno::EROFS,
             DaxError::NotWritable(_) => Errno::EPERM,
             DaxError::NoChannel => Errno::EOPNOTSUPP,
+            DaxError::Memory(e) => {
+                log::error!("dax: {e}");
+                Errno(libc::ENOMEM)
+            }
             DaxError::Frontend(e) => {
                 log::error!("dax: the frontend failed a mapping: {e}");
                 Errno::EIO
