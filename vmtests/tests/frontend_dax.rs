@@ -1202,6 +1202,61 @@ fn hostile_setupmapping_and_removemapping() {
     assert!(accepted.is_empty(), "hostile SETUPMAPPING / REMOVEMAPPING accepted: {accepted:?}");
 }
 
+#[test]
+fn hostile_nodes_and_far_offsets() {
+    let s = Scratch::new("dax-nodes");
+    let image = image_with(&s, &[("f", pattern(50, 10_000))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    // Directories and symlinks are no files to map: their blocks are
+    // metadata, which the window never shows.
+    let dir =
+        c.ok(&fuse::mkdir(FUSE_ROOT_ID, "dir", 0o755)).map(|b| fuse::parse::<fuse_entry_out>(&b).unwrap()).unwrap();
+    for i in 0..200 {
+        let (e, fh) = c.create(dir.nodeid, &format!("entry-with-a-long-name-{i:04}"), 0o644).unwrap();
+        c.release(e.nodeid, fh).unwrap();
+    }
+    let slow = "t".repeat(300);
+    let sl =
+        c.ok(&fuse::symlink(FUSE_ROOT_ID, "slow", &slow)).map(|b| fuse::parse::<fuse_entry_out>(&b).unwrap()).unwrap();
+    let fast =
+        c.ok(&fuse::symlink(FUSE_ROOT_ID, "fast", "x")).map(|b| fuse::parse::<fuse_entry_out>(&b).unwrap()).unwrap();
+    for (what, node) in [
+        ("the root", FUSE_ROOT_ID),
+        ("a directory", dir.nodeid),
+        ("a symlink", sl.nodeid),
+        ("a fast symlink", fast.nodeid),
+    ] {
+        for flags in [READ, RW] {
+            let r = c.call(&fuse::setupmapping(node, NO_FH, 0, RANGE, flags, 0));
+            assert_ne!(r.errno, 0, "SETUPMAPPING of {what} (flags {flags}) accepted: pieces {:#x?}", w.pieces());
+        }
+    }
+    assert!(w.pieces().is_empty(), "{:#x?}", w.pieces());
+    // Far past EOF: zeros, and a writable mapping there allocates nothing.
+    let f = entry(&c, "f").nodeid;
+    let fh = c.open(f, libc::O_RDWR).unwrap();
+    let free =
+        |c: &FuseClient| fuse::parse::<fuse_statfs_out>(&c.ok(&fuse::statfs(FUSE_ROOT_ID)).unwrap()).unwrap().st.bfree;
+    let before = free(&c);
+    for (i, foff) in [1u64 << 30, 1 << 40].into_iter().enumerate() {
+        let m = i as u64 * RANGE;
+        c.setup_mapping(f, NO_FH, foff, RANGE, RW, m)
+            .unwrap_or_else(|e| panic!("SETUPMAPPING at {foff:#x}: errno {e}"));
+        assert_coherent(&c, 1, &w, f, fh, foff, m, RANGE, "far past EOF");
+        assert!(w.pieces_in(m, RANGE).iter().all(|p| !p.writable), "writable pieces past EOF: {:#x?}", w.pieces());
+    }
+    assert_eq!(free(&c), before, "a writable mapping past EOF allocated blocks");
+    // Beyond the largest file ext4 holds (16 TiB with 4 KiB blocks).
+    let r = c.call(&fuse::setupmapping(f, NO_FH, 1 << 50, RANGE, READ, 2 * RANGE));
+    if r.errno == 0 {
+        assert_coherent(&c, 1, &w, f, fh, 1 << 50, 2 * RANGE, RANGE, "beyond the largest file");
+    }
+    alive(&c, &d);
+    finish(c, &w, d, &image);
+}
+
 fn debugfs_w(image: &Path, req: &str) {
     let out = Command::new("debugfs").args(["-w", "-R", req]).arg(image).output().expect("run debugfs");
     assert!(out.status.success(), "debugfs -w {req}: {}", String::from_utf8_lossy(&out.stderr));
