@@ -77,11 +77,15 @@ fi
 [ -e /dev/fuse ] || modprobe fuse || die "no /dev/fuse"
 [ -e /dev/loop-control ] || modprobe loop || die "no loop devices"
 
-# Users and groups xfstests switches to (tests needing them are "not run" otherwise).
+# Users and groups xfstests switches to (tests needing them are "not run"
+# otherwise), with home directories (su warns without one, and a test that
+# compares su's output then fails).
 getent group fsgqa >/dev/null || groupadd fsgqa
-getent passwd fsgqa >/dev/null || useradd -g fsgqa -M -s /bin/bash fsgqa
-getent passwd fsgqa2 >/dev/null || useradd -g fsgqa -M -s /bin/bash fsgqa2
-getent passwd 123456-fsgqa >/dev/null || useradd -g fsgqa -M -s /bin/bash 123456-fsgqa
+for u in fsgqa fsgqa2 123456-fsgqa; do
+    getent passwd "$u" >/dev/null || useradd -g fsgqa -m -s /bin/bash "$u"
+    home=$(getent passwd "$u" | cut -d: -f6)
+    [ -d "$home" ] || { mkdir -p "$home" && chown "$u:fsgqa" "$home"; }
+done
 
 # --- Build xfstests in a copy under $WORK (never in its tree or ours) ------
 stamp=$(cd "$XFSTESTS_SRC" && { git rev-parse HEAD 2>/dev/null || find . -newer check -print | wc -l; })
