@@ -25,7 +25,8 @@
 //! refuses stores until the guest asks again for write
 //! (`read_only_mapping_cannot_be_written`), a file grown by WRITE reads
 //! right through the mapping it already has (`file_grown_by_write_reads_through_its_mapping`),
-//! 8 threads on the same inline files (`eight_threads_on_inline_files_match_a_model`),
+//! 8 threads mapping, reclaiming, writing, storing and truncating the same
+//! inline files (`eight_threads_on_inline_files_match_a_model`),
 //! a writable mapping keeps taking stores as its file grows
 //! (`writable_mapping_stays_writable_as_the_file_grows`), fallocate, collapse
 //! and insert range and COPY_FILE_RANGE under mappings
@@ -728,7 +729,15 @@ fn eight_threads_on_inline_files_match_a_model() {
                     let (node, fh, m) = (nodes[k], fhs[k], slot(t, k));
                     let mut f = model[k].lock().unwrap();
                     let what = format!("thread {t} step {i} f{k}");
-                    match rng.below(4) {
+                    match rng.below(5) {
+                        4 => {
+                            // Reclaim and map again (the guest's LRU at work).
+                            let r = c.call_on(q, &fuse::removemapping(node, &[(m, RANGE)])).unwrap();
+                            assert_eq!(r.errno, 0, "{what}: REMOVEMAPPING");
+                            assert!(w.read_window(m, 1).is_err(), "{what}: mapped after REMOVEMAPPING");
+                            let r = c.call_on(q, &fuse::setupmapping(node, NO_FH, 0, RANGE, READ, m)).unwrap();
+                            assert_eq!(r.errno, 0, "{what}: SETUPMAPPING after REMOVEMAPPING");
+                        }
                         0 => {
                             let off = rng.below(6000);
                             let data = pattern((t * 1000 + i) as u64, rng.length(70, 50, 3000) as usize);
