@@ -987,6 +987,35 @@ fn writable_mapping_stays_writable_as_the_file_grows() {
 }
 
 #[test]
+fn two_mappings_of_one_range_stay_coherent() {
+    // A hole read through one mapping, then filled by a writable mapping of
+    // the same range elsewhere in the window (SETUPMAPPING fills holes
+    // inside i_size) and stored into: the first mapping shows the store
+    // after the next reply (Linux maps a range once per inode; a hostile or
+    // multi-queue guest may map it twice).
+    let s = Scratch::new("dax-twice");
+    let image = image_with(&s, &[]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let (e, fh) = c.create(FUSE_ROOT_ID, "sparse", 0o644).unwrap();
+    let n = e.nodeid;
+    c.write(n, fh, 0, b"head").unwrap();
+    c.write(n, fh, 100_000, b"tail").unwrap();
+    c.setup_mapping(n, NO_FH, 0, RANGE, READ, 0).unwrap();
+    assert_coherent(&c, 1, &w, n, fh, 0, 0, RANGE, "read mapping of a sparse file");
+    c.setup_mapping(n, NO_FH, 0, RANGE, RW, RANGE).unwrap();
+    assert_coherent(&c, 1, &w, n, fh, 0, 0, RANGE, "the read mapping after the holes were filled");
+    w.write_window(RANGE + 50_000, b"stored in a filled hole").unwrap();
+    alive(&c, &d);
+    assert_coherent(&c, 1, &w, n, fh, 0, RANGE, RANGE, "the writable mapping");
+    assert_coherent(&c, 1, &w, n, fh, 0, 0, RANGE, "the read mapping after a store through the other");
+    let snapshot = w.pieces();
+    finish(c, &w, d, &image);
+    assert_pieces_are_the_files(&image, &snapshot, &[(0, "sparse", 0), (RANGE, "sparse", 0)]);
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
