@@ -5,7 +5,8 @@
 //! The window is one anonymous `PROT_NONE` reservation of the size
 //! GET_SHMEM_CONFIG announced. SHMEM_MAP maps the received fd over a piece
 //! of it (`MAP_SHARED | MAP_FIXED`, read-only or read-write per the
-//! WRITABLE flag); SHMEM_UNMAP puts `PROT_NONE` back over exactly that
+//! WRITABLE flag, after a first mapping read-write as QEMU 11 makes it,
+//! whatever the flag); SHMEM_UNMAP puts `PROT_NONE` back over exactly that
 //! piece. The checks are QEMU 11's (`hw/virtio/vhost-user-shmem.c`): shmid
 //! 0 only, a nonzero page-aligned range inside the window, no map over a
 //! live mapping, an unmap only of one live mapping exactly. A refused
@@ -198,16 +199,20 @@ impl VhostUserFrontendReqHandler for Shared {
             Err(e) => return refuse(&mut st, format!("SHMEM_MAP: fstat: {e}")),
         };
         let writable = flags.contains(VhostUserMMapFlags::WRITABLE);
-        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        let at = (self.base + off as usize) as *mut libc::c_void;
+        // QEMU 11 maps every piece PROT_READ | PROT_WRITE whatever the flag
+        // says (the guest's page tables enforce read-only): an fd that
+        // cannot be mapped so (opened read-only, a write-sealed memfd) is
+        // refused there, so it is here.
         // SAFETY: [off, off + len) was checked to lie inside our
         // reservation, which belongs to this window alone; MAP_FIXED swaps
         // its PROT_NONE pages for the file. The table lock is held, so no
         // copy in or out of the window runs meanwhile.
         let p = unsafe {
             libc::mmap(
-                (self.base + off as usize) as *mut libc::c_void,
+                at,
                 len as usize,
-                prot,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_FIXED,
                 file.as_raw_fd(),
                 fd_offset as libc::off_t,
@@ -217,7 +222,18 @@ impl VhostUserFrontendReqHandler for Shared {
             let e = io::Error::last_os_error();
             // A failed MAP_FIXED may have dropped the old pages: reserve again.
             let _ = self.reserve(off, len);
-            return refuse(&mut st, format!("SHMEM_MAP: mmap of [{off:#x}, +{len:#x}) writable={writable}: {e}"));
+            return refuse(
+                &mut st,
+                format!("SHMEM_MAP: mmap of [{off:#x}, +{len:#x}) PROT_READ|PROT_WRITE (as QEMU 11 does): {e}"),
+            );
+        }
+        // A read-only piece is read-only for the guest: our stores through
+        // it are refused by the table, and by the page protection too.
+        // SAFETY: mprotect of the pages just mapped, inside our reservation.
+        if !writable && unsafe { libc::mprotect(at, len as usize, libc::PROT_READ) } != 0 {
+            let e = io::Error::last_os_error();
+            let _ = self.reserve(off, len);
+            return refuse(&mut st, format!("SHMEM_MAP: mprotect of [{off:#x}, +{len:#x}) read-only: {e}"));
         }
         use std::os::unix::fs::MetadataExt;
         let piece = Piece { shm_offset: off, len, writable, dev: meta.dev(), ino: meta.ino(), fd_offset };
@@ -657,15 +673,35 @@ mod tests {
     }
 
     #[test]
-    fn writable_map_of_read_only_fd_is_refused() {
+    fn fds_qemu_cannot_map_writable_are_refused() {
         let w = DaxWindow::new(4 * PAGE, true).unwrap();
         let b = backend(&w);
         let f = file(1);
+        // Opened read-only: refused even for a read-only piece (QEMU 11
+        // maps every piece PROT_WRITE).
         let ro = File::open(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
         assert!(b.shmem_map(&msg(0, 0, 0, PAGE, true), &ro).is_err());
+        assert!(b.shmem_map(&msg(0, 0, 0, PAGE, false), &ro).is_err());
         assert!(w.read_window(0, 1).is_err(), "the range stays unmapped");
-        b.shmem_map(&msg(0, 0, 0, PAGE, false), &ro).unwrap();
-        assert_eq!(w.read_window(0, 1).unwrap(), [1]);
+        // A memfd sealed against writes: refused; against resizing only: fine.
+        let sealed = |seals: libc::c_int| {
+            // SAFETY: memfd_create with a valid name; owned by the File.
+            let fd = unsafe { libc::memfd_create(c"sealed".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+            assert!(fd >= 0);
+            // SAFETY: a fresh descriptor nothing else owns.
+            let m = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            m.set_len(PAGE).unwrap();
+            // SAFETY: fcntl(F_ADD_SEALS) on our own memfd.
+            assert_eq!(unsafe { libc::fcntl(m.as_raw_fd(), libc::F_ADD_SEALS, seals) }, 0);
+            m
+        };
+        let ws = sealed(libc::F_SEAL_WRITE);
+        assert!(b.shmem_map(&msg(0, 0, 0, PAGE, false), &ws).is_err());
+        let rs = sealed(libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL);
+        b.shmem_map(&msg(0, 0, 0, PAGE, false), &rs).unwrap();
+        assert_eq!(w.read_window(0, 1).unwrap(), [0]);
+        assert!(w.write_window(0, b"x").is_err(), "a read-only piece took a store");
+        assert_eq!(w.counters().refusals, 3);
     }
 
     #[test]
