@@ -62,7 +62,10 @@ pub fn run(bin: &Path, out: &mut dyn Write) -> Result<Outcome, String> {
         let _ = writeln!(out, "{s}");
         let _ = out.flush();
     };
-    say("==> preparing the guest kit (cached in target/vmrig/): kernel, busybox initramfs, QEMU 11 in a sid chroot");
+    say(&format!(
+        "==> preparing the guest kit (cached in {}): kernel, busybox initramfs, QEMU 11 in a sid chroot",
+        crate::prep::cache_dir().display()
+    ));
     let prep = crate::prep::prepare()?;
     let q11 = crate::sid::prepare_qemu11(&prep)?;
     say(&format!("    kernel {}, {}", prep.kernel_package, q11.version));
