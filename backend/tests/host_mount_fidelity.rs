@@ -122,10 +122,11 @@ fn sh_as_nobody(script: &str, file: &Path) {
 
 fn privilege_steps(dir: &Path) -> Seen {
     // What nobody does to a file (the shell's `>` opens O_TRUNC; truncate(1)
-    // is an ftruncate; dd writes buffered or O_DIRECT; xfs_io copy_range is
-    // a copy_file_range into it).
-    let ops: [(&str, &str); 5] = [
+    // is an ftruncate; dd writes buffered or O_DIRECT; fallocate(1)
+    // preallocates; xfs_io copy_range is a copy_file_range into it).
+    let ops: [(&str, &str); 6] = [
         ("buffered write", r#"dd if=/dev/zero of="$1" bs=4096 count=1 conv=notrunc status=none"#),
+        ("fallocate", r#"fallocate -o 0 -l 8192 "$1""#),
         ("direct write", r#"dd if=/dev/zero of="$1" bs=4096 count=1 conv=notrunc oflag=direct status=none"#),
         ("O_TRUNC open", r#": > "$1""#),
         ("ftruncate", r#"truncate -s 100 "$1""#),

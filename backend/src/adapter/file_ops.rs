@@ -304,7 +304,7 @@ impl Ext4Fs {
     }
 
     /// FALLOCATE.
-    pub fn fallocate(&self, node: u64, fh: u64, offset: u64, len: u64, mode: u32) -> FsResult<()> {
+    pub fn fallocate(&self, caller: &Caller<'_>, node: u64, fh: u64, offset: u64, len: u64, mode: u32) -> FsResult<()> {
         let inode = self.inode(node)?;
         if !self.file_handle(fh, inode.ino)?.write {
             return Err(Errno::EBADF);
@@ -327,6 +327,11 @@ impl Ext4Fs {
         };
         if len == 0 || offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
             return Err(Errno::EINVAL);
+        }
+        // vfs_fallocate's file_modified: a caller without CAP_FSETID drops
+        // set-id bits (the client sends no kill flag for fallocate).
+        if !caller.is_root() {
+            self.drop_privs(caller, &inode)?;
         }
         Ok(self.fs.fallocate(inode.ino, m, offset, len)?)
     }

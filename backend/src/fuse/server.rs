@@ -559,7 +559,7 @@ impl Server {
             }
             FUSE_FALLOCATE => {
                 let f: fuse_fallocate_in = a.read("fallocate_in")?;
-                fs.fallocate(node, f.fh, f.offset, f.length, f.mode)?;
+                fs.fallocate(c, node, f.fh, f.offset, f.length, f.mode)?;
                 self.refresh_mapped(node);
                 Ok(())
             }
