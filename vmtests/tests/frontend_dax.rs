@@ -32,7 +32,8 @@
 //! and insert range and COPY_FILE_RANGE under mappings
 //! (`fallocate_collapse_insert_copy_keep_mappings_coherent`), a guest that
 //! reclaims ranges of a small window (`reclaim_through_a_small_window`),
-//! `--inode-dax` (`inode_dax_policy_marks_files`), no window without
+//! `--inode-dax` (`inode_dax_policy_marks_files`), `cache_size` and
+//! `inode_dax` in the config file (`window_from_the_config_file`), no window without
 //! `--cache-size` (`no_window_without_cache_size`) and a hostile guest
 //! (`hostile_*`). Every image is e2fsck-clean at the end.
 //!
@@ -1073,6 +1074,35 @@ fn reclaim_through_a_small_window() {
     let log = finish(c, &w, d, &image);
     assert!(dax_counters(&log).is_some_and(|k| k[1] > 0), "no REMOVEMAPPING counted:\n{log}");
     assert!(debugfs_cat(&image, "big") == model, "the image differs from the model");
+}
+
+#[test]
+fn window_from_the_config_file() {
+    let s = Scratch::new("dax-config");
+    let image = image_with(&s, &[("f", pattern(60, 5000))]);
+    let bin = ext4_virtiofsd_binary();
+    let socket = s.join("c.sock");
+    let config = s.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "image = {:?}\nsocket_path = {:?}\ntag = {TAG:?}\ncache_size = \"16M\"\ninode_dax = \"always\"\n",
+            image.to_str().unwrap(),
+            socket.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("serve").arg("--config").arg(&config).args(["--log-level", "info"]);
+    let d = Daemon::start(cmd, &socket, &s.join("c.log")).unwrap_or_else(|e| panic!("{e}"));
+    let (c, w) = connect_sized(&d, 1, 16 << 20);
+    let e = entry(&c, "f");
+    assert!(e.attr.flags & FUSE_ATTR_DAX != 0, "inode_dax = \"always\" from the config");
+    c.setup_mapping(e.nodeid, NO_FH, 0, RANGE, READ, 7 * RANGE).unwrap();
+    let fh = c.open(e.nodeid, libc::O_RDONLY).unwrap();
+    assert_coherent(&c, 1, &w, e.nodeid, fh, 0, 7 * RANGE, RANGE, "config window");
+    assert_ne!(c.call(&fuse::setupmapping(e.nodeid, NO_FH, 0, RANGE, READ, 8 * RANGE)).errno, 0, "past 16M");
+    finish(c, &w, d, &image);
 }
 
 #[test]
