@@ -1017,6 +1017,58 @@ fn two_mappings_of_one_range_stay_coherent() {
 }
 
 #[test]
+fn stores_past_eof_in_the_last_page_never_become_file_data() {
+    // A guest may store past EOF inside the last page of a writable
+    // mapping (the page is the file's block); those bytes are not file
+    // data: when the file grows (truncate up, WRITE past the end) they read
+    // as zeros, as on the kernel's ext4.
+    let s = Scratch::new("dax-tail");
+    let image = image_with(&s, &[("a", pattern(70, 5000)), ("b", pattern(71, 5000)), ("i", b"inline".to_vec())]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let mut models = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (k, (name, grow)) in [("a", "truncate"), ("b", "write"), ("i", "truncate")].into_iter().enumerate() {
+        let n = entry(&c, name).nodeid;
+        let fh = c.open(n, libc::O_RDWR).unwrap();
+        let m = k as u64 * RANGE;
+        c.setup_mapping(n, NO_FH, 0, RANGE, RW, m).unwrap();
+        let size = c.getattr(n).unwrap().size;
+        let page_end = size.next_multiple_of(PAGE);
+        w.write_window(m + size, &vec![0xee; (page_end - size) as usize])
+            .unwrap_or_else(|e| panic!("{name}: store past EOF in the last page: {e}"));
+        let mut model = fuse_bytes(&c, 1, n, fh, 0, size);
+        match grow {
+            "truncate" => assert_eq!(c.call(&fuse::truncate(n, 3 * PAGE)).errno, 0),
+            _ => {
+                c.write(n, fh, 3 * PAGE - 4, b"tail").unwrap();
+            }
+        }
+        model.resize(3 * PAGE as usize, 0);
+        if grow == "write" {
+            model[3 * PAGE as usize - 4..].copy_from_slice(b"tail");
+        }
+        let got = fuse_bytes(&c, 1, n, fh, 0, 3 * PAGE);
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != model[i]) {
+            bad.push(format!(
+                "{name}: after {grow} up, byte {i} (old EOF {size}) reads {:#04x}, not {:#04x}",
+                got[i], model[i]
+            ));
+        }
+        assert_coherent(&c, 1, &w, n, fh, 0, m, RANGE, name);
+        models.insert(name, model);
+    }
+    finish(c, &w, d, &image);
+    for (name, model) in models {
+        if debugfs_cat(&image, name) != model {
+            bad.push(format!("{name} on the image differs"));
+        }
+    }
+    assert!(bad.is_empty(), "stores past EOF became file data:\n{}", bad.join("\n"));
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
