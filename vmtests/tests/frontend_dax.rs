@@ -1069,6 +1069,52 @@ fn stores_past_eof_in_the_last_page_never_become_file_data() {
 }
 
 #[test]
+fn mappings_end_with_their_session() {
+    // With --keep-running, a frontend leaves with mappings in place; the
+    // next one frees those files' blocks (truncate, unlink) and gets them
+    // back: nothing stays pinned for a window that is gone.
+    let s = Scratch::new("dax-sessions");
+    let image = image_with(&s, &[("x", pattern(80, 3 << 20)), ("inline", b"inline".to_vec())]);
+    let bin = ext4_virtiofsd_binary();
+    let socket = s.join("k.sock");
+    let mut cmd = ext4_serve(&bin, &image, &socket, TAG, 1, true);
+    cmd.args(["--cache-size", &WINDOW.to_string()]);
+    let mut d = Daemon::start(cmd, &socket, &s.join("k.log")).unwrap_or_else(|e| panic!("{e}"));
+    let bfree =
+        |c: &FuseClient| fuse::parse::<fuse_statfs_out>(&c.ok(&fuse::statfs(FUSE_ROOT_ID)).unwrap()).unwrap().st.bfree;
+    let (c, w) = connect(&d, 1);
+    let base = bfree(&c);
+    for (i, name) in ["x", "inline"].into_iter().enumerate() {
+        let n = entry(&c, name).nodeid;
+        c.setup_mapping(n, NO_FH, 0, RANGE, RW, i as u64 * RANGE).unwrap();
+    }
+    c.setup_mapping(entry(&c, "x").nodeid, NO_FH, RANGE, RANGE, READ, 2 * RANGE).unwrap();
+    w.write_window(0, b"stored before leaving").unwrap();
+    drop(c);
+    assert_window_sane(&w, &d.log_text());
+    let (c, w2) = connect(&d, 1);
+    let x = entry(&c, "x").nodeid;
+    let fh = c.open(x, libc::O_RDONLY).unwrap();
+    assert_eq!(c.read(x, fh, 0, 21).unwrap(), b"stored before leaving", "the store of the first session");
+    c.release(x, fh).unwrap();
+    assert_eq!(c.call(&fuse::truncate(x, 0)).errno, 0);
+    assert_eq!(c.call(&fuse::unlink(FUSE_ROOT_ID, "x", false)).errno, 0);
+    assert_eq!(c.call(&fuse::unlink(FUSE_ROOT_ID, "inline", false)).errno, 0);
+    let _ = c.submit(1, &fuse::forget(x, 1)).unwrap();
+    alive(&c, &d);
+    // x's 3 MiB and the inline file's new block are free again (the first
+    // session's lookups are gone with it).
+    let now = bfree(&c);
+    assert!(now >= base + (3 << 20) / PAGE, "blocks stay pinned by a gone session: bfree {base} then {now}");
+    assert!(w2.pieces().is_empty(), "the new session's window got pieces: {:#x?}", w2.pieces());
+    drop(c);
+    let (st, _) = d.terminate();
+    assert!(st.is_some(), "{}", d.log_text());
+    assert_window_sane(&w2, &d.log_text());
+    testkit::assert_fsck_clean(&image);
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
