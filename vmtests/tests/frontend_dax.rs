@@ -1115,6 +1115,48 @@ fn mappings_end_with_their_session() {
 }
 
 #[test]
+fn removemapping_cuts_and_spans() {
+    // Not what Linux sends (it removes whole ranges), but a guest may: a
+    // removal inside a mapping keeps its other parts, mapped and coherent;
+    // one across two mappings and the gap between removes both.
+    let s = Scratch::new("dax-cut");
+    let image = image_with(&s, &[("f", pattern(90, 3 << 20))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let n = entry(&c, "f").nodeid;
+    let fh = c.open(n, libc::O_RDWR).unwrap();
+    c.setup_mapping(n, NO_FH, 0, RANGE, RW, 0).unwrap();
+    c.remove_mapping(n, &[(RANGE / 4, RANGE / 2)]).unwrap();
+    assert!(w.pieces_in(RANGE / 4, RANGE / 2).is_empty(), "the cut part is still mapped: {:#x?}", w.pieces());
+    assert_coherent(&c, 1, &w, n, fh, 0, 0, RANGE / 4, "the part before the cut");
+    assert_coherent(&c, 1, &w, n, fh, 3 * RANGE / 4, 3 * RANGE / 4, RANGE / 4, "the part after the cut");
+    // The parts left still follow the file.
+    c.write(n, fh, 10, b"written after the cut").unwrap();
+    assert_eq!(c.call(&fuse::truncate(n, 1_800_000)).errno, 0);
+    assert_coherent(&c, 1, &w, n, fh, 0, 0, RANGE / 4, "before the cut, after WRITE and truncate");
+    assert_coherent(&c, 1, &w, n, fh, 3 * RANGE / 4, 3 * RANGE / 4, RANGE / 4, "after the cut, after truncate");
+    c.remove_mapping(n, &[(0, RANGE / 4)]).unwrap();
+    c.remove_mapping(n, &[(3 * RANGE / 4, RANGE / 4)]).unwrap();
+    assert!(w.pieces().is_empty(), "{:#x?}", w.pieces());
+    // Two mappings and the gap between them in one removal.
+    c.setup_mapping(n, NO_FH, 0, RANGE, READ, 0).unwrap();
+    c.setup_mapping(n, NO_FH, RANGE, RANGE, READ, 2 * RANGE).unwrap();
+    c.remove_mapping(n, &[(0, 3 * RANGE)]).unwrap();
+    assert!(w.pieces().is_empty(), "{:#x?}", w.pieces());
+    // Several entries in one request, one of them never mapped: refused
+    // (EINVAL), and the window keeps the mapping it had.
+    c.setup_mapping(n, NO_FH, 0, RANGE, READ, 0).unwrap();
+    let r = c.call(&fuse::removemapping(n, &[(0, RANGE), (4 * RANGE, RANGE)]));
+    if r.errno == 0 {
+        assert!(w.pieces().is_empty(), "accepted but not removed: {:#x?}", w.pieces());
+    } else {
+        assert_coherent(&c, 1, &w, n, fh, 0, 0, RANGE, "after a refused removal");
+    }
+    finish(c, &w, d, &image);
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
