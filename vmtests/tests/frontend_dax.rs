@@ -1157,6 +1157,63 @@ fn removemapping_cuts_and_spans() {
 }
 
 #[test]
+fn other_ways_to_free_mapped_blocks() {
+    // OPEN with O_TRUNC, RENAME over a mapped file, and an unlink that
+    // leaves another hard link: the window shows zeros for freed blocks
+    // (never the data of a file that reuses them), the file's bytes while
+    // they are still its own.
+    let s = Scratch::new("dax-otrunc");
+    let image =
+        image_with(&s, &[("t", pattern(91, 1 << 20)), ("r", pattern(92, 1 << 20)), ("l", pattern(93, 1 << 20))]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let t = entry(&c, "t").nodeid;
+    let r = entry(&c, "r").nodeid;
+    let l = entry(&c, "l").nodeid;
+    for (i, n) in [t, r, l].into_iter().enumerate() {
+        c.setup_mapping(n, NO_FH, 0, RANGE, READ, i as u64 * RANGE).unwrap();
+    }
+    let reuse = |name: &str, tag: u64| {
+        let (e, fh) = c.create(FUSE_ROOT_ID, name, 0o644).unwrap();
+        c.write(e.nodeid, fh, 0, &pattern(tag, 6 << 20)).unwrap();
+        assert_eq!(c.call(&fuse::fsync(e.nodeid, fh, false)).errno, 0);
+        c.release(e.nodeid, fh).unwrap();
+    };
+    let zeros = |m: u64, what: &str| {
+        let win = w.read_window(m, 1 << 20).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(win.iter().all(|&b| b == 0), "{what}: the window shows freed blocks' new contents");
+    };
+    // OPEN with O_TRUNC truncates (FUSE_ATOMIC_O_TRUNC).
+    let fh = c.open(t, libc::O_RDWR | libc::O_TRUNC).unwrap();
+    assert_eq!(c.getattr(t).unwrap().size, 0, "O_TRUNC did not truncate");
+    reuse("n1", 94);
+    zeros(0, "after OPEN O_TRUNC");
+    assert_coherent(&c, 1, &w, t, fh, 0, 0, RANGE, "after OPEN O_TRUNC");
+    // RENAME over r: r's last link goes (its node is still looked up, so
+    // its blocks stay until FORGET).
+    let (o, ofh) = c.create(FUSE_ROOT_ID, "other", 0o644).unwrap();
+    c.write(o.nodeid, ofh, 0, b"replacement").unwrap();
+    c.release(o.nodeid, ofh).unwrap();
+    assert_eq!(c.call(&fuse::rename(FUSE_ROOT_ID, "other", FUSE_ROOT_ID, "r")).errno, 0);
+    assert_eq!(w.read_window(RANGE, 1 << 20).unwrap(), pattern(92, 1 << 20), "r replaced but still looked up");
+    let _ = c.submit(1, &fuse::forget(r, 1)).unwrap();
+    alive(&c, &d);
+    reuse("n2", 95);
+    if let Ok(win) = w.read_window(RANGE, 1 << 20) {
+        let old = pattern(92, 1 << 20);
+        assert!(win.iter().zip(&old).all(|(a, b)| a == b || *a == 0), "r's window shows another file's data");
+    }
+    // A second link keeps l's blocks: unlinking one name changes nothing.
+    assert_eq!(c.call(&fuse::link(l, FUSE_ROOT_ID, "l2")).errno, 0);
+    assert_eq!(c.call(&fuse::unlink(FUSE_ROOT_ID, "l", false)).errno, 0);
+    reuse("n3", 96);
+    assert_eq!(w.read_window(2 * RANGE, 1 << 20).unwrap(), pattern(93, 1 << 20), "l still has a link");
+    finish(c, &w, d, &image);
+    assert!(debugfs_cat(&image, "l2") == pattern(93, 1 << 20));
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
