@@ -38,6 +38,10 @@ fn every_example_config_loads_and_resolves() {
     assert!(n >= 3, "only {n} example configs");
     let full = parse(&["--config", configs().join("full.toml").to_str().unwrap()]).unwrap();
     assert_eq!((full.tag.as_str(), full.cache, full.threads, full.request_queues), ("ext4fs", CachePolicy::Auto, 4, 1));
+    assert_eq!((full.cache_size, full.inode_dax), (0, ext4_virtiofsd::dax::InodeDax::Flag));
+    let dax = parse(&["--config", configs().join("full.toml").to_str().unwrap(), "--cache-size", "1G"]).unwrap();
+    assert_eq!(dax.cache_size, 1 << 30);
+    assert!(parse(&["--image", "/x.img", "--socket-path", "/s", "--cache-size", "3M"]).is_err(), "not 2 MiB ranges");
     let ro = parse(&["--config", configs().join("read-only-shared.toml").to_str().unwrap()]).unwrap();
     assert!(
         ro.read_only && ro.keep_running && ro.cache == CachePolicy::Always && ro.socket_group.as_deref() == Some("kvm")
