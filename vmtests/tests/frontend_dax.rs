@@ -1214,6 +1214,56 @@ fn other_ways_to_free_mapped_blocks() {
 }
 
 #[test]
+fn vmm_that_cannot_map_gets_errors_not_confusion() {
+    // The VMM fails SHMEM_MAPs (out of memory, say): SETUPMAPPING fails,
+    // the daemon keeps serving, and its idea of the window stays the
+    // frontend's (no unmap of what is not mapped, no overlap later).
+    let s = Scratch::new("dax-vmmfail");
+    let image = image_with(&s, &[("f", pattern(97, 3 << 20)), ("i", b"inline".to_vec())]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let f = entry(&c, "f").nodeid;
+    let fh = c.open(f, libc::O_RDWR).unwrap();
+    let i = entry(&c, "i").nodeid;
+    // The 3 MiB file's second range maps as an image piece and a zero
+    // piece (in that order): fail the first, then the second (the first
+    // must be undone).
+    for (k, fail_after) in [0u64, 1].into_iter().enumerate() {
+        let m = k as u64 * RANGE;
+        w.fail_maps(fail_after, 1);
+        let before = w.failed_on_purpose();
+        let r = c.call(&fuse::setupmapping(f, NO_FH, RANGE, RANGE, READ, m));
+        w.fail_maps(0, 0);
+        assert!(w.failed_on_purpose() > before, "no SHMEM_MAP was sent");
+        assert_ne!(r.errno, 0, "SETUPMAPPING succeeded though the VMM failed a map");
+        alive(&c, &d);
+        assert!(w.pieces_in(m, RANGE).is_empty(), "a failed SETUPMAPPING left pieces: {:#x?}", w.pieces());
+        // The same range maps fine afterwards.
+        c.setup_mapping(f, NO_FH, RANGE, RANGE, READ, m)
+            .unwrap_or_else(|e| panic!("retry: errno {e}\n{}", d.log_text()));
+        assert_coherent(&c, 1, &w, f, fh, RANGE, m, RANGE, "after a failed map");
+    }
+    // An inline file whose conversion happened but whose map failed: the
+    // file reads right, maps on retry, converted once.
+    w.fail_maps(0, 1);
+    assert_ne!(c.call(&fuse::setupmapping(i, NO_FH, 0, RANGE, RW, 4 * RANGE)).errno, 0);
+    let ifh = c.open(i, libc::O_RDWR).unwrap();
+    assert_eq!(c.read(i, ifh, 0, 100).unwrap(), b"inline");
+    c.setup_mapping(i, NO_FH, 0, RANGE, RW, 4 * RANGE).unwrap();
+    assert_coherent(&c, 1, &w, i, ifh, 0, 4 * RANGE, RANGE, "inline after a failed map");
+    // A WRITE that must remap a piece while the VMM fails: the WRITE's data
+    // is on the image whatever the window says.
+    w.fail_maps(0, 1);
+    let r = c.call(&fuse::write(f, fh, RANGE + 100, b"written while the VMM fails"));
+    w.fail_maps(0, 0);
+    assert!(r.errno == 0 || r.errno == libc::EIO, "WRITE while the VMM fails: errno {}", r.errno);
+    assert_eq!(c.read(f, fh, RANGE + 100, 27).unwrap(), b"written while the VMM fails");
+    alive(&c, &d);
+    finish(c, &w, d, &image);
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when

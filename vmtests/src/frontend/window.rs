@@ -88,6 +88,11 @@ struct State {
     refused: Vec<String>,
     /// Malformed messages that ended the channel.
     broken: Option<String>,
+    /// SHMEM_MAPs to let through, then to fail on purpose
+    /// ([`DaxWindow::fail_maps`]), and how many did.
+    pass_maps: u64,
+    fail_maps: u64,
+    failed_on_purpose: u64,
 }
 
 /// The reservation and the table, shared by the window and its request
@@ -187,6 +192,13 @@ impl VhostUserFrontendReqHandler for Shared {
                 &mut st,
                 format!("SHMEM_MAP: [{off:#x}, +{len:#x}) overlaps the mapping [{:#x}, +{:#x})", p.shm_offset, p.len),
             );
+        }
+        if st.pass_maps > 0 {
+            st.pass_maps -= 1;
+        } else if st.fail_maps > 0 {
+            st.fail_maps -= 1;
+            st.failed_on_purpose += 1;
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
         }
         // SAFETY: BorrowedFd of a descriptor the request handler owns for
         // the duration of this call; it is duplicated before use.
@@ -433,6 +445,19 @@ impl DaxWindow {
             g = self.shared.gate_cv.wait_timeout(g, left).unwrap().0;
         }
         true
+    }
+
+    /// Lets the next `skip` valid SHMEM_MAPs through, then makes `n` fail
+    /// (ENOMEM), as a VMM that cannot map more would; they are not counted
+    /// as refusals. `fail_maps(0, 0)` ends it.
+    pub fn fail_maps(&self, skip: u64, n: u64) {
+        let mut st = self.shared.state.lock().unwrap();
+        (st.pass_maps, st.fail_maps) = (skip, n);
+    }
+
+    /// SHMEM_MAPs failed on purpose so far.
+    pub fn failed_on_purpose(&self) -> u64 {
+        self.shared.state.lock().unwrap().failed_on_purpose
     }
 
     /// Counters of honoured and refused messages.
