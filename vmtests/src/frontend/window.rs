@@ -760,6 +760,26 @@ mod tests {
     }
 
     #[test]
+    fn malformed_message_ends_the_channel() {
+        let w = DaxWindow::new(4 * PAGE, true).unwrap();
+        let mut s = UnixStream::from(w.backend_socket().try_clone_to_owned().unwrap());
+        // SHMEM_MAP (9) without its fd, asking for an ack: QEMU closes the
+        // channel on a malformed message.
+        let mut m = Vec::new();
+        for v in [BackendReq::SHMEM_MAP as u32, 0x1 | 0x8, 40] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        m.extend_from_slice(vm_memory::ByteValued::as_slice(&msg(0, 0, 0, PAGE, false)));
+        s.write_all(&m).unwrap();
+        let mut ack = [0u8; 1];
+        // The channel ends: EOF (or a reset), never an ack.
+        let n = std::io::Read::read(&mut s, &mut ack).unwrap_or(0);
+        assert_eq!(n, 0, "an ack for a malformed message");
+        assert!(w.broken().is_some_and(|b| b.contains("message 9")), "{:?}", w.broken());
+        assert!(w.pieces().is_empty());
+    }
+
+    #[test]
     fn drop_stops_the_channel() {
         let w = DaxWindow::new(4 * PAGE, true).unwrap();
         let b = backend(&w);
