@@ -31,6 +31,7 @@ const MAP_CASES: &[&str] = &[
     "map_coherence",
     "map_truncate",
     "map_reclaim",
+    "map_eof_tail",
 ];
 
 /// How a configuration boots and mounts.

@@ -97,6 +97,7 @@ const NAMED_CASES: &[(&str, Case)] = &[
     ("map_coherence", mapcases::case_coherence),
     ("map_truncate", mapcases::case_truncate),
     ("map_reclaim", mapcases::case_reclaim),
+    ("map_eof_tail", mapcases::case_eof_tail),
     ("crash_workload", crash::case_workload),
     ("crash_check", crash::case_check),
     ("bench_seqread", bench::case_seqread),

@@ -364,3 +364,29 @@ pub fn case_reclaim(root: &Path) -> Outcome {
     }
     Ok(())
 }
+
+/// map_eof_tail: stores past EOF in the last page of a writable mapping
+/// (allowed, never file data) do not become file data: after msync and
+/// munmap `read()` shows the old size and bytes, and after an
+/// ftruncate-extend the bytes past the old EOF read as zeros, through
+/// `read()` and through a new mapping.
+pub fn case_eof_tail(root: &Path) -> Outcome {
+    let d = crate::case_dir(root, "map_eof_tail")?;
+    let p = d.join("tail");
+    let data = pattern::pattern(44, 5000);
+    fs::write(&p, &data).ctx("write", &p)?;
+    {
+        let (_f, mut m) = map(&p, 8192, true)?;
+        compare("before the stores", &m.bytes()[..5000], &data)?;
+        compare("past EOF in the last page", &m.bytes()[5000..], &[0u8; 3192])?;
+        m.bytes()[5000..].fill(b'X');
+        m.msync().ctx("msync", &p)?;
+    }
+    compare("read() after stores past EOF", &read_file(&p)?, &data)?;
+    OpenOptions::new().write(true).open(&p).ctx("open", &p)?.set_len(8192).ctx("ftruncate-extend", &p)?;
+    let mut want = data.clone();
+    want.resize(8192, 0);
+    compare("read() after extending over the stores", &read_file(&p)?, &want)?;
+    let (_f, mut m) = map(&p, 8192, false)?;
+    compare("a new mapping after extending over the stores", m.bytes(), &want)
+}
