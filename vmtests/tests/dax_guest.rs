@@ -32,6 +32,7 @@ const MAP_CASES: &[&str] = &[
     "map_truncate",
     "map_reclaim",
     "map_eof_tail",
+    "map_hole_store",
 ];
 
 /// How a configuration boots and mounts.

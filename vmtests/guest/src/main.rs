@@ -98,6 +98,7 @@ const NAMED_CASES: &[(&str, Case)] = &[
     ("map_truncate", mapcases::case_truncate),
     ("map_reclaim", mapcases::case_reclaim),
     ("map_eof_tail", mapcases::case_eof_tail),
+    ("map_hole_store", mapcases::case_hole_store),
     ("crash_workload", crash::case_workload),
     ("crash_check", crash::case_check),
     ("bench_seqread", bench::case_seqread),

@@ -390,3 +390,33 @@ pub fn case_eof_tail(root: &Path) -> Outcome {
     let (_f, mut m) = map(&p, 8192, false)?;
     compare("a new mapping after extending over the stores", m.bytes(), &want)
 }
+
+/// map_hole_store: a hole seen through a read-only mapping (zeros), then
+/// filled by a store through a writable mapping of the same range: the
+/// read-only mapping, `read()` and a second process's read-only mapping see
+/// the stored bytes (under DAX the guest upgrades its window range to
+/// writable, and the daemon must put the new block where the zeros were).
+pub fn case_hole_store(root: &Path) -> Outcome {
+    let d = crate::case_dir(root, "map_hole_store")?;
+    let p = d.join("holes");
+    let len = 3 << 20;
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).ctx("create", &p)?;
+    f.set_len(len as u64).ctx("ftruncate", &p)?;
+    f.write_all_at(b"head", 0).ctx("pwrite", &p)?;
+    f.write_all_at(b"tail", (len - 4) as u64).ctx("pwrite", &p)?;
+    let (_ro_file, mut ro) = map(&p, len, false)?;
+    let at = (1 << 20) + 4096 * 3 + 11;
+    compare("the hole through the read-only mapping", &ro.bytes()[at - 11..at + 4096], &vec![0u8; 4096 + 11])?;
+    {
+        let (_f, mut rw) = map(&p, len, true)?;
+        rw.bytes()[at..at + 4].copy_from_slice(b"HOLE");
+        rw.msync().ctx("msync", &p)?;
+    }
+    compare("the store through the read-only mapping", &ro.bytes()[at..at + 4], b"HOLE")?;
+    let mut got = [0u8; 4];
+    f.read_exact_at(&mut got, at as u64).ctx("pread", &p)?;
+    compare("read() of the store", &got, b"HOLE")?;
+    compare("the rest of that page", &ro.bytes()[at - 11..at], &[0u8; 11])?;
+    let bytes = ro.bytes();
+    compare("the file's ends", &[&bytes[..4], &bytes[len - 4..]].concat(), b"headtail")
+}
