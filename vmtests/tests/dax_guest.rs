@@ -170,3 +170,52 @@ fn the_demo_runs() {
         Err(why) => testkit::skip("dax_guest: the demo", &why),
     }
 }
+
+/// A hash of a file's bytes (to show an image was not written).
+fn file_hash(p: &std::path::Path) -> u64 {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut f = std::fs::File::open(p).expect("open image");
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read image");
+        if n == 0 {
+            return h.finish();
+        }
+        h.write(&buf[..n]);
+    }
+}
+
+/// A read-only image (`serve --read-only --cache-size 32M`) under QEMU 11
+/// mounted `-o dax=always`: the prepared files (inline ones included) read
+/// right through read-only DAX mappings, writable opens are EROFS, the
+/// daemon sets up mappings but converts nothing, and the image file is
+/// byte-for-byte unchanged (inline files still inline), fsck clean.
+#[test]
+fn mmap_of_a_read_only_image_under_dax() {
+    let what = "dax_guest read-only image";
+    let Some(prep) = rig::prepared_or_skip(what) else { return };
+    let Some(q11) = rig::qemu11_or_skip(what, &prep) else { return };
+    let bin = rig::daemon_binary();
+    let s = Scratch::new("vmdaxro");
+    let image = s.join("map.img");
+    mapfiles::build(&image, &s.path, 384, false);
+    let before = file_hash(&image);
+    let mut run = GuestRun::new(&s.join("logs"));
+    run.qemu11 = Some(q11);
+    run.serve_args = ["--cache-size", "32M", "--read-only"].iter().map(|a| a.to_string()).collect();
+    run.mount_opts = Some("dax=always".into());
+    run.cases = Some(vec!["map_read_only_image".into()]);
+    let result = rig::run_ext4_image(&prep, &bin, &image, &run);
+    result.assert_all_passed();
+    let counters = dax_counters(&result.daemon_log);
+    eprintln!("dax_guest read-only: {:?}; daemon counters {counters:?}", result.rig_lines("dmesg"));
+    let counters = counters.unwrap_or_else(|| panic!("no dax counters line:\n{}", result.daemon_log));
+    assert!(counter(&counters, "setupmappings") > 0, "no SETUPMAPPING: {counters:?}");
+    assert_eq!(counter(&counters, "conversions"), 0, "a conversion on a read-only image: {counters:?}");
+    assert_eq!(file_hash(&image), before, "the read-only image changed");
+    let flags = mapfiles::inode_flags(&image, "pre/inline60");
+    assert!(flags & 0x1000_0000 != 0, "pre/inline60 is no longer inline: {flags:#x}");
+    testkit::assert_fsck_clean(&image);
+}

@@ -420,3 +420,18 @@ pub fn case_hole_store(root: &Path) -> Outcome {
     let bytes = ro.bytes();
     compare("the file's ends", &[&bytes[..4], &bytes[len - 4..]].concat(), b"headtail")
 }
+
+/// map_read_only_image: on a read-only share (`serve --read-only`), every
+/// prepared file but the big ones reads right through a read-only
+/// mapping, inline files included (they cannot be converted there), and a
+/// writable open is EROFS.
+pub fn case_read_only_image(root: &Path) -> Outcome {
+    for f in pattern::pre_files().iter().filter(|f| f.size() < pattern::RECLAIM_FILE_LEN) {
+        check_pre(root, f)?;
+    }
+    let p = pre(root, "inline60");
+    match OpenOptions::new().read(true).write(true).open(&p) {
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+        other => Err(format!("open O_RDWR on a read-only share: {:?}, expected EROFS", other.map(|_| ()))),
+    }
+}
