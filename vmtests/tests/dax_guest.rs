@@ -16,6 +16,9 @@
 //! the window) and inline conversions. Afterwards the image is fsck-clean,
 //! every prepared file holds its bytes, and the inline file written through
 //! its mapping holds the new bytes (converted to an extent under DAX).
+//!
+//! Also: a read-only image under DAX (nothing converted, image unchanged)
+//! and the demo's code path.
 
 use testkit::Scratch;
 use vmtests::mapfiles;
