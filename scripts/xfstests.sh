@@ -121,7 +121,9 @@ fi
 # nodev,nosuid); ro and the atime words (relatime, strictatime, noatime,
 # nodiratime) go to the daemon; other generic words are accepted and
 # ignored (the daemon always mounts allow_other and checks permissions).
-# `-o remount,...` changes the existing mount's flags (mount -i).
+# `-o remount,...` changes the existing mount's flags (mount -i). A second
+# mount of an image already mounted binds the existing mount, as the
+# kernel shares the super block of a block device mounted twice.
 mkdir -p "$WORK/bin" "$WORK/logs" "$WORK/run"
 HELPER=$WORK/bin/mount.fuse.$SUBTYPE
 cat >"$HELPER" <<EOF
@@ -180,6 +182,13 @@ args+=(--atime "$atime$nodiratime")
 key=$(echo "$image" | tr / _)
 pidfile=$RUN/$key.pid
 log=$LOGS/daemon$key.log
+# The image is already served: like a second mount of a block device
+# (the kernel shares its super block), bind the existing mount.
+existing=$(awk -v src="$image" '{ for (i = 1; i <= NF; i++) if ($i == "-") break
+    if ($(i + 1) == "fuse" && $(i + 2) == src) { print $5; exit } }' /proc/self/mountinfo)
+if [ -n "$existing" ]; then
+    exec mount --bind "$existing" "$dir"
+fi
 # The previous daemon of this image may still be closing it (checkpoint
 # after umount): wait for it, as the image lock would refuse us.
 if [ -f "$pidfile" ]; then
