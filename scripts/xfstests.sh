@@ -88,7 +88,9 @@ for u in fsgqa fsgqa2 123456-fsgqa; do
 done
 
 # --- Build xfstests in a copy under $WORK (never in its tree or ours) ------
-stamp=$(cd "$XFSTESTS_SRC" && { git rev-parse HEAD 2>/dev/null || find . -newer check -print | wc -l; })
+# Rebuilt when the tree's commit changes; a tree without git is built once
+# (remove $BUILD to rebuild it).
+stamp=$(git -C "$XFSTESTS_SRC" rev-parse HEAD 2>/dev/null || echo unversioned)
 if [ ! -x "$BUILD/ltp/fsstress" ] || [ "$(cat "$BUILD/.source-stamp" 2>/dev/null)" != "$XFSTESTS_SRC $stamp" ]; then
     echo "xfstests.sh: building xfstests from $XFSTESTS_SRC in $BUILD"
     rm -rf "$BUILD"
@@ -256,6 +258,8 @@ if [ -e "$SBIN_HELPER" ] && ! { [ -L "$SBIN_HELPER" ] && [ "$(readlink "$SBIN_HE
     die "$SBIN_HELPER exists and is not ours; remove it first"
 fi
 ln -sfn "$HELPER" "$SBIN_HELPER"
+# Daemon pid files of an earlier run (their numbers may be reused by now).
+rm -f "$WORK"/run/*.pid
 
 fresh_image() { # PATH SIZE
     rm -f "$1"
