@@ -320,11 +320,14 @@ fn hostile_requests_are_refused_and_change_nothing() {
     bad(r.window.setup(big, 0, 0, 0, false)); // empty
     bad(r.window.setup(big, 0, 1000, 0, false)); // not whole pages
     r.window.setup(big, 0, 2 * MIB, 0, false).unwrap();
-    bad(r.window.remove(MIB, 1000));
-    bad(r.window.remove(MIB + 1, 4096));
-    r.window.remove(0, 2 * MIB).unwrap();
-    assert!(matches!(r.window.remove(0, 2 * MIB), Err(DaxError::NotMapped(..))));
-    bad(r.window.remove(u64::MAX, 2));
+    bad(r.window.remove(&[(MIB, 1000)]));
+    bad(r.window.remove(&[(MIB + 1, 4096)]));
+    // A request with one bad range removes nothing, not even its good ones.
+    assert!(matches!(r.window.remove(&[(0, 2 * MIB), (8 * MIB, 2 * MIB)]), Err(DaxError::NotMapped(..))));
+    assert_eq!(r.window.mapping_count(), 1);
+    r.window.remove(&[(0, 2 * MIB)]).unwrap();
+    assert!(matches!(r.window.remove(&[(0, 2 * MIB)]), Err(DaxError::NotMapped(..))));
+    bad(r.window.remove(&[(u64::MAX, 2)]));
     assert!(r.window.setup(ext4::ROOT_INO, 0, 4096, 0, false).is_err(), "a directory was mapped");
     assert!(r.window.setup(999_999, 0, 4096, 0, false).is_err(), "a bogus inode was mapped");
     assert_eq!(r.window.mapping_count(), 0);
@@ -333,7 +336,7 @@ fn hostile_requests_are_refused_and_change_nothing() {
     r.window.setup(big, 2 * MIB, 2 * MIB, MIB, true).unwrap();
     assert_eq!(r.window.mapping_count(), 1);
     // Removing half of a mapping keeps the other half, still pinned.
-    r.window.remove(MIB, MIB).unwrap();
+    r.window.remove(&[(MIB, MIB)]).unwrap();
     assert_eq!(r.window.mapping_count(), 1);
     same(r.fe.read(2 * MIB, MIB), r.file_bytes(big, 3 * MIB, MIB), "window vs file");
     r.fs.truncate(big, 0).unwrap();

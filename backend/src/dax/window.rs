@@ -335,22 +335,43 @@ impl DaxWindow {
         Ok(())
     }
 
-    /// FUSE_REMOVEMAPPING of window range `moffset..moffset+len`: every
-    /// mapping in it goes; mappings it cuts keep their other parts.
-    pub fn remove(&self, moffset: u64, len: u64) -> Result<(), DaxError> {
-        let end = moffset
-            .checked_add(len)
-            .filter(|_| len > 0 && len % PAGE == 0 && moffset % PAGE == 0)
-            .ok_or_else(|| DaxError::Invalid(format!("removal of {len:#x} bytes at window offset {moffset:#x}")))?;
+    /// FUSE_REMOVEMAPPING of window ranges `(moffset, len)`: every mapping
+    /// in them goes; mappings a range cuts keep their other parts. Every
+    /// range is checked (whole pages, holding a mapping) before anything
+    /// is removed: a refused request changes nothing.
+    pub fn remove(&self, ranges: &[(u64, u64)]) -> Result<(), DaxError> {
         let ch = self.channel()?;
-        let bs = self.fs.block_size() as u64;
         let mut slots = self.lock_slots();
-        let keys = overlapping(&slots, moffset, end);
-        if keys.is_empty() {
-            return Err(DaxError::NotMapped(moffset, end));
+        let mut checked = Vec::with_capacity(ranges.len());
+        for &(moffset, len) in ranges {
+            let end = moffset
+                .checked_add(len)
+                .filter(|_| len > 0 && len % PAGE == 0 && moffset % PAGE == 0)
+                .ok_or_else(|| DaxError::Invalid(format!("removal of {len:#x} bytes at window offset {moffset:#x}")))?;
+            if overlapping(&slots, moffset, end).is_empty() {
+                return Err(DaxError::NotMapped(moffset, end));
+            }
+            checked.push((moffset, end));
         }
+        for (moffset, end) in checked {
+            self.remove_locked(&ch, &mut slots, moffset, end)?;
+            self.counters.removals.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Removes window range `moffset..end` under the window lock.
+    fn remove_locked(
+        &self,
+        ch: &Arc<dyn ShmemChannel>,
+        slots: &mut BTreeMap<u64, Slot>,
+        moffset: u64,
+        end: u64,
+    ) -> Result<(), DaxError> {
+        let bs = self.fs.block_size() as u64;
+        let keys = overlapping(slots, moffset, end);
         for key in keys {
-            let Some(old) = self.take(&mut slots, key) else { continue };
+            let Some(old) = self.take(slots, key) else { continue };
             let slot_end = key + old.len;
             let mut kept: Vec<Slot> = Vec::new();
             for (from, to) in [(key, moffset.min(slot_end)), (end.max(key), slot_end)] {
@@ -367,17 +388,16 @@ impl DaxWindow {
                 }
             }
             let after: Vec<Piece> = kept.iter().flat_map(|s| s.pieces.iter().cloned()).collect();
-            if let Err(e) = self.change(&ch, &old.pieces, &after) {
-                self.put(&mut slots, key, old);
+            if let Err(e) = self.change(ch, &old.pieces, &after) {
+                self.put(slots, key, old);
                 return Err(DaxError::Frontend(e));
             }
             for mut s in kept {
                 s.pins = self.pin_images(s.ino, &s.pieces, bs);
-                self.put(&mut slots, key + (s.file_offset - old.file_offset), s);
+                self.put(slots, key + (s.file_offset - old.file_offset), s);
             }
             self.release(old.pins);
         }
-        self.counters.removals.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

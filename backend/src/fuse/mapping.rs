@@ -50,26 +50,24 @@ impl Server {
     }
 
     /// FUSE_REMOVEMAPPING: `count` ranges follow; the request must hold
-    /// them all. Every range is tried; the first error is answered.
+    /// them all. A refused request removes nothing.
     pub(super) fn remove_mapping(&self, a: &mut ArgReader<'_>) -> FsResult<()> {
         let w = self.window()?;
         let r: fuse_removemapping_in = a.read("removemapping_in")?;
         let one = std::mem::size_of::<fuse_removemapping_one>();
-        if (r.count as usize).checked_mul(one).is_none_or(|n| n > a.rest().len()) {
+        if r.count == 0 || (r.count as usize).checked_mul(one).is_none_or(|n| n > a.rest().len()) {
             log::warn!("REMOVEMAPPING of {} ranges carries {} bytes", r.count, a.rest().len());
             return Err(Errno::EINVAL);
         }
-        let mut result = Ok(());
+        let mut ranges = Vec::with_capacity(r.count as usize);
         for _ in 0..r.count {
             let e: fuse_removemapping_one = a.read("removemapping_one")?;
-            if let Err(err) = w.remove(e.moffset, e.len) {
-                log::debug!("REMOVEMAPPING {:#x}+{:#x}: {err}", e.moffset, e.len);
-                if result.is_ok() {
-                    result = Err(Errno::from(err));
-                }
-            }
+            ranges.push((e.moffset, e.len));
         }
-        result
+        w.remove(&ranges).map_err(|e| {
+            log::debug!("REMOVEMAPPING: {e}");
+            Errno::from(e)
+        })
     }
 
     /// After a request that may have changed node `node`'s blocks or size
