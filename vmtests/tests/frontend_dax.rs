@@ -1264,6 +1264,51 @@ fn vmm_that_cannot_map_gets_errors_not_confusion() {
 }
 
 #[test]
+fn conversion_at_setup_races_writes_to_the_same_file() {
+    // A SETUPMAPPING that converts an inline file and a WRITE that grows
+    // the same file (converting it too) on two queues at once: either
+    // order, the bytes are the WRITE's plus the old ones, the mapping shows
+    // them, e2fsck is clean.
+    let s = Scratch::new("dax-race");
+    let image = image_with(&s, &[]);
+    let bin = ext4_virtiofsd_binary();
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 2);
+    let mut models = Vec::new();
+    for round in 0..40u64 {
+        let name = format!("r{round}");
+        let (e, fh) = c.create(FUSE_ROOT_ID, &name, 0o644).unwrap();
+        let n = e.nodeid;
+        let first = pattern(round, 40);
+        c.write(n, fh, 0, &first).unwrap();
+        let m = (round % 16) * RANGE;
+        let flags = if round % 2 == 0 { RW } else { READ };
+        let (off, len) = [(20u64, 30usize), (100, 50), (3000, 2000), (40, 10)][round as usize % 4];
+        let data = pattern(1000 + round, len);
+        std::thread::scope(|sc| {
+            let a = sc.spawn(|| c.call_on(1, &fuse::setupmapping(n, NO_FH, 0, RANGE, flags, m)));
+            let b = sc.spawn(|| c.call_on(2, &fuse::write(n, fh, off, &data)));
+            assert_eq!(a.join().unwrap().unwrap().errno, 0, "round {round}: SETUPMAPPING");
+            assert_eq!(b.join().unwrap().unwrap().errno, 0, "round {round}: WRITE");
+        });
+        let mut model = first;
+        model.resize(model.len().max(off as usize + len), 0);
+        model[off as usize..off as usize + len].copy_from_slice(&data);
+        assert!(c.read_all(n, fh, 8192).unwrap() == model, "round {round}: READ differs from the model");
+        assert_coherent(&c, 1, &w, n, fh, 0, m, RANGE, &format!("round {round}"));
+        c.release(n, fh).unwrap();
+        models.push((name, model));
+    }
+    let log = finish(c, &w, d, &image);
+    // The 20 rounds whose WRITE keeps the file inline (50 bytes) convert at
+    // setup whatever the order; the others at setup or in the WRITE.
+    assert!(dax_counters(&log).is_some_and(|k| (20..=40).contains(&k[2])), "conversions at setup:\n{log}");
+    for (name, model) in models {
+        assert!(debugfs_cat(&image, &name) == model, "{name} on the image differs from the model");
+    }
+}
+
+#[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
     // the oldest range (REMOVEMAPPING) to map the next, as Linux does when
