@@ -3,39 +3,38 @@
 //! fills the window with SHMEM_MAP / SHMEM_UNMAP, which the frontend honours
 //! by mmap as strictly as QEMU 11 (a refused message fails the test).
 //!
-//! The invariants (from the issue), each with its test:
+//! The invariants (from the issue), each with its tests:
 //! 1. the window never shows a block that is not, at that moment, the
-//!    mapped file's block at that offset (`truncate_punch_unlink_never_show_freed_blocks`,
-//!    and the piece table checked against debugfs `bmap` after the daemon
-//!    exits in `multi_extent_file_maps_as_pieces`);
+//!    mapped file's block at that offset: `truncate_punch_unlink_never_show_freed_blocks`,
+//!    `other_ways_to_free_mapped_blocks` (O_TRUNC, rename over, hard links),
+//!    `hostile_nodes_and_far_offsets` (no directory or symlink blocks), and
+//!    the piece table checked against debugfs `ex` after the daemon exits
+//!    (`assert_pieces_are_the_files`, in several tests);
 //! 2. after any reply the window equals FUSE_READ of the same range, zeros
-//!    for holes and past EOF (`window_equals_read_after_every_reply`, and
-//!    checked after every step of every other test);
+//!    for holes and past EOF: `window_equals_read_after_every_reply`
+//!    (random operations), `two_mappings_of_one_range_stay_coherent`,
+//!    `stores_past_eof_in_the_last_page_never_become_file_data`, and after
+//!    every step of the other tests;
 //! 3. stores through a writable mapping reach the image and survive
-//!    REMOVEMAPPING, FSYNC and daemon stop (`stores_through_writable_mapping_reach_the_image`);
-//! 4. waiting for the frontend's ack deadlocks nothing: with the VMM
-//!    holding a SHMEM_MAP, another queue gets LOOKUP, GETATTR and READ done,
-//!    and WRITE, CREATE, truncate and FSYNC once the VMM answers
-//!    (`slow_frontend_deadlocks_nothing`);
-//!    truncate, punch hole and unlink of mapped blocks never fail with EBUSY
-//!    (`truncate_punch_unlink_never_show_freed_blocks`).
+//!    REMOVEMAPPING, FSYNC and daemon stop: `stores_through_writable_mapping_reach_the_image`,
+//!    `writable_mapping_stays_writable_as_the_file_grows`, `mappings_end_with_their_session`;
+//! 4. waiting for the frontend's ack deadlocks nothing (`slow_frontend_deadlocks_nothing`:
+//!    with the VMM holding a SHMEM_MAP, another queue gets LOOKUP, GETATTR
+//!    and READ done, and WRITE, CREATE, truncate and FSYNC once the VMM
+//!    answers); truncate, punch hole and unlink of mapped blocks never fail
+//!    with EBUSY (`truncate_punch_unlink_never_show_freed_blocks`).
 //!
-//! Also: an inline file converts at SETUPMAPPING in exactly one transaction
-//! (`inline_file_converts_at_setup_in_one_transaction`), a read-only mapping
-//! refuses stores until the guest asks again for write
-//! (`read_only_mapping_cannot_be_written`), a file grown by WRITE reads
-//! right through the mapping it already has (`file_grown_by_write_reads_through_its_mapping`),
-//! 8 threads mapping, reclaiming, writing, storing and truncating the same
-//! inline files (`eight_threads_on_inline_files_match_a_model`),
-//! a writable mapping keeps taking stores as its file grows
-//! (`writable_mapping_stays_writable_as_the_file_grows`), fallocate, collapse
-//! and insert range and COPY_FILE_RANGE under mappings
-//! (`fallocate_collapse_insert_copy_keep_mappings_coherent`), a guest that
-//! reclaims ranges of a small window (`reclaim_through_a_small_window`),
-//! `--inode-dax` (`inode_dax_policy_marks_files`), `cache_size` and
-//! `inode_dax` in the config file (`window_from_the_config_file`), no window without
-//! `--cache-size` (`no_window_without_cache_size`) and a hostile guest
-//! (`hostile_*`). Every image is e2fsck-clean at the end.
+//! Acceptance 1's other cases: `inline_file_converts_at_setup_in_one_transaction`
+//! (one commit block in the journal), `multi_extent_file_maps_as_pieces`,
+//! `read_only_mapping_cannot_be_written`, `file_grown_by_write_reads_through_its_mapping`,
+//! `eight_threads_on_inline_files_match_a_model`, and around them
+//! `conversion_at_setup_races_writes_to_the_same_file`,
+//! `fallocate_collapse_insert_copy_keep_mappings_coherent`,
+//! `reclaim_through_a_small_window`, `removemapping_cuts_and_spans`,
+//! `vmm_that_cannot_map_gets_errors_not_confusion`, `inode_dax_policy_marks_files`,
+//! `window_from_the_config_file`, `no_window_without_cache_size`.
+//! Acceptance 2 (a hostile guest): `hostile_setupmapping_and_removemapping`,
+//! `hostile_nodes_and_far_offsets`. Every image is e2fsck-clean at the end.
 //!
 //! Every wait for a reply is bounded by the client's hang guard.
 
