@@ -427,3 +427,39 @@ fn a_truncate_during_map_setup_waits_and_then_unmaps() {
     fs.close().unwrap();
     assert_fsck_clean(&img);
 }
+
+/// A guest may store past EOF inside the last page of a writable mapping
+/// (the page is the file's last block). Growing the file — truncate up, a
+/// write past the end, fallocate — must not turn those bytes into file
+/// data: they read as zeros, as on the kernel's ext4 (generic/749).
+#[test]
+fn stores_past_eof_never_become_file_data_when_the_file_grows() {
+    let (_s, img) = image("dax-eof");
+    let r = open(&img, false);
+    let attr = || ext4::fs::dir::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
+    let grow: [(&str, &dyn Fn(&Ext4, u32)); 3] = [
+        ("truncate up", &|fs, ino| fs.truncate(ino, 8192).unwrap()),
+        ("write past the end", &|fs, ino| {
+            fs.write(ino, 6000, b"after a gap").unwrap();
+        }),
+        ("fallocate", &|fs, ino| fs.fallocate(ino, FallocMode::Default, 0, 16384).unwrap()),
+    ];
+    for (i, (how, grow)) in grow.iter().enumerate() {
+        let name = format!("eof{i}");
+        let ino = r.fs.create(ext4::ROOT_INO, name.as_bytes(), attr()).unwrap().ino;
+        r.fs.write(ino, 0, &pattern(i as u64, 5000)).unwrap();
+        let moffset = i as u64 * 2 * MIB;
+        r.window.setup(ino, 0, 2 * MIB, moffset, true).unwrap();
+        r.fe.store(moffset + 5000, &[0xee; 8192 - 5000]);
+        same(r.file_bytes(ino, 5000, 3192), vec![0u8; 3192], how); // reads stop at EOF
+        grow(&r.fs, ino);
+        r.window.refresh(ino);
+        let got = r.file_bytes(ino, 5000, 1000);
+        same(got, vec![0u8; 1000], &format!("{how}: the old end's tail"));
+        // Inside the file the window is the file; past EOF in the last page
+        // it keeps what the guest stored there (as a shared page would).
+        let size = r.fs.read_inode(ino).unwrap().size();
+        same(r.fe.read(moffset, size), r.file_bytes(ino, 0, size), &format!("{how}: window vs file"));
+    }
+    r.close(&img);
+}

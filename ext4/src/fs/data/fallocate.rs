@@ -91,6 +91,11 @@ impl Ext4 {
         }
         let bs = self.block_size() as u64;
         let (first, last) = (offset / bs, end.div_ceil(bs));
+        if matches!(mode, FallocMode::Default | FallocMode::ZeroRange { keep_size: false }) {
+            // The size may grow past the old last block's tail.
+            let inode = self.read_inode(ino)?;
+            self.zero_eof_tail(&inode, end)?;
+        }
         match mode {
             FallocMode::Default => self.alloc_unwritten(ino, first, last, Some(end)),
             FallocMode::KeepSize => self.alloc_unwritten(ino, first, last, None),

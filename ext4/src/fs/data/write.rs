@@ -122,6 +122,13 @@ impl Ext4 {
                 self.convert_inline_locked(ino)?;
             }
         }
+        // A write past the end: what lies between the old end and the
+        // write inside the old last block becomes file data, so it must be
+        // zeros (a store through a DAX mapping may have left bytes there).
+        let snapshot = self.read_inode(ino)?;
+        if offset > snapshot.size() {
+            self.zero_eof_tail(&snapshot, offset)?;
+        }
         let mut pos = offset;
         match self.write_blocks(ino, offset, src, &mut pos) {
             Ok(()) => Ok(src.len()),
@@ -300,10 +307,32 @@ impl Ext4 {
         Ok(())
     }
 
+    /// Before `inode`'s size grows to `upto`: zeroes the bytes of its last
+    /// block past the current end (up to `upto` or the block's end) on the
+    /// image. They read as zeros while past the end, but may hold what a
+    /// store through a DAX mapping of that block left there; growing the
+    /// file must not make them file data (as the kernel zeroes the old
+    /// end's block on extension). Inline files have no such block.
+    pub(crate) fn zero_eof_tail(&self, inode: &Inode, upto: u64) -> Result<()> {
+        let bs = self.block_size() as u64;
+        let size = inode.size();
+        if upto <= size || size % bs == 0 || inode.has_flag(FL_INLINE_DATA) {
+            return Ok(());
+        }
+        if let Mapping::Mapped { pblk, unwritten: false, .. } = self.map_block(inode, size / bs)? {
+            let end = upto.min(size.div_ceil(bs) * bs);
+            self.device().write_at(&vec![0u8; (end - size) as usize], pblk * bs + size % bs)?;
+        }
+        Ok(())
+    }
+
     /// Truncate of a block-mapped or extent-mapped inode inside a handle.
     pub fn truncate_in(&self, h: &mut Handle<'_>, inode: &mut Inode, size: u64) -> Result<()> {
         let bs = self.block_size() as u64;
         let old = inode.size();
+        if size > old {
+            self.zero_eof_tail(inode, size)?;
+        }
         if size < old {
             let keep = size.div_ceil(bs);
             self.unmap_blocks_in(h, inode, keep, u64::MAX)?;
