@@ -11,7 +11,7 @@ set -euo pipefail
 # qemu-system-x86 (QEMU 7.2 and its C virtiofsd), busybox-static and cpio
 # for the real-guest rig in vmtests/ (it downloads its kernel itself), debootstrap
 # for the Debian sid chroot the rig runs QEMU 11 (the DAX window) in.
-PACKAGES=(e2fsprogs util-linux tar coreutils acl attr fuse3 fuse2fs git qemu-system-x86 busybox-static cpio debootstrap)
+PACKAGES=(e2fsprogs util-linux tar coreutils acl attr libcap2-bin fuse3 fuse2fs git qemu-system-x86 busybox-static cpio debootstrap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

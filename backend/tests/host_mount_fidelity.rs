@@ -7,6 +7,8 @@
 //! - a write, truncate or O_TRUNC open by a caller without CAP_FSETID drops
 //!   set-user-id, and set-group-id when the group may execute or the caller
 //!   is not in the file's group (generic/355); chown drops them too;
+//! - such writes, truncates and chowns drop file capabilities
+//!   (`security.capability`) too, where the kernel's ext4 does (generic/688);
 //! - chattr moves ctime, and the new ctime is on disk (generic/277);
 //! - a file opened O_DIRECT can be mapped shared (fsx, generic/091);
 //! - statx reports the creation time and the `STATX_ATTR_*` flags of the
@@ -176,6 +178,60 @@ fn unprivileged_writes_and_truncates_drop_set_id_bits_as_the_kernel_does() {
     }
     let Some(wrong) = compare("set-id bits dropped by unprivileged writes", privilege_steps) else { return };
     assert!(wrong.is_empty(), "modes differ from the kernel's:\n{}", wrong.join("\n"));
+}
+
+/// The file capabilities of `p` as getcap(8) prints them (without the path).
+fn caps(p: &Path) -> String {
+    let out = Command::new("getcap").arg(p).output().expect("getcap");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().strip_prefix(p.to_str().unwrap()).unwrap_or(&text).trim().to_string()
+}
+
+fn capability_steps(dir: &Path) -> Seen {
+    // generic/688: nobody changes a mode 0777 file carrying a capability.
+    let mut ops = vec![
+        ("buffered write", r#"echo x >> "$1""#.to_string()),
+        ("direct write", r#"dd if=/dev/zero of="$1" bs=4096 count=1 conv=notrunc oflag=direct status=none"#.into()),
+        ("fallocate", r#"fallocate -o 0 -l 8192 "$1""#.into()),
+        ("ftruncate", r#"truncate -s 100 "$1""#.into()),
+        ("O_TRUNC open", r#": > "$1""#.into()),
+    ];
+    if have_program("xfs_io") {
+        let src = dir.join("caps-source");
+        std::fs::write(&src, vec![2u8; 4096]).unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ops.push(("copy_file_range", format!(r#"xfs_io -c "copy_range -s 0 -d 0 -l 4096 {}" "$1""#, src.display())));
+    }
+    let mut seen = Vec::new();
+    for (n, (what, script)) in ops.iter().enumerate() {
+        let p = dir.join(format!("caps{n}"));
+        std::fs::write(&p, vec![1u8; 8192]).unwrap();
+        own(&p, 0, 0, 0o777);
+        assert!(Command::new("setcap").arg("cap_setgid=ep").arg(&p).status().unwrap().success(), "setcap");
+        let before = caps(&p);
+        let st = Command::new("sh").arg("-c").arg(script).arg("sh").arg(&p).uid(NOBODY).gid(NOBODY).status().unwrap();
+        seen.push((format!("{what} by nobody"), format!("exit {:?}, caps {before:?} -> {:?}", st.code(), caps(&p))));
+    }
+    // Neither nobody nor its owner may set capabilities; root's chown drops them.
+    let p = dir.join("caps-chown");
+    std::fs::write(&p, b"x").unwrap();
+    own(&p, NOBODY, NOBODY, 0o777);
+    let st = Command::new("setcap").arg("cap_setgid=ep").arg(&p).uid(NOBODY).gid(NOBODY).output().unwrap();
+    seen.push(("setcap by the owner".into(), format!("exit {:?}, caps {:?}", st.status.code(), caps(&p))));
+    assert!(Command::new("setcap").arg("cap_setgid=ep").arg(&p).status().unwrap().success(), "setcap");
+    std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+    seen.push(("chown by root".into(), format!("caps {:?}", caps(&p))));
+    seen
+}
+
+#[test]
+fn unprivileged_writes_drop_file_capabilities_as_the_kernel_does() {
+    if !have_program("setcap") || !have_program("getcap") {
+        skip("file capabilities dropped by writes", "setcap/getcap not installed (Debian's libcap2-bin)");
+        return;
+    }
+    let Some(wrong) = compare("file capabilities dropped by unprivileged writes", capability_steps) else { return };
+    assert!(wrong.is_empty(), "file capabilities differ from the kernel's:\n{}", wrong.join("\n"));
 }
 
 fn ctime(p: &Path) -> (i64, i64) {

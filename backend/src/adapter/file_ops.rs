@@ -7,6 +7,7 @@ use super::access::{self, Caller, MAY_EXEC, MAY_READ, MAY_WRITE, killed_privs};
 use super::attr::{attr_out, statx_out};
 use super::errno::{Errno, FsResult};
 use super::handles::Handle;
+use super::xattr_ops::CAPABILITY_XATTR;
 use crate::fuse::wire::{ReplyBuf, ReplySink};
 use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA};
 use ext4::fs::data::fallocate::FallocMode;
@@ -75,9 +76,11 @@ impl Ext4Fs {
         if uid.is_some() || gid.is_some() {
             access::check_chown(&inode, caller, uid, gid)?;
             (sa.uid, sa.gid) = (uid, gid);
-            // chown_common: every chown of a non-directory drops privileges.
+            // chown_common: every chown of a non-directory drops privileges,
+            // file capabilities included (ATTR_KILL_PRIV).
             if !inode.is_dir() {
                 mode = Some(killed_privs(&inode, caller, mode.unwrap_or(inode.mode())));
+                self.kill_caps(&inode)?;
             }
         }
         if v & FATTR_SIZE != 0 {
@@ -100,6 +103,7 @@ impl Ext4Fs {
             sa.size = Some(a.size);
             if v & FATTR_KILL_SUIDGID != 0 {
                 mode = Some(killed_privs(&inode, caller, mode.unwrap_or(inode.mode())));
+                self.kill_caps(&inode)?;
             }
         }
         let now = Timestamp::now();
@@ -165,6 +169,9 @@ impl Ext4Fs {
             // do_truncate drops privileges even when the file is empty already.
             if open_flags & FUSE_OPEN_KILL_SUIDGID != 0 {
                 sa.mode = Some(killed_privs(&inode, caller, inode.mode())).filter(|&m| m != inode.mode());
+                if self.kill_caps(&inode)? {
+                    self.attrs_changed(inode.ino);
+                }
             }
             if sa.size.is_some() || sa.mode.is_some() {
                 self.fs.setattr(inode.ino, &sa)?;
@@ -277,16 +284,36 @@ impl Ext4Fs {
     }
 
     /// Drops the set-user-id and set-group-id bits `caller` may not keep
-    /// after changing `inode`'s data ([`killed_privs`]). The replies of data
-    /// requests carry no attributes: the client is told they changed.
+    /// after changing `inode`'s data ([`killed_privs`]), and its file
+    /// capabilities ([`Ext4Fs::kill_caps`]). The replies of data requests
+    /// carry no attributes: the client is told they changed.
     fn drop_privs(&self, caller: &Caller<'_>, inode: &Inode) -> FsResult<()> {
+        let killed_caps = self.kill_caps(inode)?;
         let kept = killed_privs(inode, caller, inode.mode());
         if kept != inode.mode() {
             let sa = SetAttr { mode: Some(kept), ..SetAttr::default() };
             self.fs.setattr(inode.ino, &sa)?;
+        }
+        if killed_caps || kept != inode.mode() {
             self.attrs_changed(inode.ino);
         }
         Ok(())
+    }
+
+    /// Removes `inode`'s file capabilities (`security.capability`), as the
+    /// kernel's `cap_inode_killpriv` does wherever set-id bits are killed:
+    /// with FUSE_HANDLE_KILLPRIV_V2 the client leaves that to the server on
+    /// the writes, truncates and chowns it marks. Whether there were any.
+    fn kill_caps(&self, inode: &Inode) -> FsResult<bool> {
+        match self.fs.get_xattr(inode, CAPABILITY_XATTR) {
+            Err(ext4::Error::NoAttr) => return Ok(false),
+            other => other?,
+        };
+        match self.fs.removexattr(inode.ino, CAPABILITY_XATTR) {
+            // Removed meanwhile by another request.
+            Err(ext4::Error::NoAttr) => Ok(false),
+            other => other.map(|()| true).map_err(Into::into),
+        }
     }
 
     /// FSYNC / FSYNCDIR: makes every completed operation durable by

@@ -1,14 +1,15 @@
 //! Extended attributes: SETXATTR, GETXATTR, LISTXATTR, REMOVEXATTR, with
 //! the kernel's namespace rules (`xattr_permission`): `user.` needs read
 //! or write permission and exists only on files and directories,
-//! `trusted.` and `security.` writes are root's, POSIX ACLs belong to the
-//! owner and keep the mode in step ([`ext4::Ext4::set_acl`]).
+//! `trusted.` and `security.` writes are root's (but for the removal of
+//! file capabilities a write kills), POSIX ACLs belong to the owner and
+//! keep the mode in step ([`ext4::Ext4::set_acl`]).
 
 use super::access::{self, Caller, MAY_READ, MAY_WRITE};
 use super::errno::{Errno, FsResult};
 use super::{Ext4Fs, check_not_pinned};
 use ext4::Inode;
-use ext4::disk::inode::S_ISVTX;
+use ext4::disk::inode::{FL_IMMUTABLE, S_ISVTX};
 use ext4::fs::xattr::acl::{ACCESS_ACL, DEFAULT_ACL};
 use ext4::fs::xattr::write::SetMode;
 
@@ -49,6 +50,22 @@ fn namespace(name: &[u8]) -> Namespace {
     } else {
         Namespace::Other
     }
+}
+
+/// The file capabilities xattr (`XATTR_NAME_CAPS`).
+pub(super) const CAPABILITY_XATTR: &[u8] = b"security.capability";
+
+/// Whether a caller without CAP_SETFCAP may drop `inode`'s file
+/// capabilities (see [`Ext4Fs::removexattr`]): as its owner or with write
+/// permission; never on an immutable file, which nothing writes.
+fn may_kill_caps(fs: &ext4::Ext4, inode: &Inode, caller: &Caller<'_>) -> FsResult<()> {
+    if inode.flags() & FL_IMMUTABLE != 0 {
+        return Err(Errno::EPERM);
+    }
+    if caller.owns(inode) {
+        return Ok(());
+    }
+    access::check(fs, inode, caller, MAY_WRITE).map_err(|_| Errno::EPERM)
 }
 
 fn sized(data: Vec<u8>, size: u32) -> FsResult<XattrReply> {
@@ -140,10 +157,20 @@ impl Ext4Fs {
         sized(names, size)
     }
 
-    /// REMOVEXATTR.
+    /// REMOVEXATTR. `security.capability` may also go at the request of
+    /// the owner or of a caller who may write the file: the client's own
+    /// kill of file capabilities on a write, truncate or chown
+    /// (`security_inode_killpriv` → `__vfs_removexattr`, skipping the
+    /// CAP_SETFCAP check of removexattr(2)) arrives with that caller's ids,
+    /// and such a caller can drop them on ext4 anyway (a truncate to the
+    /// same size does). Setting it stays root's.
     pub fn removexattr(&self, caller: &Caller<'_>, node: u64, name: &[u8]) -> FsResult<()> {
         let inode = self.inode(node)?;
         let ns = namespace(name);
+        if name == CAPABILITY_XATTR && !caller.is_root() {
+            may_kill_caps(&self.fs, &inode, caller)?;
+            return Ok(self.fs.removexattr(inode.ino, name)?);
+        }
         self.may_write_xattr(&inode, caller, ns)?;
         if let Namespace::Acl { default } = ns {
             self.fs.set_acl(inode.ino, default, None, SetMode::Replace, false)?;
