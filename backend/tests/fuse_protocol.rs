@@ -682,3 +682,101 @@ fn create_supp_group_grants_what_the_group_grants() {
     c.finish();
     assert_fsck_clean(&img);
 }
+
+/// FUSE_EXPORT_SUPPORT: the kernel decodes a file handle (open_by_handle_at,
+/// an NFS export) of an inode it forgot with LOOKUP "." on the node id, an
+/// inode number never looked up in this session, and reconnects a
+/// directory with LOOKUP "..". "." answers any in-use inode with a new
+/// lookup reference and its generation; free, deleted, reserved and
+/// out-of-range numbers are ESTALE and leave no reference behind; ".."
+/// answers the parent. No search permission is asked (as ext4's export
+/// operations ask none).
+#[test]
+fn lookups_of_dot_and_dotdot_answer_forgotten_inodes() {
+    let (_s, img) = image("proto-export");
+    let mut c = Client::new(&img);
+    let init = c.init();
+    assert_ne!(init.flags & FUSE_EXPORT_SUPPORT, 0, "FUSE_EXPORT_SUPPORT is negotiated");
+    let forget = |c: &mut Client, node: u64, n: u64| {
+        let req = c.request(fuse_opcode::FUSE_FORGET as u32, node, fuse_forget_in { nlookup: n }.as_bytes());
+        assert!(c.send_raw(&req).is_none());
+    };
+    let mkdir = |c: &mut Client, parent: u64, name: &str, mode: u32| {
+        let m = fuse_mkdir_in { mode, umask: 0 };
+        fuse_entry_out::read_from_bytes(&c.ok(fuse_opcode::FUSE_MKDIR, parent, &cat(&[m.as_bytes(), &cstr(name)])))
+            .unwrap()
+            .nodeid
+    };
+    let nodes = |c: &Client| c.server.fs().node_count();
+    // d (mode 0700) holds f and the directory e; then the client forgets them all.
+    let d = mkdir(&mut c, FUSE_ROOT_ID, "d", 0o700);
+    let e = mkdir(&mut c, d, "e", 0o755);
+    let (f, fh) = c.create(d, "f");
+    assert_eq!(c.write(f, fh, 0, b"data").errno, 0);
+    assert_eq!(c.release(f, fh), 0);
+    for n in [d, e, f] {
+        forget(&mut c, n, 1);
+    }
+    assert_eq!(nodes(&c), 0);
+    assert_eq!(c.errno(fuse_opcode::FUSE_GETATTR, f, fuse_getattr_in::default().as_bytes()), libc::ESTALE);
+
+    // "." of forgotten nodes, a file and directories, by an unprivileged
+    // caller who could not search d.
+    for (node, kind) in [(f, libc::S_IFREG), (e, libc::S_IFDIR), (d, libc::S_IFDIR)] {
+        let req = request_with_ext(&mut c, fuse_opcode::FUSE_LOOKUP, node, (1000, 1000), &cstr("."), &[]);
+        let r = c.send_raw(&req).unwrap();
+        assert_eq!(r.errno, 0, "LOOKUP . of node {node}");
+        let entry = fuse_entry_out::read_from_bytes(&r.body).unwrap();
+        let inode = c.fs.read_inode(node as u32).unwrap();
+        assert_eq!((entry.nodeid, entry.attr.ino), (node, node));
+        assert_eq!(entry.generation, inode.generation() as u64);
+        assert_eq!(entry.attr.mode & libc::S_IFMT, kind);
+    }
+    assert_eq!(nodes(&c), 3, "one reference each");
+    assert_eq!(c.read(f, 0, 0, 10).errno, libc::EBADF, "the node is known again (the handle is not)");
+    let e2 = c.lookup(f, ".").unwrap();
+    assert_eq!(e2.nodeid, f);
+    forget(&mut c, f, 2);
+    assert!(!c.fs.is_inode_open(f as u32), "both references of f were counted and released");
+
+    // ".." of directories; "." and ".." of the root are the root.
+    assert_eq!(c.lookup(e, "..").unwrap().nodeid, d);
+    assert_eq!(c.lookup(d, "..").unwrap().nodeid, FUSE_ROOT_ID);
+    assert_eq!(c.lookup(FUSE_ROOT_ID, "..").unwrap().nodeid, FUSE_ROOT_ID);
+    assert_eq!(c.lookup(FUSE_ROOT_ID, ".").unwrap().nodeid, FUSE_ROOT_ID);
+
+    // ".." of a file is ENOTDIR; of a node the client does not know, ESTALE.
+    assert_eq!(c.lookup(f, ".").unwrap().nodeid, f);
+    assert_eq!(c.lookup(f, "..").unwrap_err(), libc::ENOTDIR);
+    forget(&mut c, f, 1);
+    assert_eq!(c.lookup(f, "..").unwrap_err(), libc::ESTALE);
+
+    // A freed inode, and a deleted one still open (which the client that
+    // holds it never asks for by number): ESTALE, and no reference taken.
+    let (g, gfh) = c.create(d, "g");
+    assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, d, &cstr("f")), 0);
+    assert_eq!(c.errno(fuse_opcode::FUSE_UNLINK, d, &cstr("g")), 0);
+    let before = nodes(&c);
+    assert_eq!(c.lookup(f, ".").unwrap_err(), libc::ESTALE, "freed");
+    assert!(!c.fs.is_inode_open(f as u32));
+    assert_eq!(c.lookup(g, ".").unwrap_err(), libc::ESTALE, "deleted, open");
+    assert_eq!(nodes(&c), before);
+    assert_eq!(c.release(g, gfh), 0);
+    forget(&mut c, g, 1);
+    assert!(!c.fs.is_inode_open(g as u32), "the orphan went with its last reference");
+
+    // Numbers that are no inode of a file: 2 (the root is node 1), the
+    // journal, never used, past the end, beyond 32 bits.
+    let count = c.fs.superblock().inodes_count as u64;
+    for bad in [2, 8, count, count + 1, 1 << 32, u64::MAX] {
+        assert_eq!(c.lookup(bad, ".").unwrap_err(), libc::ESTALE, "node {bad}");
+        assert_eq!(c.lookup(bad, "..").unwrap_err(), libc::ESTALE, "node {bad}");
+    }
+    assert_ne!(c.lookup(0, ".").unwrap_err(), 0, "node 0");
+    assert_eq!(nodes(&c), before - 1);
+    for n in [2, 8, count] {
+        assert!(!c.fs.is_inode_open(n as u32), "inode {n} left open");
+    }
+    c.finish();
+    assert_fsck_clean(&img);
+}

@@ -6,11 +6,12 @@ use super::access::{self, Caller, MAY_EXEC, MAY_WRITE};
 use super::attr::entry_out;
 use super::errno::{Errno, FsResult};
 use super::handles::Handle;
+use super::nodes::node_of;
 use super::{Ext4Fs, check_name, check_not_pinned};
 use ext4::disk::inode::{FL_IMMUTABLE, S_IFDIR, S_IFMT, S_IFREG, S_ISGID};
 use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::{FileType, Inode};
-use fuse_abi::linux::{fuse_entry_out, fuse_open_out};
+use fuse_abi::linux::{FUSE_ROOT_ID, fuse_entry_out, fuse_open_out};
 
 /// RENAME_NOREPLACE.
 const RENAME_NOREPLACE: u32 = 1;
@@ -60,12 +61,64 @@ impl Ext4Fs {
         Ok(dir)
     }
 
-    /// LOOKUP of `name` in directory `parent`.
+    /// LOOKUP of `name` in directory `parent`. A path walk resolves "."
+    /// and ".." in the client; they reach us only from its export
+    /// operations (FUSE_EXPORT_SUPPORT): see [`Ext4Fs::lookup_self`] and
+    /// [`Ext4Fs::lookup_parent`].
     pub fn lookup(&self, caller: &Caller<'_>, parent: u64, name: &[u8]) -> FsResult<fuse_entry_out> {
+        match name {
+            b"." => return self.lookup_self(parent),
+            b".." => return self.lookup_parent(parent),
+            _ => {}
+        }
         check_name(name)?;
         let dir = self.dir(parent)?;
         access::check(&self.fs, &dir, caller, MAY_EXEC)?;
         let inode = self.lookup_counted(&dir, name)?;
+        Ok(entry_out(&self.fs, &inode, &self.opts))
+    }
+
+    /// LOOKUP "." of `node`: the client's `fuse_get_dentry()` decoding a
+    /// file handle (open_by_handle_at, an NFS export) of an inode it no
+    /// longer knows, so `node` need not have been looked up: it is taken
+    /// as an inode number. Answers an in-use inode with a new lookup
+    /// reference (taken before the inode is read again, so it cannot be
+    /// freed under the reply); ESTALE for a number out of range or
+    /// reserved, a free inode, or a deleted one (no links: an open orphan
+    /// is held by the client, which then never asks). The client compares
+    /// the generation with the handle's. No search permission is checked,
+    /// as ext4's export operations check none (open_by_handle_at needs
+    /// CAP_DAC_READ_SEARCH; nfsd checks its exports itself).
+    fn lookup_self(&self, node: u64) -> FsResult<fuse_entry_out> {
+        let ino = match node {
+            FUSE_ROOT_ID => ext4::ROOT_INO,
+            _ => u32::try_from(node).map_err(|_| Errno::ESTALE)?,
+        };
+        let sb = self.fs.superblock();
+        let reserved = ino < sb.first_ino() && (ino != ext4::ROOT_INO || node != FUSE_ROOT_ID);
+        if ino == 0 || ino > sb.inodes_count || reserved {
+            return Err(Errno::ESTALE);
+        }
+        self.nodes.add_lookup(&self.fs, ino);
+        match self.fs.read_inode(ino) {
+            Ok(inode) if inode.links_count() > 0 && inode.file_type().is_some() => {
+                Ok(entry_out(&self.fs, &inode, &self.opts))
+            }
+            other => {
+                self.nodes.forget(&self.fs, node_of(ino), 1);
+                other?;
+                Err(Errno::ESTALE)
+            }
+        }
+    }
+
+    /// LOOKUP ".." of directory `node` (which the client knows): its
+    /// parent, from its ".." entry, for the client's `fuse_get_parent()`
+    /// (reconnecting a directory's file handle). Like ext4's
+    /// `ext4_get_parent`, it checks no search permission.
+    fn lookup_parent(&self, node: u64) -> FsResult<fuse_entry_out> {
+        let dir = self.dir(node)?;
+        let inode = self.lookup_counted(&dir, b"..")?;
         Ok(entry_out(&self.fs, &inode, &self.opts))
     }
 

@@ -667,6 +667,10 @@ impl Server {
             | FUSE_MAX_PAGES
             | FUSE_HAS_IOCTL_DIR
             | FUSE_SETXATTR_EXT
+            // LOOKUP of "." and ".." for file handles (open_by_handle_at,
+            // NFS export) of inodes the client forgot: node ids are inode
+            // numbers, so any in-use inode can be answered.
+            | FUSE_EXPORT_SUPPORT
             | FUSE_INIT_EXT) as u64
             | FUSE_CREATE_SUPP_GROUP
             // Shared mmap of a file opened O_DIRECT (FOPEN_DIRECT_IO), which
