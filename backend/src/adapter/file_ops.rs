@@ -69,6 +69,8 @@ impl Ext4Fs {
         }
         let mut sa = SetAttr::default();
         let mut mode = None;
+        // Whether the file capabilities go too, once every check passed.
+        let mut kill_caps = false;
         if v & FATTR_MODE != 0 {
             mode = Some(access::chmod_mode(&inode, caller, a.mode as u16)?);
         }
@@ -80,7 +82,7 @@ impl Ext4Fs {
             // file capabilities included (ATTR_KILL_PRIV).
             if !inode.is_dir() {
                 mode = Some(killed_privs(&inode, caller, mode.unwrap_or(inode.mode())));
-                self.kill_caps(&inode)?;
+                kill_caps = true;
             }
         }
         if v & FATTR_SIZE != 0 {
@@ -103,7 +105,7 @@ impl Ext4Fs {
             sa.size = Some(a.size);
             if v & FATTR_KILL_SUIDGID != 0 {
                 mode = Some(killed_privs(&inode, caller, mode.unwrap_or(inode.mode())));
-                self.kill_caps(&inode)?;
+                kill_caps = true;
             }
         }
         let now = Timestamp::now();
@@ -127,6 +129,9 @@ impl Ext4Fs {
             sa.ctime = Some(timestamp(a.ctime, a.ctimensec)?);
         }
         sa.mode = mode.filter(|&m| m != inode.mode() || v & FATTR_MODE != 0);
+        if kill_caps {
+            self.kill_caps(&inode)?;
+        }
         let inode = self.fs.setattr(inode.ino, &sa)?;
         Ok(attr_out(&self.fs, &inode, &self.opts))
     }
