@@ -437,7 +437,8 @@ fn stores_past_eof_never_become_file_data_when_the_file_grows() {
     let (_s, img) = image("dax-eof");
     let r = open(&img, false);
     let attr = || ext4::fs::dir::namespace::NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0, umask: None };
-    let grow: [(&str, &dyn Fn(&Ext4, u32)); 3] = [
+    type Grow<'a> = (&'a str, &'a dyn Fn(&Ext4, u32));
+    let grow: [Grow; 3] = [
         ("truncate up", &|fs, ino| fs.truncate(ino, 8192).unwrap()),
         ("write past the end", &|fs, ino| {
             fs.write(ino, 6000, b"after a gap").unwrap();
