@@ -186,6 +186,17 @@ impl RunResult {
         p
     }
 
+    /// Panics unless the daemon ended by itself with status 0 when QEMU
+    /// left (the rig did not have to stop it).
+    pub fn assert_daemon_exited_by_itself(&self) {
+        assert!(
+            !self.stopped_by_rig && self.daemon_status.is_some_and(|s| s.success()),
+            "the daemon did not exit 0 by itself when QEMU left: {:?}\n{}",
+            self.daemon_status,
+            self.daemon_log
+        );
+    }
+
     /// Panics, with the problems, the console and the daemon's log, unless
     /// every planned case passed.
     pub fn assert_all_passed(&self) {
@@ -212,6 +223,25 @@ pub fn prepared_or_skip(what: &str) -> Option<Prepared> {
             None
         }
     }
+}
+
+/// The prepared rig and, when `qemu11`, QEMU 11; `None` after a loud skip
+/// naming `what` when either cannot be had.
+pub fn guest_or_skip(what: &str, qemu11: bool) -> Option<(Prepared, Option<Qemu11>)> {
+    let prep = prepared_or_skip(what)?;
+    let q11 = if qemu11 { Some(qemu11_or_skip(what, &prep)?) } else { None };
+    Some((prep, q11))
+}
+
+/// Makes a fresh, empty 256 MiB ext4 image at `path` for a guest to fill
+/// (4 KiB blocks, inline_data, metadata_csum).
+pub fn fresh_guest_image(path: &Path) {
+    testkit::run(
+        std::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", "inline_data,metadata_csum"])
+            .arg(path)
+            .arg("256M"),
+    );
 }
 
 /// The `ext4-virtiofsd` binary the guest runs use: `$EXT4_VIRTIOFSD_BIN`

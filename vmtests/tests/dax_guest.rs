@@ -66,8 +66,7 @@ fn counter(counters: &[(String, u64)], name: &str) -> u64 {
 /// Boots one configuration and checks everything; returns the run.
 fn run_config(c: &Config) -> Option<RunResult> {
     let what = format!("dax_guest {}", c.name);
-    let prep = rig::prepared_or_skip(&what)?;
-    let q11 = if c.qemu11 { Some(rig::qemu11_or_skip(&what, &prep)?) } else { None };
+    let (prep, q11) = rig::guest_or_skip(&what, c.qemu11)?;
     let bin = rig::daemon_binary();
     let s = Scratch::new("vmdax");
     let image = s.join("map.img");
@@ -80,12 +79,7 @@ fn run_config(c: &Config) -> Option<RunResult> {
     let result = rig::run_ext4_image(&prep, &bin, &image, &run);
     result.assert_all_passed();
     assert_eq!(result.plan, MAP_CASES, "the guest planned {:?}", result.plan);
-    assert!(
-        !result.stopped_by_rig && result.daemon_status.is_some_and(|s| s.success()),
-        "the daemon did not exit 0 by itself when QEMU left: {:?}\n{}",
-        result.daemon_status,
-        result.daemon_log
-    );
+    result.assert_daemon_exited_by_itself();
     testkit::assert_fsck_clean(&image);
     let dax = c.mount_opts.is_some();
     let bad = mapfiles::check_after(&image, dax);

@@ -14,33 +14,17 @@ use vmtests::rig::{self, GuestRun};
 
 /// One boot running every guest case on a fresh image, then the host checks.
 fn every_case(what: &str, qemu11: bool) {
-    let Some(prep) = rig::prepared_or_skip(what) else { return };
-    let q11 = if qemu11 {
-        let Some(q) = rig::qemu11_or_skip(what, &prep) else { return };
-        Some(q)
-    } else {
-        None
-    };
+    let Some((prep, q11)) = rig::guest_or_skip(what, qemu11) else { return };
     let bin = rig::daemon_binary();
     let s = Scratch::new("vmext4");
     let image = s.join("guest.img");
-    testkit::run(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", "inline_data,metadata_csum"])
-            .arg(&image)
-            .arg("256M"),
-    );
+    rig::fresh_guest_image(&image);
     let mut run = GuestRun::new(&s.join("logs"));
     run.qemu11 = q11;
     let result = rig::run_ext4_image(&prep, &bin, &image, &run);
     result.assert_all_passed();
     assert_eq!(result.plan.len(), 10, "the guest planned {:?}", result.plan);
-    assert!(
-        !result.stopped_by_rig && result.daemon_status.is_some_and(|s| s.success()),
-        "the daemon did not exit 0 by itself when QEMU left: {:?}\n{}",
-        result.daemon_status,
-        result.daemon_log
-    );
+    result.assert_daemon_exited_by_itself();
     testkit::assert_fsck_clean(&image);
     let bad = leftovers::check(&ImageView(image.clone()));
     assert!(
@@ -84,22 +68,11 @@ fn synced_markers(console: &str) -> Vec<(usize, String, usize)> {
 /// `-o dax=always` (`--cache-size 64M`): its non-extending writes and
 /// mapped stores go through the window.
 fn crash_and_recover(what: &str, dax: bool) {
-    let Some(prep) = rig::prepared_or_skip(what) else { return };
-    let q11 = if dax {
-        let Some(q) = rig::qemu11_or_skip(what, &prep) else { return };
-        Some(q)
-    } else {
-        None
-    };
+    let Some((prep, q11)) = rig::guest_or_skip(what, dax) else { return };
     let bin = rig::daemon_binary();
     let s = Scratch::new("vmcrash");
     let image = s.join("guest.img");
-    testkit::run(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", "inline_data,metadata_csum"])
-            .arg(&image)
-            .arg("256M"),
-    );
+    rig::fresh_guest_image(&image);
     let mut run = GuestRun::new(&s.join("logs-crash"));
     run.cases = Some(vec!["crash_workload".into()]);
     const MARKERS: usize = 30;
@@ -133,12 +106,7 @@ fn crash_and_recover(what: &str, dax: bool) {
     run.cases = Some(vec!["crash_check".into()]);
     let recovered = rig::run_ext4_image(&prep, &bin, &image, &run);
     recovered.assert_all_passed();
-    assert!(
-        !recovered.stopped_by_rig && recovered.daemon_status.is_some_and(|s| s.success()),
-        "the restarted daemon did not exit 0 by itself: {:?}\n{}",
-        recovered.daemon_status,
-        recovered.daemon_log
-    );
+    recovered.assert_daemon_exited_by_itself();
     eprintln!("crash: after recovery the guest reports {:?}", recovered.info_lines());
     testkit::assert_fsck_clean(&image);
     let view = ImageView(image.clone());
