@@ -234,20 +234,26 @@ CONFIGS=$WORK/config
 mkdir -p "$MNT" "$IMAGES" "$CONFIGS" "$WORK/results"
 LOOPS=()
 
-cleanup() {
-    set +e
+# Unmounts every mount of the run and waits for our daemons, which end
+# when unmounted and close their image.
+unmount_all() {
+    local side m pf p
     for side in $SIDES; do
         for m in "$MNT/$side-test" "$MNT/$side-scratch"; do
             if mountpoint -q "$m"; then umount "$m" || umount -l "$m"; fi
         done
     done
-    # Our daemons end when unmounted and close their image; wait for them.
     for pf in "$WORK"/run/*.pid; do
         [ -f "$pf" ] || continue
         p=$(cat "$pf")
         for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$p" 2>/dev/null && echo "xfstests.sh: daemon $p still running after its unmount" >&2
+        if kill -0 "$p" 2>/dev/null; then echo "xfstests.sh: daemon $p still running after its unmount" >&2; fi
     done
+}
+
+cleanup() {
+    set +e
+    unmount_all
     for l in "${LOOPS[@]}"; do losetup -d "$l"; done
     [ -L "$SBIN_HELPER" ] && [ "$(readlink "$SBIN_HELPER")" = "$HELPER" ] && rm -f "$SBIN_HELPER"
 }
@@ -326,16 +332,7 @@ done
 for p in "${pids[@]}"; do wait "$p" || true; done
 
 # --- Our images must be clean after the run ---------------------------------------
-for side in $SIDES; do
-    for m in "$MNT/$side-test" "$MNT/$side-scratch"; do
-        if mountpoint -q "$m"; then umount "$m" || umount -l "$m"; fi
-    done
-done
-for pf in "$WORK"/run/*.pid; do
-    [ -f "$pf" ] || continue
-    p=$(cat "$pf")
-    for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-done
+unmount_all
 fsck_report=$WORK/logs/fsck.txt
 : >"$fsck_report"
 if [[ " $SIDES " == *" ours "* ]]; then
