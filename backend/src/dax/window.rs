@@ -245,6 +245,11 @@ impl DaxWindow {
                 self.install(&ch, ino, file_offset, moffset, end, writable, new, vec![m.id])
             })?;
             placed?;
+            if writable {
+                // Filling holes gave the file blocks that its other
+                // mappings may still show as zeros.
+                self.refresh(ino);
+            }
         }
         self.counters.setups.fetch_add(1, Ordering::Relaxed);
         log::debug!("dax: inode {ino} {file_offset:#x}+{len:#x} at window {moffset:#x} (writable: {writable})");
