@@ -1307,6 +1307,76 @@ fn conversion_at_setup_races_writes_to_the_same_file() {
     }
 }
 
+/// Pages of the file range that two slots both map: an image block in
+/// one must be the same image block in the other.
+fn assert_slots_agree(w: &DaxWindow, meta: &std::fs::Metadata, a: u64, b: u64, what: &str) {
+    let page_of = |slot: u64, k: u64| {
+        w.pieces_in(slot + k * PAGE, 1).first().map(|p| (p.maps(meta), p.fd_offset + (slot + k * PAGE - p.shm_offset)))
+    };
+    for k in 0..RANGE / PAGE {
+        let (x, y) = (page_of(a, k), page_of(b, k));
+        if let (Some((true, fx)), Some((iy, fy))) | (Some((iy, fy)), Some((true, fx))) = (x, y) {
+            assert!(
+                iy && fx == fy,
+                "{what}: file page {k}: one mapping shows image byte {fx:#x}, the other {:?}",
+                (iy, fy)
+            );
+        }
+    }
+}
+
+#[test]
+fn one_file_many_ops_two_mappings_agree() {
+    let s = Scratch::new("dax-agree");
+    let image = image_with(&s, &[("f", b"inline data".to_vec())]);
+    let bin = ext4_virtiofsd_binary();
+    let meta = image_meta(&image);
+    let d = start(&bin, &image, &s, "d", &[]);
+    let (c, w) = connect(&d, 1);
+    let n = entry(&c, "f").nodeid;
+    let fh = c.open(n, libc::O_RDWR).unwrap();
+    let (a, b) = (0, RANGE);
+    c.setup_mapping(n, NO_FH, 0, RANGE, READ, a).unwrap();
+    c.setup_mapping(n, NO_FH, 0, RANGE, READ, b).unwrap();
+    let mut rng = Rng(77);
+    let mut log = Vec::new();
+    for step in 0..400 {
+        let slot = if rng.chance(50) { a } else { b };
+        let op = match rng.below(5) {
+            0 => {
+                let off = rng.below(6000);
+                let len = rng.length(70, 50, 3000);
+                c.write(n, fh, off, &pattern(step, len as usize)).unwrap();
+                format!("WRITE {off}+{len}")
+            }
+            1 => {
+                let size = if rng.chance(60) { rng.below(60) } else { rng.below(9000) };
+                assert_eq!(c.call(&fuse::truncate(n, size)).errno, 0);
+                format!("truncate {size}")
+            }
+            2 => {
+                c.setup_mapping(n, NO_FH, 0, RANGE, RW, slot).unwrap();
+                format!("SETUPMAPPING RW at {slot:#x}")
+            }
+            3 => {
+                c.remove_mapping(n, &[(slot, RANGE)]).unwrap();
+                c.setup_mapping(n, NO_FH, 0, RANGE, READ, slot).unwrap();
+                format!("REMOVEMAPPING + SETUPMAPPING READ at {slot:#x}")
+            }
+            _ => {
+                c.setup_mapping(n, NO_FH, 0, RANGE, READ, slot).unwrap();
+                format!("SETUPMAPPING READ at {slot:#x}")
+            }
+        };
+        log.push(op);
+        let what = format!("step {step}, after: {}", log[log.len().saturating_sub(6)..].join("; "));
+        assert_slots_agree(&w, &meta, a, b, &what);
+        assert_coherent(&c, 1, &w, n, fh, 0, a, RANGE, &what);
+        assert_coherent(&c, 1, &w, n, fh, 0, b, RANGE, &what);
+    }
+    finish(c, &w, d, &image);
+}
+
 #[test]
 fn reclaim_through_a_small_window() {
     // 40 MiB of data through an 8 MiB window (4 ranges): the guest reclaims
