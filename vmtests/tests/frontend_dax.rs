@@ -13,6 +13,7 @@
 //! 2. after any reply the window equals FUSE_READ of the same range, zeros
 //!    for holes and past EOF: `window_equals_read_after_every_reply`
 //!    (random operations), `two_mappings_of_one_range_stay_coherent`,
+//!    `one_file_many_ops_two_mappings_agree`,
 //!    `stores_past_eof_in_the_last_page_never_become_file_data`, and after
 //!    every step of the other tests;
 //! 3. stores through a writable mapping reach the image and survive
