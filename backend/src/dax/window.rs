@@ -414,12 +414,15 @@ impl DaxWindow {
         if self.fs.is_read_only() || !self.lock_mapped().contains_key(&ino) {
             return;
         }
-        let targets: Vec<(u64, u64, u64, bool)> = self
+        let mut targets: Vec<(u64, u64, u64, bool)> = self
             .lock_slots()
             .iter()
             .filter(|(_, s)| s.ino == ino)
             .map(|(k, s)| (*k, s.file_offset, s.len, s.writable))
             .collect();
+        // Writable mappings first: resolving them fills holes, which the
+        // read-only ones resolved after them then show.
+        targets.sort_by_key(|t| !t.3);
         let Ok(ch) = self.channel() else { return };
         for (key, file_offset, len, writable) in targets {
             let r = self.fs.map_for_dax_with(ino, file_offset, len, writable, |m| {
