@@ -25,7 +25,7 @@
 //! `BENCH_OURS_BIN`).
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -39,28 +39,6 @@ const RANGE: u64 = 2 << 20;
 const CHUNK: u64 = 1 << 20;
 /// READs in flight.
 const DEPTH: usize = 8;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// Our daemon, release build (or `BENCH_OURS_BIN`).
-fn ours_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("BENCH_OURS_BIN") {
-        return p.into();
-    }
-    let root = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-q", "--release", "-p", "ext4-virtiofsd", "--bin", "ext4-virtiofsd"])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building ext4-virtiofsd (release) failed");
-    target.join("release/ext4-virtiofsd")
-}
 
 fn make_image(s: &Scratch, data: &[u8]) -> PathBuf {
     let src = s.join("src");
@@ -110,7 +88,7 @@ fn main() {
     let mut data = vec![0; size as usize];
     Rng(0xda5_f11e).fill(&mut data);
     let image = make_image(&s, &data);
-    let bin = ours_binary();
+    let bin = vmtests::frontend::daemon::ext4_virtiofsd_release_binary();
 
     let socket = s.join("d.sock");
     let mut cmd = ext4_serve(&bin, &image, &socket, "daxbench", 1, false);

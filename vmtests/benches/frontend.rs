@@ -95,28 +95,6 @@ impl Peer {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// Our daemon: `BENCH_OURS_BIN`, else a release build.
-fn ours_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("BENCH_OURS_BIN") {
-        return p.into();
-    }
-    let root = workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-q", "--release", "-p", "ext4-virtiofsd", "--bin", "ext4-virtiofsd"])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building ext4-virtiofsd (release) failed");
-    target.join("release/ext4-virtiofsd")
-}
-
 /// virtiofsd 1.14, or why not.
 fn virtiofsd_binary() -> Result<PathBuf, String> {
     let bin = std::env::var_os("VIRTIOFSD_BIN")
@@ -437,7 +415,7 @@ fn main() {
     let s = Scratch::new("febench");
     let data = data_bytes();
     let image = make_image(&s, &data);
-    let ours = ours_binary();
+    let ours = vmtests::frontend::daemon::ext4_virtiofsd_release_binary();
 
     let mut peers = vec![(Peer::Ours, ours, image.clone(), None)];
     let theirs = (|| {

@@ -16,7 +16,6 @@
 //! chroot); our daemon is `cargo build --release`'s, or `BENCH_OURS_BIN`.
 //! A missing prerequisite is printed as a skip.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use testkit::Scratch;
@@ -26,28 +25,11 @@ use vmtests::rig::{self, GuestRun};
 /// The file's size.
 const FILE_MIB: usize = 256;
 
-/// Our daemon: `BENCH_OURS_BIN`, else a release build of the workspace's.
-fn ours() -> PathBuf {
-    if let Some(p) = std::env::var_os("BENCH_OURS_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-q", "--release", "-p", "ext4-virtiofsd", "--bin", "ext4-virtiofsd"])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --release of ext4-virtiofsd failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    target.join("release/ext4-virtiofsd")
-}
-
 fn main() {
     let what = "bench guest_dax";
     let Some(prep) = rig::prepared_or_skip(what) else { return };
     let Some(q11) = rig::qemu11_or_skip(what, &prep) else { return };
-    let bin = ours();
+    let bin = vmtests::frontend::daemon::ext4_virtiofsd_release_binary();
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(2).max(1);
     let s = Scratch::new("benchdax");
     let tree = s.join("tree");

@@ -106,17 +106,31 @@ impl Drop for Daemon {
 /// Builds `ext4-virtiofsd` (dev profile, `cargo build -q -p ext4-virtiofsd`)
 /// and returns the path of the binary.
 pub fn ext4_virtiofsd_binary() -> PathBuf {
+    build_ext4_virtiofsd(false)
+}
+
+/// The daemon for benchmarks: `$BENCH_OURS_BIN` when set, else a release
+/// build of the workspace's.
+pub fn ext4_virtiofsd_release_binary() -> PathBuf {
+    match std::env::var_os("BENCH_OURS_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => build_ext4_virtiofsd(true),
+    }
+}
+
+/// Builds the workspace's daemon (debug or release) and returns its path.
+fn build_ext4_virtiofsd(release: bool) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-q", "-p", "ext4-virtiofsd", "--bin", "ext4-virtiofsd"])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("run cargo build");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root).args(["build", "-q", "-p", "ext4-virtiofsd", "--bin", "ext4-virtiofsd"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.env("CARGO_TARGET_DIR", &target).status().expect("run cargo build");
     assert!(status.success(), "building ext4-virtiofsd failed");
-    target.join("debug/ext4-virtiofsd")
+    target.join(if release { "release" } else { "debug" }).join("ext4-virtiofsd")
 }
 
 /// `ext4-virtiofsd serve` on `image` at `socket` with tag `tag`, `queues`
