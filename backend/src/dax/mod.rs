@@ -44,7 +44,9 @@
 //!    switched to zeros first.
 //!
 //! Lock order (see docs/ARCHITECTURE.md): inode I/O lock → journal handle
-//! → window lock → the core's DAX pin registry.
+//! → window lock → the core's DAX pin registry and the window's per-inode
+//! mapping counts (leaves; a refresh of a file without mappings looks only
+//! at the counts, so its writer never waits for a slow frontend).
 
 pub mod channel;
 pub mod pieces;
