@@ -25,8 +25,6 @@
 //! `BENCH_OURS_BIN`).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::{Rng, Scratch};
@@ -39,22 +37,6 @@ const RANGE: u64 = 2 << 20;
 const CHUNK: u64 = 1 << 20;
 /// READs in flight.
 const DEPTH: usize = 8;
-
-fn make_image(s: &Scratch, data: &[u8]) -> PathBuf {
-    let src = s.join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("data"), data).unwrap();
-    let image = s.join("dax.img");
-    testkit::run(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-E", "lazy_itable_init=0,lazy_journal_init=1", "-d"])
-            .arg(&src)
-            .arg(&image)
-            .arg("1G"),
-    );
-    std::fs::remove_dir_all(&src).unwrap();
-    image
-}
 
 fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
@@ -87,7 +69,7 @@ fn main() {
     let s = Scratch::new("daxbench");
     let mut data = vec![0; size as usize];
     Rng(0xda5_f11e).fill(&mut data);
-    let image = make_image(&s, &data);
+    let image = vmtests::bench_image::one_file_image(&s, "dax.img", &data);
     let bin = vmtests::frontend::daemon::ext4_virtiofsd_release_binary();
 
     let socket = s.join("d.sock");

@@ -123,23 +123,6 @@ fn data_bytes() -> Vec<u8> {
     v
 }
 
-/// The image for both daemons (ours serves it, virtiofsd a copy).
-fn make_image(s: &Scratch, data: &[u8]) -> PathBuf {
-    let src = s.join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("data"), data).unwrap();
-    let image = s.join("ours.img");
-    testkit::run(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-E", "lazy_itable_init=0,lazy_journal_init=1", "-d"])
-            .arg(&src)
-            .arg(&image)
-            .arg("1G"),
-    );
-    std::fs::remove_dir_all(&src).unwrap();
-    image
-}
-
 /// The loop mount of virtiofsd's copy; unmounted on drop.
 struct LoopMount(PathBuf);
 
@@ -414,7 +397,7 @@ fn main() {
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let s = Scratch::new("febench");
     let data = data_bytes();
-    let image = make_image(&s, &data);
+    let image = vmtests::bench_image::one_file_image(&s, "ours.img", &data);
     let ours = vmtests::frontend::daemon::ext4_virtiofsd_release_binary();
 
     let mut peers = vec![(Peer::Ours, ours, image.clone(), None)];

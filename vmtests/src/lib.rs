@@ -15,6 +15,7 @@
 //!   on a directory or an ext4 image;
 //! - [`pattern`]: file contents and names shared with the guest program;
 //! - [`cpio`]: the initramfs archive writer;
+//! - [`bench_image`]: the one-file image the benchmarks serve;
 //! - [`demo`]: the demo (an inline file mapped through DAX in a guest);
 //! - [`frontend`]: a VM without a VM, an in-process vhost-user frontend.
 //!
@@ -22,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench_image;
 pub mod cpio;
 pub mod demo;
 pub mod frontend;
