@@ -167,14 +167,14 @@ fn rename_noreplace_exchange_and_loops() {
         b = fs.resolve_path(b"/b", false).unwrap();
         x = fs.resolve_path(b"/a/x", false).unwrap();
         y = fs.resolve_path(b"/b/y", false).unwrap();
-        let noreplace = RenameFlags { noreplace: true, exchange: false };
+        let noreplace = RenameFlags { noreplace: true, ..RenameFlags::default() };
         assert!(matches!(fs.rename(a, b"x", a, b"other", noreplace), Err(Error::Exists)));
         assert!(matches!(fs.rename(a, b"x", b, b"y", noreplace), Err(Error::Exists)));
         // Nothing moved.
         assert_eq!(fs.resolve_path(b"/a/x", false).unwrap(), x);
         let (la, lb) = (fs.read_inode(a).unwrap().links_count(), fs.read_inode(b).unwrap().links_count());
         // Exchange a file in /a with a directory in /b.
-        let exchange = RenameFlags { noreplace: false, exchange: true };
+        let exchange = RenameFlags { exchange: true, ..RenameFlags::default() };
         fs.rename(a, b"x", b, b"y", exchange).unwrap();
         assert_eq!(fs.resolve_path(b"/a/x", false).unwrap(), y);
         assert_eq!(fs.resolve_path(b"/b/y", false).unwrap(), x);

@@ -329,6 +329,18 @@ impl Ext4Fs {
         Ok(self.fs.fsync()?)
     }
 
+    /// chattr +S and +D: after a request changed `nodes` (a file, or the
+    /// entries of directories), commits before the reply when one of them
+    /// carries a flag of `flags` (FL_SYNC for a file, FL_SYNC or
+    /// FL_DIRSYNC for a directory), as ext4's `IS_SYNC` / `IS_DIRSYNC`
+    /// make the handle synchronous. A node gone meanwhile asks nothing.
+    pub fn sync_if_flagged(&self, nodes: &[u64], flags: u32) -> FsResult<()> {
+        if nodes.iter().any(|&n| self.inode(n).is_ok_and(|i| i.flags() & flags != 0)) {
+            self.fsync()?;
+        }
+        Ok(())
+    }
+
     /// SYNCFS: commits and checkpoints, so the image is complete at its
     /// home locations (what tools reading the image file expect).
     pub fn sync(&self) -> FsResult<()> {

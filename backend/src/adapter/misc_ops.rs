@@ -1,11 +1,13 @@
 //! STATFS, ACCESS, POSIX locks (GETLK, SETLK, SETLKW, INTERRUPT) and the
-//! FS_IOC_GETFLAGS / FS_IOC_SETFLAGS ioctls.
+//! ioctls: inode flags (FS_IOC_GETFLAGS / SETFLAGS, FSGETXATTR /
+//! FSSETXATTR), the volume label (FS_IOC_GETFSLABEL / SETFSLABEL) and
+//! FITRIM.
 
 use super::Ext4Fs;
 use super::access::{self, Caller, MAY_WRITE};
 use super::errno::{Errno, FsResult};
 use super::locks::{F_UNLCK, RangeLock};
-use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP};
+use ext4::disk::inode::{FL_APPEND, FL_DAX, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, FL_SYNC};
 use ext4::fs::inode::setattr::SETTABLE_FLAGS;
 use fuse_abi::linux::{fuse_file_lock, fuse_kstatfs, fuse_lk_in};
 
@@ -26,8 +28,27 @@ pub const FS_IOC_FSSETXATTR: u32 = 0x401C_5820;
 /// Size of `struct fsxattr`.
 pub const FSXATTR_SIZE: usize = 28;
 
-/// `FS_XFLAG_*` bits and the inode flags they stand for.
-const XFLAGS: [(u32, u32); 4] = [(0x08, FL_IMMUTABLE), (0x10, FL_APPEND), (0x40, FL_NOATIME), (0x80, FL_NODUMP)];
+/// FS_IOC_GETFSLABEL (`_IOR(0x94, 49, char[FSLABEL_MAX])`).
+pub const FS_IOC_GETFSLABEL: u32 = 0x8100_9431;
+/// FS_IOC_SETFSLABEL (`_IOW(0x94, 50, char[FSLABEL_MAX])`).
+pub const FS_IOC_SETFSLABEL: u32 = 0x4100_9432;
+/// FSLABEL_MAX: the size of the label ioctls' buffer.
+pub const FSLABEL_MAX: usize = 256;
+/// FITRIM (`_IOWR('X', 121, struct fstrim_range)`), sent by `fstrim` on
+/// the mount point.
+pub const FITRIM: u32 = 0xC018_5879;
+/// Size of `struct fstrim_range` (start, len, minlen: three u64).
+pub const FSTRIM_RANGE_SIZE: usize = 24;
+
+/// `FS_XFLAG_*` bits and the inode flags they stand for (ext4's
+/// `ext4_xflags_to_iflags`, less project inheritance).
+const XFLAGS: [(u32, u32); 6] =
+    [(0x08, FL_IMMUTABLE), (0x10, FL_APPEND), (0x20, FL_SYNC), (0x40, FL_NOATIME), (0x80, FL_NODUMP), (0x8000, FL_DAX)];
+
+/// The inode flags FS_IOC_FSSETXATTR sets or clears: those with an xflag.
+fn xflag_inode_flags() -> u32 {
+    XFLAGS.iter().map(|(_, f)| f).sum()
+}
 
 /// Inode flags as `FS_XFLAG_*` bits.
 pub fn xflags_of(flags: u32) -> u32 {
@@ -126,6 +147,48 @@ impl Ext4Fs {
         let mut out = [0u8; FSXATTR_SIZE];
         out[0..4].copy_from_slice(&xflags_of(inode.flags()).to_le_bytes());
         out[12..16].copy_from_slice(&inode.projid().to_le_bytes());
+        Ok(out)
+    }
+
+    /// FS_IOC_FSSETXATTR: the flags with an `FS_XFLAG_*` bit become those
+    /// of `xflags`, the others stay; as [`Ext4Fs::set_flags`] otherwise.
+    pub fn set_xflags(&self, caller: &Caller<'_>, node: u64, xflags: u32) -> FsResult<()> {
+        let flags = flags_of_xflags(xflags).ok_or(Errno::EOPNOTSUPP)?;
+        let keep = self.get_flags(node)? & !xflag_inode_flags();
+        self.set_flags(caller, node, keep | flags)
+    }
+
+    /// FS_IOC_GETFSLABEL: the label, NUL-padded to [`FSLABEL_MAX`] bytes.
+    pub fn fs_label(&self) -> FsResult<[u8; FSLABEL_MAX]> {
+        let label = self.fs.label()?;
+        let mut out = [0u8; FSLABEL_MAX];
+        out[..label.len()].copy_from_slice(&label);
+        Ok(out)
+    }
+
+    /// FS_IOC_SETFSLABEL: root only (CAP_SYS_ADMIN); the label is the
+    /// buffer's bytes up to its first NUL, at most 16 of them (EINVAL).
+    pub fn set_fs_label(&self, caller: &Caller<'_>, buf: &[u8]) -> FsResult<()> {
+        if !caller.is_root() {
+            return Err(Errno::EPERM);
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        Ok(self.fs.set_label(&buf[..end])?)
+    }
+
+    /// FITRIM on `struct fstrim_range` bytes: root only (CAP_SYS_ADMIN);
+    /// discards the free blocks of the range ([`ext4::Ext4::trim`]) and
+    /// answers the range with `len` set to the bytes discarded.
+    pub fn fitrim(&self, caller: &Caller<'_>, range: &[u8]) -> FsResult<[u8; FSTRIM_RANGE_SIZE]> {
+        if !caller.is_root() {
+            return Err(Errno::EPERM);
+        }
+        let field = |i: usize| u64::from_le_bytes(range[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (start, len, min_len) = (field(0), field(1), field(2));
+        let trimmed = self.fs.trim(start, len, min_len)?;
+        let mut out = [0u8; FSTRIM_RANGE_SIZE];
+        out.copy_from_slice(&range[..FSTRIM_RANGE_SIZE]);
+        out[8..16].copy_from_slice(&trimmed.to_le_bytes());
         Ok(out)
     }
 

@@ -8,7 +8,7 @@ use super::errno::{Errno, FsResult};
 use super::handles::Handle;
 use super::nodes::node_of;
 use super::{Ext4Fs, check_name, check_not_pinned};
-use ext4::disk::inode::{FL_IMMUTABLE, S_IFDIR, S_IFMT, S_IFREG, S_ISGID};
+use ext4::disk::inode::{FL_IMMUTABLE, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG, S_ISGID};
 use ext4::fs::dir::namespace::{NewInode, RenameFlags};
 use ext4::{FileType, Inode};
 use fuse_abi::linux::{FUSE_ROOT_ID, fuse_entry_out, fuse_open_out};
@@ -17,6 +17,9 @@ use fuse_abi::linux::{FUSE_ROOT_ID, fuse_entry_out, fuse_open_out};
 const RENAME_NOREPLACE: u32 = 1;
 /// RENAME_EXCHANGE.
 const RENAME_EXCHANGE: u32 = 2;
+/// RENAME_WHITEOUT (overlayfs; any user may ask since Linux 5.8: a
+/// whiteout is a 0:0 device that opens nothing).
+const RENAME_WHITEOUT: u32 = 4;
 
 /// How often a lookup racing with changes to the name is retried.
 const LOOKUP_ATTEMPTS: usize = 4;
@@ -289,7 +292,7 @@ impl Ext4Fs {
         new_name: &[u8],
         flags: u32,
     ) -> FsResult<()> {
-        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
             return Err(Errno::EINVAL);
         }
         check_name(new_name)?;
@@ -315,7 +318,12 @@ impl Ext4Fs {
                 access::check(&self.fs, t, caller, MAY_WRITE)?;
             }
         }
-        let flags = RenameFlags { noreplace: flags & RENAME_NOREPLACE != 0, exchange: flags & RENAME_EXCHANGE != 0 };
+        let whiteout = (flags & RENAME_WHITEOUT != 0).then(|| {
+            let owner = self.new_inode(&old_dir, caller, S_IFCHR, 0);
+            (owner.uid, owner.gid)
+        });
+        let flags =
+            RenameFlags { noreplace: flags & RENAME_NOREPLACE != 0, exchange: flags & RENAME_EXCHANGE != 0, whiteout };
         Ok(self.fs.rename(old_dir.ino, name, new_dir.ino, new_name, flags)?)
     }
 

@@ -9,10 +9,11 @@ use super::wire::{ArgReader, ReplyBuf, WireError, count_bounced};
 use crate::adapter::Ext4Fs;
 use crate::adapter::errno::{Errno, FsResult};
 use crate::adapter::{
-    FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS,
-    FSXATTR_SIZE, XattrReply, flags_of_xflags,
+    FITRIM, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_GETFSLABEL, FS_IOC_SETFLAGS,
+    FS_IOC_SETFSLABEL, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSLABEL_MAX, FSTRIM_RANGE_SIZE, FSXATTR_SIZE, XattrReply,
 };
 use crate::dax::DaxWindow;
+use ext4::disk::inode::{FL_DIRSYNC, FL_SYNC};
 use ext4::fs::data::io::{DataSource, SliceSource};
 use fuse_abi::linux::*;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -303,7 +304,10 @@ impl Server {
                 Ok(job) => return Outcome::Deferred(job),
                 Err(e) => Err(e),
             },
-            Some(op) => self.dispatch(op, req, payload, out),
+            Some(op) => {
+                let (node, args) = (req.node, req.args);
+                self.dispatch(op, req, payload, out).and_then(|()| self.synchronous(op, node, args))
+            }
             None => {
                 log::debug!("unknown opcode {}", hdr.opcode);
                 Err(Errno::ENOSYS)
@@ -347,6 +351,34 @@ impl Server {
             };
             out.finish(unique, e);
         }))
+    }
+
+    /// chattr +S and +D: a request that changed a file flagged FL_SYNC,
+    /// or the entries of a directory flagged FL_SYNC or FL_DIRSYNC, is
+    /// durable before its reply (ext4's `IS_SYNC` and `IS_DIRSYNC`).
+    fn synchronous(&self, op: fuse_opcode, node: u64, mut a: ArgReader<'_>) -> FsResult<()> {
+        use fuse_opcode::*;
+        let dir_flags = FL_SYNC | FL_DIRSYNC;
+        match op {
+            FUSE_WRITE | FUSE_SETATTR | FUSE_FALLOCATE | FUSE_SETXATTR | FUSE_REMOVEXATTR => {
+                self.fs.sync_if_flagged(&[node], FL_SYNC)
+            }
+            FUSE_COPY_FILE_RANGE => {
+                let cp: fuse_copy_file_range_in = a.read("copy_file_range_in")?;
+                self.fs.sync_if_flagged(&[cp.nodeid_out], FL_SYNC)
+            }
+            FUSE_CREATE | FUSE_MKNOD | FUSE_MKDIR | FUSE_SYMLINK | FUSE_UNLINK | FUSE_RMDIR | FUSE_LINK
+            | FUSE_TMPFILE => self.fs.sync_if_flagged(&[node], dir_flags),
+            FUSE_RENAME => {
+                let r: fuse_rename_in = a.read("rename_in")?;
+                self.fs.sync_if_flagged(&[node, r.newdir], dir_flags)
+            }
+            FUSE_RENAME2 => {
+                let r: fuse_rename2_in = a.read("rename2_in")?;
+                self.fs.sync_if_flagged(&[node, r.newdir], dir_flags)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn dispatch(&self, op: fuse_opcode, req: Req<'_>, payload: &mut Payload<'_>, out: &mut ReplyBuf) -> FsResult<()> {
@@ -625,11 +657,25 @@ impl Server {
             }
             FS_IOC_FSSETXATTR => {
                 let data = a.read_bytes(FSXATTR_SIZE, "fsxattr")?;
-                let xflags = u32::from_le_bytes(data[0..4].try_into().expect("4 bytes"));
-                let keep = self.fs.get_flags(node)? & !ext4::fs::inode::setattr::SETTABLE_FLAGS;
-                let flags = flags_of_xflags(xflags).ok_or(Errno::EOPNOTSUPP)?;
-                self.fs.set_flags(c, node, keep | flags)?;
+                self.fs.set_xflags(c, node, u32::from_le_bytes(data[0..4].try_into().expect("4 bytes")))?;
                 out.push(&reply);
+                Ok(())
+            }
+            FS_IOC_GETFSLABEL => {
+                let label = self.fs.fs_label()?;
+                out.push(&reply);
+                out.push_bytes(&label[..(io.out_size as usize).min(FSLABEL_MAX)]);
+                Ok(())
+            }
+            FS_IOC_SETFSLABEL => {
+                self.fs.set_fs_label(c, a.read_bytes(FSLABEL_MAX, "fs label")?)?;
+                out.push(&reply);
+                Ok(())
+            }
+            FITRIM => {
+                let range = self.fs.fitrim(c, a.read_bytes(FSTRIM_RANGE_SIZE, "fstrim_range")?)?;
+                out.push(&reply);
+                out.push_bytes(&range[..(io.out_size as usize).min(FSTRIM_RANGE_SIZE)]);
                 Ok(())
             }
             _ => Err(Errno::ENOTTY),

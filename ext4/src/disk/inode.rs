@@ -27,6 +27,11 @@ pub const FL_ENCRYPT: u32 = 0x0000_0800;
 pub const FL_VERITY: u32 = 0x0010_0000;
 /// Inode flag: holds a large xattr value.
 pub const FL_EA_INODE: u32 = 0x0020_0000;
+/// Inode flag: changes to the file are written synchronously (chattr +S).
+pub const FL_SYNC: u32 = 0x0000_0008;
+/// Inode flag: changes to the directory's entries are written
+/// synchronously (chattr +D).
+pub const FL_DIRSYNC: u32 = 0x0001_0000;
 /// Inode flag: the file cannot be changed, linked to or removed.
 pub const FL_IMMUTABLE: u32 = 0x0000_0010;
 /// Inode flag: the file can only be appended to.

@@ -14,7 +14,8 @@
 //! - [`alloc`]: block and inode allocation (bitmaps, group descriptor and
 //!   superblock counts);
 //! - [`geometry`], [`statfs`], [`journal_file`]: layout facts, statfs, the
-//!   journal inode handed down to the journal layer.
+//!   journal inode handed down to the journal layer;
+//! - [`label`], [`trim`]: volume-wide requests (the label, FITRIM).
 
 pub mod alloc;
 pub mod data;
@@ -22,8 +23,10 @@ pub mod dir;
 pub mod geometry;
 pub mod inode;
 pub mod journal_file;
+pub mod label;
 pub mod map;
 pub mod statfs;
+pub mod trim;
 pub mod xattr;
 
 use crate::disk::features::{Incompat, RoCompat};

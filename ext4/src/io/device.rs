@@ -24,6 +24,20 @@ pub trait BlockDevice: Send + Sync {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
+    /// Gives bytes `offset..offset + len` back to the storage (FITRIM of
+    /// free blocks): afterwards they read as zeros. This default writes
+    /// the zeros; devices over files punch a hole instead.
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK.min(len) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = CHUNK.min(len - done);
+            self.write_at(&zeros[..n as usize], offset + done)?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 /// Error for a read that runs past the end of the device.

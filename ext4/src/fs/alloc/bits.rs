@@ -108,6 +108,19 @@ impl SearchMap {
         None
     }
 
+    /// The free runs inside `from..to`, as `(start, length)`, in order.
+    pub(super) fn free_runs(&self, from: u32, to: u32) -> Vec<(u32, u32)> {
+        let to = to.min(self.nbits);
+        let mut runs = Vec::new();
+        let mut pos = from;
+        while let Some(start) = self.next(pos, false).filter(|&s| s < to) {
+            let end = self.next(start, true).unwrap_or(self.nbits).min(to);
+            runs.push((start, end - start));
+            pos = end;
+        }
+        runs
+    }
+
     /// The longest free run, as `(start, length)`; the first one on ties.
     pub(super) fn longest_run(&self) -> Option<(u32, u32)> {
         let mut best: Option<(u32, u32)> = None;
@@ -126,6 +139,18 @@ impl SearchMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_runs_are_clipped_to_the_range() {
+        let mut bytes = [0u8; 16];
+        set_bits(&mut bytes, 10, 20);
+        set_bits(&mut bytes, 70, 71);
+        let map = SearchMap::from_bitmap(&bytes, 100);
+        assert_eq!(map.free_runs(0, 128), vec![(0, 10), (20, 50), (71, 29)]);
+        assert_eq!(map.free_runs(5, 75), vec![(5, 5), (20, 50), (71, 4)]);
+        assert_eq!(map.free_runs(12, 18), vec![]);
+        assert_eq!(map.free_runs(100, 128), vec![]);
+    }
 
     #[test]
     fn byte_bits_are_little_endian() {

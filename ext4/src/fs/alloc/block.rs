@@ -135,6 +135,18 @@ impl Ext4 {
         Err(Error::NoSpace)
     }
 
+    /// The runs of blocks inside `start..end` (one group's blocks) that an
+    /// allocation could take now, as `h` sees the bitmaps: free, not
+    /// metadata, not freed by a transaction that is not durable, not
+    /// reserved. `(first block, length)` in order.
+    pub fn available_runs(&self, h: &Handle<'_>, g: u32, start: u64, end: u64) -> Result<Vec<(u64, u64)>> {
+        let gd = self.group_desc_in(h, g)?;
+        let first = self.geometry().group_first_block(g);
+        let (from, to) = (start.saturating_sub(first) as u32, end.saturating_sub(first) as u32);
+        let runs = self.search_map(h, g, &gd)?.free_runs(from, to);
+        Ok(runs.into_iter().map(|(s, l)| (first + s as u64, l as u64)).collect())
+    }
+
     /// Group `g`'s blocks as a search map: set where in use (computed for a
     /// `BLOCK_UNINIT` group), where metadata lies, and where blocks are
     /// freed-but-not-durable or reserved.

@@ -5,11 +5,12 @@
 use crate::disk::dir_entry::file_type_code;
 use crate::disk::features::{Incompat, RoCompat};
 use crate::disk::inode::{
-    FL_EXTENTS, FileType, GOOD_OLD_INODE_SIZE, Inode, RawInode, S_IFDIR, S_IFLNK, S_IFMT, Timestamp,
+    FL_EXTENTS, FileType, GOOD_OLD_INODE_SIZE, Inode, RawInode, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, Timestamp,
 };
 use crate::error::{Error, Location, Result};
 use crate::fs::Ext4;
 use crate::fs::data::write::{now, set_size, touch_ctime, touch_mtime};
+use crate::fs::inode::setattr::{INHERITED_FLAGS, flags_for_type};
 use crate::fs::map::extent_tree::init_root;
 use crate::journal::transaction::Handle;
 
@@ -43,6 +44,10 @@ pub struct RenameFlags {
     pub noreplace: bool,
     /// Swap source and target, which must both exist (RENAME_EXCHANGE).
     pub exchange: bool,
+    /// Leave a whiteout (a character device 0:0 with no permission bits,
+    /// owned by this uid and gid) under the old name (RENAME_WHITEOUT, for
+    /// overlayfs). Not with `exchange`.
+    pub whiteout: Option<(u32, u32)>,
 }
 
 fn encode_rdev(block: &mut [u8; 60], rdev: u32) {
@@ -132,7 +137,8 @@ impl Ext4 {
         }
         let t = now();
         let ino = self.alloc_inode(h, parent, is_dir)?;
-        let inode = self.fresh_inode(h, ino, attr, t)?;
+        let mut inode = self.fresh_inode(h, ino, attr, t)?;
+        inherit_flags(&dir, &mut inode);
         Ok((dir, inode, t))
     }
 
@@ -243,6 +249,7 @@ impl Ext4 {
         let dir = self.parent_dir_in(&h, parent)?;
         let ino = self.alloc_inode(&mut h, parent, false)?;
         let mut inode = self.fresh_inode(&h, ino, &attr, now())?;
+        inherit_flags(&dir, &mut inode);
         self.inherit_acls(&mut h, &dir, &mut inode, &attr)?;
         self.note_new_file(&inode);
         inode.raw.links_count = 0;
@@ -364,8 +371,8 @@ impl Ext4 {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
-        if flags.noreplace && flags.exchange {
-            return Err(Error::InvalidArgument("RENAME_NOREPLACE with RENAME_EXCHANGE".into()));
+        if flags.exchange && (flags.noreplace || flags.whiteout.is_some()) {
+            return Err(Error::InvalidArgument("RENAME_EXCHANGE with RENAME_NOREPLACE or RENAME_WHITEOUT".into()));
         }
         for n in [old_name, new_name] {
             if n == b"." || n == b".." {
@@ -447,7 +454,15 @@ impl Ext4 {
             if old_parent == new_parent {
                 odir = ndir.clone();
             }
-            self.remove_entry(&mut h, &mut odir, old_name)?;
+            match flags.whiteout {
+                Some((uid, gid)) => {
+                    let wh = self.new_whiteout(&mut h, &odir, uid, gid, t)?;
+                    self.set_entry(&mut h, &mut odir, old_name, wh, crate::disk::dir_entry::FT_CHRDEV)?;
+                }
+                None => {
+                    self.remove_entry(&mut h, &mut odir, old_name)?;
+                }
+            }
             if old_parent == new_parent {
                 ndir = odir.clone();
             }
@@ -469,6 +484,19 @@ impl Ext4 {
         Ok(())
     }
 
+    /// Allocates and writes a whiteout inode for directory `dir` inside
+    /// `h`: a character device 0:0 with mode bits 0 (the VFS's
+    /// `WHITEOUT_MODE` and `WHITEOUT_DEV`). Returns its number; the caller
+    /// links it.
+    fn new_whiteout(&self, h: &mut Handle<'_>, dir: &Inode, uid: u32, gid: u32, t: Timestamp) -> Result<u32> {
+        let attr = NewInode { mode: S_IFCHR, uid, gid, rdev: 0, umask: None };
+        let ino = self.alloc_inode(h, dir.ino, false)?;
+        let mut inode = self.fresh_inode(h, ino, &attr, t)?;
+        inherit_flags(dir, &mut inode);
+        self.write_inode(h, &mut inode)?;
+        Ok(ino)
+    }
+
     /// Whether directory `ancestor` is `dir` or one of its ancestors, as `h`
     /// sees the tree (bounded walk up through "..").
     fn is_ancestor_in(&self, h: &Handle<'_>, ancestor: u32, mut dir: u32) -> Result<bool> {
@@ -484,6 +512,12 @@ impl Ext4 {
         }
         Err(Error::corrupt("directory", Location::Inode(dir), "\"..\" chain does not reach the root"))
     }
+}
+
+/// Gives a new inode the flags of its directory that new inodes inherit
+/// ([`INHERITED_FLAGS`], kept per type), as the kernel's `__ext4_new_inode`.
+fn inherit_flags(dir: &Inode, inode: &mut Inode) {
+    inode.raw.flags |= flags_for_type(inode.file_type(), dir.flags() & INHERITED_FLAGS);
 }
 
 /// Changes a directory's link count for a subdirectory gained (+1) or lost

@@ -1,7 +1,9 @@
 //! Changing inode attributes (chmod, chown, utimens, truncate): the
 //! metadata half of FUSE SETATTR.
 
-use crate::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, Inode, S_IFMT, Timestamp};
+use crate::disk::inode::{
+    FL_APPEND, FL_DAX, FL_DIRSYNC, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, FL_SYNC, FileType, Inode, S_IFMT, Timestamp,
+};
 use crate::error::{Error, Result};
 use crate::fs::Ext4;
 use crate::fs::data::write::{now, touch_ctime};
@@ -71,13 +73,16 @@ impl Ext4 {
     /// Replaces the flags of `ino` selected by `mask` with those of
     /// `flags` (FS_IOC_SETFLAGS), updating ctime. Only [`SETTABLE_FLAGS`]
     /// can change: anything else in `mask` is [`Error::Unsupported`].
+    /// Flags that mean nothing for the inode's type are dropped, as the
+    /// kernel's `ext4_mask_flags` drops them ([`flags_for_type`]).
     pub fn set_flags(&self, ino: u32, flags: u32, mask: u32) -> Result<Inode> {
         if mask & !SETTABLE_FLAGS != 0 {
             return Err(Error::Unsupported(format!("inode flags {:#x}", mask & !SETTABLE_FLAGS)));
         }
         let mut h = self.begin()?;
         let mut inode = self.read_inode_in(&h, ino)?;
-        inode.raw.flags = (inode.raw.flags & !mask) | (flags & mask);
+        let wanted = flags_for_type(inode.file_type(), flags & mask) | (flags & mask & (FL_IMMUTABLE | FL_APPEND));
+        inode.raw.flags = (inode.raw.flags & !mask) | wanted;
         touch_ctime(&mut inode, now());
         self.write_inode(&mut h, &mut inode)?;
         h.finish();
@@ -86,5 +91,25 @@ impl Ext4 {
 }
 
 /// The inode flags [`Ext4::set_flags`] changes: the ones whose meaning the
-/// daemon enforces (immutable, append-only) or that need nothing of it.
-pub const SETTABLE_FLAGS: u32 = FL_IMMUTABLE | FL_APPEND | FL_NODUMP | FL_NOATIME;
+/// daemon enforces (immutable, append-only, synchronous updates, DAX
+/// through the window) or that need nothing of it (nodump, noatime, which
+/// the atime policy honours).
+pub const SETTABLE_FLAGS: u32 = FL_IMMUTABLE | FL_APPEND | FL_NODUMP | FL_NOATIME | FL_SYNC | FL_DIRSYNC | FL_DAX;
+
+/// The flags a new inode takes from its directory: the kernel's
+/// `EXT4_FL_INHERITED` less those this core does not implement
+/// (compression, data journaling, case folding, project inheritance), then
+/// kept per type by [`flags_for_type`].
+pub const INHERITED_FLAGS: u32 = FL_SYNC | FL_NODUMP | FL_NOATIME | FL_DIRSYNC | FL_DAX;
+
+/// The part of `flags` that means something for an inode of type `ft`
+/// (the kernel's `ext4_mask_flags`): directories keep all, regular files
+/// all but the directory-only flags, other types only nodump and noatime.
+/// Immutable and append-only are not "masked" flags: callers keep them.
+pub fn flags_for_type(ft: Option<FileType>, flags: u32) -> u32 {
+    match ft {
+        Some(FileType::Directory) => flags,
+        Some(FileType::Regular) => flags & !FL_DIRSYNC,
+        _ => flags & (FL_NODUMP | FL_NOATIME),
+    }
+}
