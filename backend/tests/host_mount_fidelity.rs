@@ -18,6 +18,7 @@
 mod common;
 
 use common::client::Client;
+use common::compare::{MODES, Seen, compare};
 use common::{HostMount, KernelMount, Scratch, assert_fsck_clean, have_program, mkfs, skip};
 use fuse_abi::linux::*;
 use std::ffi::CString;
@@ -32,45 +33,6 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// The unprivileged user the steps run as (nobody).
 const NOBODY: u32 = 65534;
-
-/// Host-mount arguments each comparison runs with: no cache, the default,
-/// and the writeback cache.
-const MODES: [&[&str]; 3] = [&["--cache", "never"], &[], &["--writeback"]];
-
-/// What one step saw: its name and a description to compare.
-type Seen = Vec<(String, String)>;
-
-/// Runs `steps` on a kernel loop mount of a fresh image, then on the host
-/// mount of a fresh image in each of [`MODES`], and lists the differences
-/// (empty: everything equal). `None` after a loud skip.
-fn compare(what: &str, steps: impl Fn(&Path) -> Seen) -> Option<Vec<String>> {
-    if !HostMount::usable_or_skip(what) {
-        return None;
-    }
-    let s = Scratch::new("fidelity");
-    std::fs::set_permissions(s.join(""), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (kimg, kmnt) = (s.join("k.img"), s.join("kmnt"));
-    mkfs(&kimg, "32M", &["-t", "ext4"]);
-    let k = KernelMount::or_skip(&kimg, &kmnt, "", what)?;
-    let expected = steps(k.path());
-    k.unmount().unwrap();
-    let mut wrong = Vec::new();
-    for args in MODES {
-        let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
-        mkfs(&img, "32M", &["-t", "ext4"]);
-        let m = HostMount::new(&img, &mnt, args).unwrap();
-        let got = steps(m.path());
-        m.unmount().unwrap();
-        assert_eq!(got.len(), expected.len(), "{what}: steps seen with {args:?}");
-        for (g, e) in got.iter().zip(&expected) {
-            if g != e {
-                wrong.push(format!("{} with {args:?}: {}, the kernel: {}", e.0, g.1, e.1));
-            }
-        }
-        assert_fsck_clean(&img);
-    }
-    Some(wrong)
-}
 
 /// Sets owner, group and mode of `p` (chmod after chown: chown drops set-id bits).
 fn own(p: &Path, uid: u32, gid: u32, mode: u32) {

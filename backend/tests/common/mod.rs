@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod compare;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

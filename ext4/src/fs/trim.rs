@@ -24,6 +24,10 @@ impl Ext4 {
     /// past the last block, `len` is shorter than a block, or `min_len`
     /// exceeds a group; the range is clipped to the file system. Returns
     /// the number of bytes discarded (FITRIM's answer in `range.len`).
+    /// Blocks freed by the running transaction are included: it is
+    /// committed first. Every call discards every free block again (the
+    /// kernel skips groups it trimmed since mount and that freed nothing
+    /// since, so its second `fstrim -v` answers less).
     pub fn trim(&self, start: u64, len: u64, min_len: u64) -> Result<u64> {
         let tx = self.tx()?;
         let geo = self.geometry();
@@ -34,6 +38,12 @@ impl Ext4 {
             return Err(Error::InvalidArgument(format!(
                 "FITRIM of {len} bytes at {start}, runs of {min_len} bytes or more"
             )));
+        }
+        // Blocks freed by the running transaction become trimmable once it
+        // is durable: commit it first, so that `rm; fstrim` gives back what
+        // rm freed.
+        if tx.has_pending_frees() {
+            self.fsync()?;
         }
         let first = first.max(geo.first_data_block as u64);
         let end = first.saturating_add(len / bs).min(geo.blocks_count);

@@ -73,15 +73,19 @@ impl Ext4 {
     /// Replaces the flags of `ino` selected by `mask` with those of
     /// `flags` (FS_IOC_SETFLAGS), updating ctime. Only [`SETTABLE_FLAGS`]
     /// can change: anything else in `mask` is [`Error::Unsupported`].
-    /// Flags that mean nothing for the inode's type are dropped, as the
-    /// kernel's `ext4_mask_flags` drops them ([`flags_for_type`]).
+    /// Setting a flag that means nothing for the inode's type (DIRSYNC on
+    /// a regular file) is [`Error::Unsupported`], as in the kernel's
+    /// `ext4_fileattr_set` ([`flags_for_type`]).
     pub fn set_flags(&self, ino: u32, flags: u32, mask: u32) -> Result<Inode> {
         if mask & !SETTABLE_FLAGS != 0 {
             return Err(Error::Unsupported(format!("inode flags {:#x}", mask & !SETTABLE_FLAGS)));
         }
         let mut h = self.begin()?;
         let mut inode = self.read_inode_in(&h, ino)?;
-        let wanted = flags_for_type(inode.file_type(), flags & mask) | (flags & mask & (FL_IMMUTABLE | FL_APPEND));
+        let wanted = flags & mask;
+        if flags_for_type(inode.file_type(), wanted) != wanted {
+            return Err(Error::Unsupported(format!("inode flags {wanted:#x} on inode {ino} of its type")));
+        }
         inode.raw.flags = (inode.raw.flags & !mask) | wanted;
         touch_ctime(&mut inode, now());
         self.write_inode(&mut h, &mut inode)?;
@@ -105,7 +109,6 @@ pub const INHERITED_FLAGS: u32 = FL_SYNC | FL_NODUMP | FL_NOATIME | FL_DIRSYNC |
 /// The part of `flags` that means something for an inode of type `ft`
 /// (the kernel's `ext4_mask_flags`): directories keep all, regular files
 /// all but the directory-only flags, other types only nodump and noatime.
-/// Immutable and append-only are not "masked" flags: callers keep them.
 pub fn flags_for_type(ft: Option<FileType>, flags: u32) -> u32 {
     match ft {
         Some(FileType::Directory) => flags,
