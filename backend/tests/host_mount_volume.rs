@@ -42,7 +42,7 @@ const NOBODY: u32 = 65534;
 
 /// Runs `ioctl(fd of p, cmd, buf)`; the errno on failure.
 fn ioctl(p: &Path, cmd: libc::c_ulong, buf: &mut [u8]) -> Result<(), i32> {
-    let f = std::fs::File::open(p).unwrap();
+    let f = std::fs::File::open(p).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
     // SAFETY: `buf` is live and at least as large as the command's
     // argument (each caller sizes it for `cmd`).
     let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd, buf.as_mut_ptr()) };
@@ -315,4 +315,93 @@ fn fitrim_punches_the_image_and_a_read_only_mount_refuses() {
     let m = HostMount::new(&img, &mnt, &["--read-only"]).unwrap();
     assert_eq!(fitrim(&mnt, 0, u64::MAX, 0), Err(libc::EROFS));
     m.unmount().unwrap();
+}
+
+const FS_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587D;
+/// EXT4_GOING_FLAGS_LOGFLUSH: what our server always does (a FUSE client
+/// cannot pass the flags of this `_IOR` command).
+const LOGFLUSH: u32 = 1;
+
+fn errno_of<T>(r: std::io::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+fn shutdown_steps(dir: &Path) -> Seen {
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::write(&a, b"fsynced").unwrap();
+    std::fs::File::open(&a).unwrap().sync_all().unwrap();
+    std::fs::write(&b, b"written").unwrap();
+    let nobody = Command::new("sh")
+        .arg("-c")
+        .arg("exec 3<\"$1\" && python3 -c 'import fcntl; fcntl.ioctl(3, 0x8004587D, b\"\\1\\0\\0\\0\")'")
+        .arg("sh")
+        .arg(dir)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output();
+    let mut seen = Vec::new();
+    if let Ok(out) = nobody {
+        seen.push((
+            "shutdown as nobody".into(),
+            String::from_utf8_lossy(&out.stderr).contains("PermissionError").to_string(),
+        ));
+    }
+    let mut flags = LOGFLUSH.to_le_bytes();
+    seen.push(("shutdown".into(), shown(ioctl(dir, FS_IOC_SHUTDOWN, &mut flags))));
+    seen.push(("stat a".into(), errno_of(std::fs::metadata(&a).map(|m| m.len()))));
+    seen.push(("read a".into(), errno_of(std::fs::read(&a))));
+    seen.push(("opendir".into(), errno_of(std::fs::read_dir(dir))));
+    seen.push(("readdir".into(), errno_of(std::fs::read_dir(dir).and_then(|d| d.collect::<Result<Vec<_>, _>>()))));
+    seen.push(("create".into(), errno_of(std::fs::write(dir.join("c"), b"late"))));
+    seen.push(("mkdir".into(), errno_of(std::fs::create_dir(dir.join("d")))));
+    seen.push(("unlink".into(), errno_of(std::fs::remove_file(&b))));
+    seen.push((
+        "statfs".into(),
+        errno_of(Command::new("stat").arg("-f").arg(dir).output().map(|o| o.status.success())),
+    ));
+    seen.push(("shutdown again".into(), shown(ioctl(dir, FS_IOC_SHUTDOWN, &mut flags))));
+    seen
+}
+
+/// generic/507, 623 and the other shutdown tests: after FS_IOC_SHUTDOWN,
+/// what still answers and what fails with EIO is what the kernel's ext4
+/// does (reads from the client's caches aside: the kernel answers those
+/// itself, so the steps read what it never cached).
+#[test]
+fn shutdown_refuses_what_the_kernels_ext4_refuses() {
+    if !common::have_program("python3") {
+        common::skip("shutdown as nobody", "python3 not installed");
+    }
+    let Some(wrong) = compare("FS_IOC_SHUTDOWN", shutdown_steps) else { return };
+    assert!(wrong.is_empty(), "a shut-down file system differs from the kernel's:\n{}", wrong.join("\n"));
+}
+
+/// After a shutdown and an unmount the image is as a crash left it: the
+/// next mount replays the journal, and everything that completed before
+/// the shutdown (committed by it: LOGFLUSH) is there, e2fsck-clean.
+#[test]
+fn after_a_shutdown_the_next_mount_recovers_what_completed() {
+    let what = "remount after FS_IOC_SHUTDOWN";
+    if !HostMount::usable_or_skip(what) {
+        return;
+    }
+    let s = Scratch::new("shutdown-remount");
+    let (img, mnt) = (s.join("fs.img"), s.join("mnt"));
+    mkfs(&img, "32M", &["-t", "ext4"]);
+    let m = HostMount::new(&img, &mnt, &[]).unwrap();
+    std::fs::write(mnt.join("a"), b"completed before the shutdown").unwrap();
+    let mut flags = 0u32.to_le_bytes();
+    ioctl(&mnt, FS_IOC_SHUTDOWN, &mut flags).unwrap();
+    assert_eq!(std::fs::write(mnt.join("late"), b"x").map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
+    m.unmount().unwrap();
+    let out = Command::new("dumpe2fs").arg("-h").arg(&img).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("needs_recovery"), "the image is left as a crash leaves it");
+    let m = HostMount::new(&img, &mnt, &[]).unwrap();
+    assert_eq!(std::fs::read(mnt.join("a")).unwrap(), b"completed before the shutdown");
+    assert!(!mnt.join("late").exists());
+    m.unmount().unwrap();
+    common::assert_fsck_clean(&img);
 }

@@ -81,6 +81,10 @@ pub enum Error {
     /// A write was attempted on a file system opened read-only.
     #[error("file system is read-only")]
     ReadOnly,
+    /// The file system was shut down ([`crate::Ext4::shutdown`]): nothing
+    /// changes any more until it is opened again.
+    #[error("file system is shut down")]
+    ShutDown,
     /// No such file, directory or attribute.
     #[error("not found")]
     NotFound,

@@ -304,3 +304,43 @@ fn rename_whiteout_leaves_a_character_device_0_0() {
     assert!(shown.contains("Type: character special") && shown.contains("Mode:  0000"), "{shown}");
     assert!(shown.contains("Device major/minor number: 00:00"), "{shown}");
 }
+
+#[test]
+fn shutdown_stops_every_write_and_the_next_open_recovers() {
+    use ext4::fs::shutdown::ShutdownMode;
+    let s = Scratch::new("shutdown");
+    for mode in [ShutdownMode::FlushLog, ShutdownMode::NoFlush] {
+        let img = image(&s, "fs.img", "16M");
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        let synced = file(&fs, ext4::ROOT_INO, "synced", b"fsynced before");
+        fs.fsync().unwrap();
+        file(&fs, ext4::ROOT_INO, "completed", b"completed, not fsynced");
+        fs.shutdown(mode).unwrap();
+        let on_disk = std::fs::read(&img).unwrap();
+        assert!(fs.is_shut_down());
+        assert!(matches!(fs.create(ext4::ROOT_INO, b"late", new(S_IFREG | 0o644)), Err(Error::ShutDown)));
+        assert!(matches!(fs.write(synced, 0, b"late"), Err(Error::ShutDown)));
+        assert!(matches!(fs.set_label(b"late"), Err(Error::ShutDown)));
+        assert!(matches!(fs.trim(0, u64::MAX, 0), Err(Error::ShutDown)));
+        assert_eq!(contents(&fs, synced), b"fsynced before", "reads go on");
+        fs.shutdown(mode).unwrap();
+        fs.close().unwrap();
+        drop(fs);
+        assert!(
+            std::fs::read(&img).unwrap() == on_disk,
+            "{mode:?}: nothing written after the shutdown, close included"
+        );
+        let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+        assert!(fs.recovery_report().is_some(), "{mode:?}: the next open recovers the journal");
+        let root = fs.read_inode(ext4::ROOT_INO).unwrap();
+        assert_eq!(contents(&fs, fs.lookup(&root, b"synced").unwrap().unwrap().ino), b"fsynced before");
+        let completed = fs.lookup(&root, b"completed").unwrap();
+        match mode {
+            ShutdownMode::FlushLog => assert_eq!(contents(&fs, completed.unwrap().ino), b"completed, not fsynced"),
+            ShutdownMode::NoFlush => assert!(completed.is_none(), "without the log flush, uncommitted work is lost"),
+        }
+        fs.close().unwrap();
+        drop(fs);
+        assert_fsck_clean(&img);
+    }
+}

@@ -72,6 +72,7 @@ impl From<Error> for Errno {
             }
             Error::UnsupportedIncompat(_) | Error::Unsupported(_) => libc::EOPNOTSUPP,
             Error::ReadOnly => libc::EROFS,
+            Error::ShutDown => libc::EIO,
             Error::NotFound => libc::ENOENT,
             Error::NoAttr => libc::ENODATA,
             Error::ValueTooLarge => libc::E2BIG,

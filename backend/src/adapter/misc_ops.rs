@@ -9,6 +9,7 @@ use super::errno::{Errno, FsResult};
 use super::locks::{F_UNLCK, RangeLock};
 use ext4::disk::inode::{FL_APPEND, FL_DAX, FL_IMMUTABLE, FL_NOATIME, FL_NODUMP, FL_SYNC};
 use ext4::fs::inode::setattr::SETTABLE_FLAGS;
+use ext4::fs::shutdown::ShutdownMode;
 use fuse_abi::linux::{fuse_file_lock, fuse_kstatfs, fuse_lk_in};
 
 /// FS_IOC_GETFLAGS (`_IOR('f', 1, long)`) and its 32-bit form.
@@ -39,6 +40,11 @@ pub const FSLABEL_MAX: usize = 256;
 pub const FITRIM: u32 = 0xC018_5879;
 /// Size of `struct fstrim_range` (start, len, minlen: three u64).
 pub const FSTRIM_RANGE_SIZE: usize = 24;
+/// FS_IOC_SHUTDOWN, ext4's EXT4_IOC_SHUTDOWN and XFS_IOC_GOINGDOWN
+/// (`_IOR('X', 125, __u32)`). Being `_IOR`, its flags word never reaches a
+/// FUSE server (`fuse_do_ioctl` sends input only for `_IOC_WRITE`
+/// commands).
+pub const FS_IOC_SHUTDOWN: u32 = 0x8004_587D;
 
 /// `FS_XFLAG_*` bits and the inode flags they stand for (ext4's
 /// `ext4_xflags_to_iflags`, less project inheritance).
@@ -174,6 +180,23 @@ impl Ext4Fs {
         }
         let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
         Ok(self.fs.set_label(&buf[..end])?)
+    }
+
+    /// FS_IOC_SHUTDOWN: root only (CAP_SYS_ADMIN). The client cannot pass
+    /// the flags (see [`FS_IOC_SHUTDOWN`]), so it is always ext4's
+    /// LOGFLUSH: what completed is committed, then nothing more is written
+    /// and every request but those the kernel's ext4 still answers fails
+    /// with EIO ([`ext4::Ext4::shutdown`]).
+    pub fn shutdown(&self, caller: &Caller<'_>) -> FsResult<()> {
+        if !caller.is_root() {
+            return Err(Errno::EPERM);
+        }
+        Ok(self.fs.shutdown(ShutdownMode::FlushLog)?)
+    }
+
+    /// Whether the file system was shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.fs.is_shut_down()
     }
 
     /// FITRIM on `struct fstrim_range` bytes: root only (CAP_SYS_ADMIN);

@@ -10,7 +10,8 @@ use crate::adapter::Ext4Fs;
 use crate::adapter::errno::{Errno, FsResult};
 use crate::adapter::{
     FITRIM, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_IOC_GETFLAGS, FS_IOC_GETFSLABEL, FS_IOC_SETFLAGS,
-    FS_IOC_SETFSLABEL, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSLABEL_MAX, FSTRIM_RANGE_SIZE, FSXATTR_SIZE, XattrReply,
+    FS_IOC_SETFSLABEL, FS_IOC_SHUTDOWN, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FSLABEL_MAX, FSTRIM_RANGE_SIZE,
+    FSXATTR_SIZE, XattrReply,
 };
 use crate::dax::DaxWindow;
 use ext4::disk::inode::{FL_DIRSYNC, FL_SYNC};
@@ -132,6 +133,35 @@ impl DataSource for Prefix<'_> {
         assert!(at + buf.len() <= self.len, "copy past a source's end");
         self.src.copy_to(at, buf)
     }
+}
+
+/// What a shut-down file system still answers, as the kernel's ext4 after
+/// EXT4_IOC_SHUTDOWN: lookups and attributes of inodes (which it serves
+/// from memory), statfs, listing directories, locks, ioctls (flags, a
+/// second shutdown), and everything that only lets go (release, flush,
+/// forget). Opening a file, reading it and every change fail with EIO.
+fn answered_when_shut_down(op: fuse_opcode) -> bool {
+    use fuse_opcode::*;
+    matches!(
+        op,
+        FUSE_INIT
+            | FUSE_DESTROY
+            | FUSE_LOOKUP
+            | FUSE_GETATTR
+            | FUSE_STATX
+            | FUSE_STATFS
+            | FUSE_OPENDIR
+            | FUSE_READDIR
+            | FUSE_READDIRPLUS
+            | FUSE_ACCESS
+            | FUSE_GETLK
+            | FUSE_SETLK
+            | FUSE_IOCTL
+            | FUSE_FLUSH
+            | FUSE_RELEASE
+            | FUSE_RELEASEDIR
+            | FUSE_REMOVEMAPPING
+    )
 }
 
 /// The parts of a request header every operation uses.
@@ -304,6 +334,7 @@ impl Server {
                 Ok(job) => return Outcome::Deferred(job),
                 Err(e) => Err(e),
             },
+            Some(op) if self.fs.is_shut_down() && !answered_when_shut_down(op) => Err(Errno::EIO),
             Some(op) => {
                 let (node, args) = (req.node, req.args);
                 self.dispatch(op, req, payload, out).and_then(|()| self.synchronous(op, node, args))
@@ -670,6 +701,12 @@ impl Server {
             FS_IOC_SETFSLABEL => {
                 self.fs.set_fs_label(c, a.read_bytes(FSLABEL_MAX, "fs label")?)?;
                 out.push(&reply);
+                Ok(())
+            }
+            FS_IOC_SHUTDOWN => {
+                self.fs.shutdown(c)?;
+                out.push(&reply);
+                out.push_bytes(&[0u8; 4][..(io.out_size as usize).min(4)]);
                 Ok(())
             }
             FITRIM => {

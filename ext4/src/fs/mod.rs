@@ -15,7 +15,8 @@
 //!   superblock counts);
 //! - [`geometry`], [`statfs`], [`journal_file`]: layout facts, statfs, the
 //!   journal inode handed down to the journal layer;
-//! - [`label`], [`trim`]: volume-wide requests (the label, FITRIM).
+//! - [`label`], [`trim`], [`shutdown`]: volume-wide requests (the label,
+//!   FITRIM, shutting down as at a crash).
 
 pub mod alloc;
 pub mod data;
@@ -25,6 +26,7 @@ pub mod inode;
 pub mod journal_file;
 pub mod label;
 pub mod map;
+pub mod shutdown;
 pub mod statfs;
 pub mod trim;
 pub mod xattr;
@@ -34,7 +36,7 @@ use crate::disk::group_desc::{BG_INODE_UNINIT, GroupDesc};
 use crate::disk::inode::Inode;
 use crate::disk::superblock::{SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{Error, Location, Result};
-use crate::io::{BlockCache, BlockDevice, FileDevice};
+use crate::io::{BlockCache, BlockDevice, FencedDevice, FileDevice};
 use crate::journal::transaction::{DirectWriter, Handle, TxManager};
 use geometry::Geometry;
 use std::path::Path;
@@ -93,6 +95,10 @@ pub struct Ext4 {
     atime: inode::atime::AtimeOptions,
     /// Atimes decided by reads, not yet written (see [`inode::atime`]).
     atimes: Arc<inode::atime::PendingAtimes>,
+    /// The device a writable open writes through, fenced at shutdown.
+    fence: Option<Arc<FencedDevice>>,
+    /// Set by [`Ext4::shutdown`]: no handle begins, nothing is written.
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Ext4 {
@@ -116,7 +122,13 @@ impl Ext4 {
     /// the image needs recovery: on the device itself, or in memory for a
     /// read-only open.
     pub fn open_device(dev: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Ext4> {
+        let fence = (!opts.read_only).then(|| Arc::new(FencedDevice::new(dev.clone())));
+        let dev: Arc<dyn BlockDevice> = match &fence {
+            Some(f) => f.clone(),
+            None => dev,
+        };
         let mut fs = Self::open_replayed(dev, opts)?;
+        fs.fence = fence;
         if !fs.read_only {
             let tx = TxManager::new(fs.dev.clone(), fs.geo.block_size, fs.log_writer()?);
             fs.tx = Some(Arc::new(tx.with_cache(fs.cache.clone()).with_commit_interval(opts.commit_interval)));
@@ -150,6 +162,10 @@ impl Ext4 {
     /// image dirty again until the next close. Nothing to do read-only.
     /// The superblock's free counts equal the group descriptors' sums.
     pub fn close(&self) -> Result<()> {
+        if self.is_shut_down() {
+            // Left as a crash at the shutdown would: the next open recovers.
+            return Ok(());
+        }
         if let Some(tx) = &self.tx {
             self.flush_atimes()?;
             self.close_orphan_file()?;
@@ -200,6 +216,8 @@ impl Ext4 {
             may_inline: Default::default(),
             atime: opts.atime,
             atimes: Default::default(),
+            fence: None,
+            shut_down: Default::default(),
         };
         // Validate every descriptor up front, so that a corrupt table is
         // refused at open rather than in the middle of serving.
@@ -335,6 +353,9 @@ impl Ext4 {
     /// Starts a file-system operation that changes metadata. Only one runs
     /// at a time; readers are never blocked by it.
     pub fn begin(&self) -> Result<Handle<'_>> {
+        if self.is_shut_down() {
+            return Err(Error::ShutDown);
+        }
         Ok(self.tx()?.begin())
     }
 

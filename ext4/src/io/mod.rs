@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod counting_device;
 pub mod device;
+pub mod fence;
 pub mod file_device;
 pub mod image_lock;
 pub mod mem_device;
@@ -12,6 +13,7 @@ pub mod recording_device;
 pub use cache::BlockCache;
 pub use counting_device::CountingDevice;
 pub use device::BlockDevice;
+pub use fence::FencedDevice;
 pub use file_device::FileDevice;
 pub use mem_device::MemDevice;
 pub use overlay::OverlayDevice;
