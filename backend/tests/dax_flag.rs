@@ -21,16 +21,11 @@ const FS_XFLAG_DAX: u32 = 0x8000;
 
 /// `xfs_io -c "chattr +x"` (or `-x`): FSGETXATTR, change the bit, FSSETXATTR.
 fn chattr_x(c: &mut Client, node: u64, fh: u64, dir: bool, on: bool) {
-    let flags = if dir { FUSE_IOCTL_DIR } else { 0 };
-    let get = fuse_ioctl_in { fh, flags, cmd: FS_IOC_FSGETXATTR, arg: 0, in_size: 0, out_size: 28 };
-    let body = c.ok(fuse_opcode::FUSE_IOCTL, node, get.as_bytes());
-    let (_, fsx) = fuse_ioctl_out::read_from_prefix(&body).unwrap();
-    let mut fsx = fsx.to_vec();
+    let mut fsx = c.ioctl(node, fh, dir, FS_IOC_FSGETXATTR, &[], 28);
     let x = u32::from_le_bytes(fsx[..4].try_into().unwrap());
     let x = if on { x | FS_XFLAG_DAX } else { x & !FS_XFLAG_DAX };
     fsx[..4].copy_from_slice(&x.to_le_bytes());
-    let set = fuse_ioctl_in { fh, flags, cmd: FS_IOC_FSSETXATTR, arg: 0, in_size: 28, out_size: 0 };
-    c.ok(fuse_opcode::FUSE_IOCTL, node, &cat(&[set.as_bytes(), &fsx]));
+    c.ioctl(node, fh, dir, FS_IOC_FSSETXATTR, &fsx, 0);
 }
 
 fn dax_attr(c: &mut Client, node: u64) -> bool {

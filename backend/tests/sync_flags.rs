@@ -20,18 +20,13 @@ const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
 const FL_SYNC: u64 = 0x8;
 const FL_DIRSYNC: u64 = 0x1_0000;
 
-/// chattr: FS_IOC_GETFLAGS, then FS_IOC_SETFLAGS with `add` set, through
-/// FUSE_IOCTL as the kernel sends them.
+/// chattr: FS_IOC_GETFLAGS, then FS_IOC_SETFLAGS with `add` set.
 fn add_flags(c: &mut Client, node: u64, fh: u64, dir: bool, add: u64) {
-    let flags = if dir { FUSE_IOCTL_DIR } else { 0 };
-    let get = fuse_ioctl_in { fh, flags, cmd: FS_IOC_GETFLAGS, arg: 0, in_size: 0, out_size: 8 };
-    let body = c.ok(fuse_opcode::FUSE_IOCTL, node, get.as_bytes());
-    let (_, old) = fuse_ioctl_out::read_from_prefix(&body).unwrap();
+    let old = c.ioctl(node, fh, dir, FS_IOC_GETFLAGS, &[], 8);
     let mut word = [0u8; 8];
-    word[..old.len()].copy_from_slice(old);
+    word[..old.len()].copy_from_slice(&old);
     let new = u64::from_le_bytes(word) | add;
-    let set = fuse_ioctl_in { fh, flags, cmd: FS_IOC_SETFLAGS, arg: 0, in_size: 8, out_size: 0 };
-    c.ok(fuse_opcode::FUSE_IOCTL, node, &cat(&[set.as_bytes(), &new.to_le_bytes()]));
+    c.ioctl(node, fh, dir, FS_IOC_SETFLAGS, &new.to_le_bytes(), 0);
 }
 
 /// What a crash right now would leave: the image as it is on disk,

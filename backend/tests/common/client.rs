@@ -169,6 +169,23 @@ impl Client {
         self.call(fuse_opcode::FUSE_READ, node, r.as_bytes())
     }
 
+    /// FUSE_IOCTL `cmd` on `node` through handle `fh` (a directory's with
+    /// `dir`), restricted as the kernel sends it: `input` as the argument,
+    /// up to `out_size` bytes back. The bytes the ioctl answered.
+    pub fn ioctl(&mut self, node: u64, fh: u64, dir: bool, cmd: u32, input: &[u8], out_size: u32) -> Vec<u8> {
+        let io = fuse_ioctl_in {
+            fh,
+            flags: if dir { FUSE_IOCTL_DIR } else { 0 },
+            cmd,
+            arg: 0,
+            in_size: input.len() as u32,
+            out_size,
+        };
+        let body = self.ok(fuse_opcode::FUSE_IOCTL, node, &cat(&[io.as_bytes(), input]));
+        let (_, data) = fuse_ioctl_out::read_from_prefix(&body).unwrap();
+        data.to_vec()
+    }
+
     /// RELEASE of a file handle; its errno.
     pub fn release(&mut self, node: u64, fh: u64) -> i32 {
         let r = fuse_release_in { fh, ..Default::default() };
