@@ -313,6 +313,10 @@ fn shutdown_stops_every_write_and_the_next_open_recovers() {
         let img = image(&s, "fs.img", "16M");
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
         let synced = file(&fs, ext4::ROOT_INO, "synced", b"fsynced before");
+        // An open file unlinked before the shutdown: an orphan.
+        let open = file(&fs, ext4::ROOT_INO, "open", b"unlinked while open");
+        fs.open_inode(open);
+        fs.unlink(ext4::ROOT_INO, b"open").unwrap();
         fs.fsync().unwrap();
         file(&fs, ext4::ROOT_INO, "completed", b"completed, not fsynced");
         fs.shutdown(mode).unwrap();
@@ -323,6 +327,7 @@ fn shutdown_stops_every_write_and_the_next_open_recovers() {
         assert!(matches!(fs.set_label(b"late"), Err(Error::ShutDown)));
         assert!(matches!(fs.trim(0, u64::MAX, 0), Err(Error::ShutDown)));
         assert_eq!(contents(&fs, synced), b"fsynced before", "reads go on");
+        fs.close_inode(open).unwrap();
         fs.shutdown(mode).unwrap();
         fs.close().unwrap();
         drop(fs);
@@ -332,6 +337,7 @@ fn shutdown_stops_every_write_and_the_next_open_recovers() {
         );
         let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
         assert!(fs.recovery_report().is_some(), "{mode:?}: the next open recovers the journal");
+        assert!(fs.read_inode(open).unwrap().links_count() == 0, "the orphan was freed by the next open");
         let root = fs.read_inode(ext4::ROOT_INO).unwrap();
         assert_eq!(contents(&fs, fs.lookup(&root, b"synced").unwrap().unwrap().ino), b"fsynced before");
         let completed = fs.lookup(&root, b"completed").unwrap();
