@@ -5,7 +5,8 @@
 //!   image file (its allocated size drops by them, their bytes read as
 //!   zeros), leaves every file, the journal and blocks reserved by an
 //!   allocation in flight alone, refuses what `ext4_trim_fs` refuses, and
-//!   runs safely beside writers;
+//!   runs safely beside writers (an allocation waits while a group is
+//!   punched: a test pauses FITRIM inside its discard);
 //! - the volume label is set in one handle, read back, shown by dumpe2fs,
 //!   and refused past 16 bytes;
 //! - new inodes inherit SYNC, DIRSYNC, NODUMP, NOATIME and DAX from their
@@ -190,6 +191,93 @@ fn trim_leaves_reserved_blocks_and_runs_beside_writers() {
     for (ino, body) in &kept {
         assert!(contents(&fs, *ino) == *body, "inode {ino} after reopening");
     }
+}
+
+/// A device whose first discard stops until released: the moment a
+/// FITRIM has looked at a group's bitmap and is punching its free runs.
+struct PauseOnDiscard {
+    inner: Arc<dyn ext4::io::BlockDevice>,
+    /// (paused, released)
+    state: Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>,
+}
+
+impl ext4::io::BlockDevice for PauseOnDiscard {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> ext4::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> ext4::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn flush(&self) -> ext4::Result<()> {
+        self.inner.flush()
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn discard(&self, offset: u64, len: u64) -> ext4::Result<()> {
+        let (lock, cv) = &*self.state;
+        let mut st = lock.lock().unwrap();
+        st.0 = true;
+        cv.notify_all();
+        while !st.1 {
+            st = cv.wait(st).unwrap();
+        }
+        drop(st);
+        self.inner.discard(offset, len)
+    }
+}
+
+/// The race FITRIM must not lose: between its look at a group's bitmap and
+/// the hole it punches, an allocation takes one of those free blocks and
+/// writes data there, which the punch then zeroes. Paused inside the
+/// first discard, FITRIM holds the journal handle, so a writer that needs
+/// blocks waits until the punch is done, and its data survives.
+#[test]
+fn an_allocation_waits_while_fitrim_punches_a_group() {
+    let s = Scratch::new("trim-race");
+    let img = image(&s, "fs.img", "64M");
+    let state = Arc::new((std::sync::Mutex::new((false, false)), std::sync::Condvar::new()));
+    let file_dev = Arc::new(ext4::io::FileDevice::open(&img, false).unwrap());
+    let dev = Arc::new(PauseOnDiscard { inner: file_dev, state: state.clone() });
+    let fs = Arc::new(Ext4::open_device(dev, &OpenOptions::default()).unwrap());
+    file(&fs, ext4::ROOT_INO, "gone", &junk(8 << 20, 5));
+    fs.unlink(ext4::ROOT_INO, b"gone").unwrap();
+    fs.fsync().unwrap();
+    let trimmer = {
+        let fs = fs.clone();
+        std::thread::spawn(move || fs.trim(0, u64::MAX, 0).unwrap())
+    };
+    {
+        let (lock, cv) = &*state;
+        let mut st = lock.lock().unwrap();
+        while !st.0 {
+            st = cv.wait(st).unwrap();
+        }
+    }
+    let body = junk(1 << 20, 77);
+    let writer = {
+        let (fs, body) = (fs.clone(), body.clone());
+        std::thread::spawn(move || {
+            let ino = file(&fs, ext4::ROOT_INO, "new", &body);
+            fs.fsync().unwrap();
+            ino
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!writer.is_finished(), "an allocation went ahead while FITRIM was punching the free blocks it saw");
+    {
+        let (lock, cv) = &*state;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    assert!(trimmer.join().unwrap() > 0);
+    let ino = writer.join().unwrap();
+    assert!(contents(&fs, ino) == body, "the data written after the trim survives it");
+    fs.close().unwrap();
+    drop(fs);
+    assert_fsck_clean(&img);
+    let fs = Ext4::open(&img, &OpenOptions::default()).unwrap();
+    assert!(contents(&fs, ino) == body, "and is in the image");
 }
 
 #[test]

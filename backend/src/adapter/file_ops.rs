@@ -9,7 +9,7 @@ use super::errno::{Errno, FsResult};
 use super::handles::Handle;
 use super::xattr_ops::CAPABILITY_XATTR;
 use crate::fuse::wire::{ReplyBuf, ReplySink};
-use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA};
+use ext4::disk::inode::{FL_APPEND, FL_IMMUTABLE, FL_INLINE_DATA, FL_SYNC};
 use ext4::fs::data::fallocate::FallocMode;
 use ext4::fs::data::io::{DataSource, SliceSource};
 use ext4::fs::inode::setattr::SetAttr;
@@ -285,6 +285,11 @@ impl Ext4Fs {
         } else {
             self.fs.write_from(inode.ino, offset, data)?
         };
+        // chattr +S: durable before the reply (the flags were read above,
+        // so the hot path reads no inode for it).
+        if inode.flags() & FL_SYNC != 0 {
+            self.fsync()?;
+        }
         Ok(n as u32)
     }
 

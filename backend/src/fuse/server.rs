@@ -386,12 +386,13 @@ impl Server {
 
     /// chattr +S and +D: a request that changed a file flagged FL_SYNC,
     /// or the entries of a directory flagged FL_SYNC or FL_DIRSYNC, is
-    /// durable before its reply (ext4's `IS_SYNC` and `IS_DIRSYNC`).
+    /// durable before its reply (ext4's `IS_SYNC` and `IS_DIRSYNC`). WRITE
+    /// does it itself ([`Ext4Fs::write_from`]), with the inode it read.
     fn synchronous(&self, op: fuse_opcode, node: u64, mut a: ArgReader<'_>) -> FsResult<()> {
         use fuse_opcode::*;
         let dir_flags = FL_SYNC | FL_DIRSYNC;
         match op {
-            FUSE_WRITE | FUSE_SETATTR | FUSE_FALLOCATE | FUSE_SETXATTR | FUSE_REMOVEXATTR => {
+            FUSE_SETATTR | FUSE_FALLOCATE | FUSE_SETXATTR | FUSE_REMOVEXATTR => {
                 self.fs.sync_if_flagged(&[node], FL_SYNC)
             }
             FUSE_COPY_FILE_RANGE => {

@@ -212,8 +212,17 @@ impl Superblock {
     }
     /// The volume label, trimmed at the first NUL.
     pub fn label(&self) -> String {
-        let end = self.volume_name.iter().position(|&b| b == 0).unwrap_or(16);
-        String::from_utf8_lossy(&self.volume_name[..end]).into_owned()
+        String::from_utf8_lossy(self.label_bytes()).into_owned()
+    }
+    /// The volume label's bytes, up to the first NUL (or all 16).
+    pub fn label_bytes(&self) -> &[u8] {
+        let end = self.volume_name.iter().position(|&b| b == 0).unwrap_or(self.volume_name.len());
+        &self.volume_name[..end]
+    }
+    /// Stores `label` (at most 16 bytes, the caller checks) NUL-padded.
+    pub fn set_label_bytes(&mut self, label: &[u8]) {
+        self.volume_name = [0; 16];
+        self.volume_name[..label.len()].copy_from_slice(label);
     }
     /// Whether directory hashes treat name bytes as unsigned chars.
     pub fn hash_unsigned(&self) -> bool {
